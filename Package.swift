@@ -1,0 +1,65 @@
+// swift-tools-version:6.1
+// Cove — a confidential-device (TEE-IO) emulator. Module layout: ../shared/design/ARCHITECTURE.md.
+import PackageDescription
+
+let strictSettings: [SwiftSetting] = [
+  .enableUpcomingFeature("ExistentialAny"),
+  .enableUpcomingFeature("MemberImportVisibility"),
+  .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+  name: "Cove",
+  products: [
+    .executable(name: "cove", targets: ["cove"]),
+    .executable(name: "cove-bench", targets: ["cove-bench"]),
+    .library(name: "CoveCrypto", targets: ["CoveCrypto"]),
+    .library(name: "CoveWire", targets: ["CoveWire"]),
+    .library(name: "PCIe", targets: ["PCIe"]),
+    .library(name: "SPDM", targets: ["SPDM"]),
+    .library(name: "CoveCommands", targets: ["CoveCommands"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
+  ],
+  targets: [
+    // OpenSSL from the system (libssl-dev); the Makefile checks for it before building.
+    .systemLibrary(
+      name: "COpenSSL",
+      pkgConfig: "openssl",
+      providers: [.apt(["libssl-dev"])]
+    ),
+    .target(name: "CoveCrypto", dependencies: ["COpenSSL"], swiftSettings: strictSettings),
+    .target(name: "CoveWire", swiftSettings: strictSettings),
+    .target(name: "PCIe", dependencies: ["CoveWire"], swiftSettings: strictSettings),
+    .target(name: "SPDM", dependencies: ["CoveWire", "CoveCrypto", "PCIe"], swiftSettings: strictSettings),
+    .target(
+      name: "CoveCommands",
+      dependencies: [
+        "CoveCrypto", "CoveWire", "PCIe", "SPDM",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ],
+      swiftSettings: strictSettings
+    ),
+    .executableTarget(name: "cove", dependencies: ["CoveCommands"], swiftSettings: strictSettings),
+    .executableTarget(
+      name: "cove-bench",
+      dependencies: ["CoveCrypto", "CoveWire", "PCIe", "SPDM", "CoveCommands"],
+      swiftSettings: strictSettings
+    ),
+    .testTarget(name: "CoveWireTests", dependencies: ["CoveWire"], swiftSettings: strictSettings),
+    .testTarget(name: "CoveCryptoTests", dependencies: ["CoveCrypto"], swiftSettings: strictSettings),
+    .testTarget(name: "PCIeTests", dependencies: ["PCIe", "CoveWire"], swiftSettings: strictSettings),
+    .testTarget(
+      name: "SPDMTests",
+      dependencies: ["SPDM", "PCIe", "CoveWire", "CoveCrypto"],
+      resources: [.copy("Fixtures")],
+      swiftSettings: strictSettings
+    ),
+    .testTarget(
+      name: "CoveCommandsTests",
+      dependencies: ["CoveCommands", "SPDM", "CoveCrypto"],
+      swiftSettings: strictSettings
+    ),
+  ]
+)
