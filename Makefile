@@ -1,0 +1,62 @@
+# Cove — build, run, test, bench, fuzz. `make help` lists the targets.
+SWIFT ?= swift
+FUZZ_RUNS ?= 1000000
+FUZZ_TARGETS ?= FuzzDOE FuzzSPDMDecoders FuzzResponder
+
+.PHONY: all build release run test bench fuzz format check-deps help clean
+
+all: build
+
+help:
+	@echo "make build   debug build of every target"
+	@echo "make run     release build, then 'cove run' (attest the built-in emulated device)"
+	@echo "make test    build and run every test"
+	@echo "make bench   release build, then the benchmark (figures beside their baselines)"
+	@echo "make fuzz    libFuzzer targets, FUZZ_RUNS=$(FUZZ_RUNS) runs each"
+	@echo "make format  swift format with the committed .swift-format"
+
+# OpenSSL comes from the system (Sources/COpenSSL is a system library over libssl-dev).
+# On a fresh Debian/Ubuntu machine we install it when we can (root, apt-get present); otherwise we
+# stop and say exactly what to install.
+check-deps:
+	@command -v $(SWIFT) >/dev/null 2>&1 || { echo "error: swift not found on PATH (Cove needs Swift 6.1 or newer)"; exit 1; }
+	@if ! pkg-config --exists openssl 2>/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "OpenSSL development files (libssl-dev) and pkg-config are missing: installing them with apt-get"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libssl-dev pkg-config) >/dev/null || \
+	      { echo "error: 'apt-get install libssl-dev pkg-config' failed; install them and retry"; exit 1; }; \
+	  else \
+	    echo "error: OpenSSL development files not found by pkg-config."; \
+	    echo "       Install them: sudo apt-get install libssl-dev pkg-config   (Fedora: sudo dnf install openssl-devel pkgconf)"; \
+	    exit 1; \
+	  fi; \
+	fi
+	@command -v openssl >/dev/null 2>&1 || { echo "note: the openssl command line is missing; tests that cross-check against it need it (apt-get install openssl)"; }
+
+build: check-deps
+	$(SWIFT) build
+
+release: check-deps
+	$(SWIFT) build -c release --product cove
+
+run: release
+	$$($(SWIFT) build -c release --show-bin-path)/cove run
+
+test: check-deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+bench: check-deps
+	$(SWIFT) build -c release --product cove-bench
+	$$($(SWIFT) build -c release --show-bin-path)/cove-bench
+
+fuzz: check-deps
+	@for target in $(FUZZ_TARGETS); do \
+	  Fuzz/run.sh $$target $(FUZZ_RUNS) || exit 1; \
+	done
+
+format:
+	$(SWIFT) format --configuration .swift-format -i -r Package.swift Sources Tests Fuzz/Sources
+
+clean:
+	rm -rf .build Fuzz/.build
