@@ -1,1 +1,3 @@
-print("cove")
+import CoveCommands
+
+CoveCommand.main()

@@ -1,0 +1,680 @@
+public import CoveCrypto
+public import CoveWire
+
+/// An SPDM requester (the host TSM's side of DSP0274 1.2/1.3) as a state machine that does no I/O.
+///
+/// Each operation is a pair: a `…Request` method returns the bytes to send and records what is
+/// pending; the matching `handle…` method checks the response against it and against the policy.
+/// The machine keeps the same transcripts as the responder (A, B, C, L1, the TH transcript), so
+/// every signature and verify-data value is recomputed independently and a responder that deviates
+/// by one byte is caught. ``SPDMRequesterDriver`` runs these pairs over a transport.
+public struct SPDMRequester {
+  public let policy: SPDMRequesterPolicy
+  /// Set by DW-padded transports (DOE): see ``decode(_:_:)``.
+  public var allowsTransportPadding = false
+  public private(set) var version: SPDMVersion?
+  public private(set) var responderVersions: [SPDMVersion] = []
+  public private(set) var responderCapabilities: ResponderCapabilities = []
+  public private(set) var responderDataTransferSize: UInt32 = 0
+  public private(set) var algorithms: SPDMNegotiatedAlgorithms?
+  public private(set) var digests: [[UInt8]] = []
+  /// The verified slot-0 chain, root first, and the SPDM-format chain it came in.
+  public private(set) var certificateChain: [X509Certificate] = []
+  public private(set) var spdmCertificateChain: SPDMCertificateChain?
+  /// Summary hashes the responder committed to in CHALLENGE_AUTH / KEY_EXCHANGE_RSP.
+  public private(set) var committedSummaryHash: (type: MeasurementSummaryHashType, hash: [UInt8])?
+  public private(set) var sessions: [UInt32: SPDMSessionKeys] = [:]
+
+  private let entropy: any EntropySource
+  private var pending: Pending?
+  private var messageA: [UInt8] = []
+  private var messageB: [UInt8] = []
+  private var messageM: [UInt8] = []
+  private var sessionMessageM: [UInt32: [UInt8]] = [:]
+  private var certificateBuffer: [UInt8] = []
+  private var leafKey: ECPublicKey?
+
+  private enum Pending {
+    case version(request: [UInt8])
+    case capabilities(request: [UInt8])
+    case algorithms(request: [UInt8])
+    case digests(request: [UInt8])
+    case certificate(request: [UInt8], offset: Int, length: Int)
+    case challenge(request: [UInt8], summaryType: MeasurementSummaryHashType)
+    case measurements(request: [UInt8], message: GetMeasurementsRequest, sessionID: UInt32?)
+    case keyExchange(
+      request: [UInt8], ephemeral: ECPrivateKey, summaryType: MeasurementSummaryHashType, requesterSessionID: UInt16)
+    case finish(sessionID: UInt32)
+    case heartbeat(sessionID: UInt32)
+    case keyUpdate(sessionID: UInt32, operation: KeyUpdateOperation, tag: UInt8)
+    case endSession(sessionID: UInt32)
+    case vendorDefined(sessionID: UInt32?)
+  }
+
+  public init(policy: SPDMRequesterPolicy, entropy: any EntropySource) {
+    self.policy = policy
+    self.entropy = entropy
+  }
+
+  // MARK: Response plumbing
+
+  /// Parses the header, turns ERROR into a thrown error and checks code and version.
+  private func check(_ response: [UInt8], expected: SPDMResponseCode) throws(SPDMRequesterError) {
+    var reader = ByteReader(response)
+    let header: SPDMHeader
+    do { header = try SPDMHeader(parsing: &reader) } catch { throw .malformedResponse(error) }
+    if header.code == SPDMResponseCode.error.rawValue {
+      do {
+        let error = try ErrorResponse(parsing: response)
+        throw SPDMRequesterError.responderError(error.errorCode, data: error.errorData)
+      } catch let error as SPDMRequesterError {
+        throw error
+      } catch {
+        throw .malformedResponse(error as? WireError ?? WireError(.invalidValue, at: 0, field: "ERROR"))
+      }
+    }
+    guard header.code == expected.rawValue else {
+      throw .unexpectedResponse(expected: expected, got: header.code)
+    }
+    if expected != .version, let version, header.version != version {
+      throw .versionMismatch(expected: version, got: header.version)
+    }
+  }
+
+  private func decode<Message>(_ body: () throws(WireError) -> Message) throws(SPDMRequesterError) -> Message {
+    do { return try body() } catch { throw .malformedResponse(error) }
+  }
+
+  /// Decodes a response; under a DW-padded transport (DOE) a response followed by up to three zero
+  /// bytes is accepted and `response` is trimmed to the message itself, which is what transcripts
+  /// hash (PCIe 6.x §6.30.1: objects are whole DWs; SPDM messages are not).
+  private func decode<Message>(
+    _ response: inout [UInt8], _ body: ([UInt8]) throws(WireError) -> Message
+  ) throws(SPDMRequesterError) -> Message {
+    let firstError: WireError
+    do { return try body(response) } catch { firstError = error }
+    if allowsTransportPadding {
+      var trimmed = response
+      while let last = trimmed.last, last == 0, response.count - trimmed.count < 3 {
+        trimmed.removeLast()
+        if let message = try? body(trimmed) {
+          response = trimmed
+          return message
+        }
+      }
+    }
+    throw .malformedResponse(firstError)
+  }
+
+  private mutating func take() throws(SPDMRequesterError) -> Pending {
+    guard let pending else { throw .outOfOrder("response with no request pending") }
+    self.pending = nil
+    return pending
+  }
+
+  private func negotiated() throws(SPDMRequesterError) -> SPDMNegotiatedAlgorithms {
+    guard let algorithms else { throw .outOfOrder("algorithms not negotiated") }
+    return algorithms
+  }
+
+  // MARK: VCA (DSP0274 §10.2–§10.4)
+
+  public mutating func getVersionRequest() -> [UInt8] {
+    let request = GetVersionRequest().encode()
+    version = nil
+    algorithms = nil
+    sessions = [:]
+    committedSummaryHash = nil
+    digests = []
+    certificateChain = []
+    spdmCertificateChain = nil
+    certificateBuffer = []
+    leafKey = nil
+    messageA = []
+    messageB = []
+    messageM = []
+    pending = .version(request: request)
+    return request
+  }
+
+  /// Chooses the highest version both sides speak.
+  @discardableResult
+  public mutating func handleVersion(_ response: [UInt8]) throws(SPDMRequesterError) -> SPDMVersion {
+    var response = response
+    guard case .version(let request) = try take() else { throw .outOfOrder("VERSION") }
+    try check(response, expected: .version)
+    let message = try decode(&response) { bytes throws(WireError) in try VersionResponse(parsing: bytes) }
+    responderVersions = message.versions
+    guard let chosen = policy.versions.filter(message.versions.contains).max() else {
+      throw .noCommonVersion(offered: message.versions)
+    }
+    version = chosen
+    messageA = request + response
+    return chosen
+  }
+
+  public mutating func getCapabilitiesRequest() throws(SPDMRequesterError) -> [UInt8] {
+    guard let version else { throw .outOfOrder("GET_CAPABILITIES before VERSION") }
+    let request = GetCapabilitiesRequest(
+      version: version, ctExponent: policy.ctExponent, flags: policy.capabilities,
+      dataTransferSize: policy.dataTransferSize, maxSPDMMessageSize: policy.maxSPDMMessageSize
+    ).encode()
+    pending = .capabilities(request: request)
+    return request
+  }
+
+  @discardableResult
+  public mutating func handleCapabilities(_ response: [UInt8]) throws(SPDMRequesterError) -> ResponderCapabilities {
+    var response = response
+    guard case .capabilities(let request) = try take() else { throw .outOfOrder("CAPABILITIES") }
+    try check(response, expected: .capabilities)
+    let message = try decode(&response) { bytes throws(WireError) in try CapabilitiesResponse(parsing: bytes) }
+    responderCapabilities = message.flags
+    responderDataTransferSize = message.dataTransferSize
+    messageA += request + response
+    return message.flags
+  }
+
+  public mutating func negotiateAlgorithmsRequest() throws(SPDMRequesterError) -> [UInt8] {
+    guard let version else { throw .outOfOrder("NEGOTIATE_ALGORITHMS before VERSION") }
+    let request = NegotiateAlgorithmsRequest(
+      version: version, measurementSpecification: .dmtf, otherParamsSupport: 0x02,
+      baseAsymAlgorithms: policy.baseAsymAlgorithms, baseHashAlgorithms: policy.baseHashAlgorithms,
+      dheGroups: policy.dheGroups, aeadCipherSuites: policy.aeadCipherSuites,
+      requesterBaseAsymAlgorithms: [], keySchedules: .spdm
+    ).encode()
+    pending = .algorithms(request: request)
+    return request
+  }
+
+  /// Checks that every selection is a single algorithm the policy offered.
+  @discardableResult
+  public mutating func handleAlgorithms(_ response: [UInt8]) throws(SPDMRequesterError) -> SPDMNegotiatedAlgorithms {
+    var response = response
+    guard case .algorithms(let request) = try take(), let version else { throw .outOfOrder("ALGORITHMS") }
+    try check(response, expected: .algorithms)
+    let message = try decode(&response) { bytes throws(WireError) in try AlgorithmsResponse(parsing: bytes) }
+    func single<Option: OptionSet>(_ selected: Option, _ offered: Option, _ name: String) throws(SPDMRequesterError)
+    where Option.RawValue: FixedWidthInteger, Option.Element == Option {
+      guard selected.rawValue.nonzeroBitCount == 1, offered.isSuperset(of: selected) else {
+        throw .algorithmMismatch(
+          selected.rawValue == 0
+            ? "no common \(name)" : "\(name) 0x\(String(selected.rawValue, radix: 16)) was not offered")
+      }
+    }
+    try single(message.baseHashSelection, policy.baseHashAlgorithms, "BaseHashAlgo")
+    try single(message.baseAsymSelection, policy.baseAsymAlgorithms, "BaseAsymAlgo")
+    if policy.capabilities.contains(.keyEx) && responderCapabilities.contains(.keyEx) {
+      try single(message.dheGroup, policy.dheGroups, "DHE group")
+      try single(message.aeadCipherSuite, policy.aeadCipherSuites, "AEAD cipher suite")
+    }
+    do {
+      algorithms = try SPDMNegotiatedAlgorithms(
+        version: version, baseHash: message.baseHashSelection, baseAsym: message.baseAsymSelection,
+        dheGroup: message.dheGroup, aead: message.aeadCipherSuite,
+        measurementHash: message.measurementHashAlgorithm,
+        measurementSpecification: message.measurementSpecificationSelection)
+    } catch {
+      throw .algorithmMismatch(error.description)
+    }
+    messageA += request + response
+    return algorithms!
+  }
+
+  // MARK: Certificates (DSP0274 §10.5, §10.6)
+
+  public mutating func getDigestsRequest() throws(SPDMRequesterError) -> [UInt8] {
+    let algorithms = try negotiated()
+    guard responderCapabilities.contains(.cert) else { throw .missingCapability("CERT_CAP") }
+    let request = GetDigestsRequest(version: algorithms.version).encode()
+    messageM = []
+    pending = .digests(request: request)
+    return request
+  }
+
+  @discardableResult
+  public mutating func handleDigests(_ response: [UInt8]) throws(SPDMRequesterError) -> [[UInt8]] {
+    var response = response
+    guard case .digests(let request) = try take() else { throw .outOfOrder("DIGESTS") }
+    let algorithms = try negotiated()
+    try check(response, expected: .digests)
+    let message = try decode(&response) { bytes throws(WireError) in
+      try DigestsResponse(parsing: bytes, hashSize: algorithms.hashSize)
+    }
+    guard message.provisionedSlotMask & 0x01 != 0 else { throw .certificateFormat("slot 0 not provisioned") }
+    digests = message.digests
+    messageB += request + response
+    return message.digests
+  }
+
+  /// The next GET_CERTIFICATE for slot 0, or nil once the whole chain has arrived.
+  public mutating func nextCertificateRequest() throws(SPDMRequesterError) -> [UInt8]? {
+    let algorithms = try negotiated()
+    guard responderCapabilities.contains(.cert) else { throw .missingCapability("CERT_CAP") }
+    if spdmCertificateChain != nil { return nil }
+    let offset = certificateBuffer.count
+    let request = GetCertificateRequest(
+      version: algorithms.version, slotID: 0, offset: UInt16(offset), length: policy.certificateChunkSize
+    ).encode()
+    messageM = []
+    pending = .certificate(request: request, offset: offset, length: Int(policy.certificateChunkSize))
+    return request
+  }
+
+  /// Accepts one portion; when the remainder is zero, parses and verifies the chain.
+  /// - Returns: true when the chain is complete and verified.
+  @discardableResult
+  public mutating func handleCertificate(_ response: [UInt8]) throws(SPDMRequesterError) -> Bool {
+    var response = response
+    guard case .certificate(let request, let offset, let length) = try take() else {
+      throw .outOfOrder("CERTIFICATE")
+    }
+    let algorithms = try negotiated()
+    try check(response, expected: .certificate)
+    let message = try decode(&response) { bytes throws(WireError) in try CertificateResponse(parsing: bytes) }
+    // DSP0274 §10.6: a portion may be shorter than asked, never longer, and the chain is at most
+    // 65535 bytes (its Length field is a u16).
+    guard message.portion.count <= length, !message.portion.isEmpty || message.remainderLength == 0,
+      offset + message.portion.count + Int(message.remainderLength) <= Int(UInt16.max)
+    else { throw .certificateFormat("portion of \(message.portion.count) bytes for a request of \(length)") }
+    certificateBuffer += message.portion
+    messageB += request + response
+    if message.remainderLength > 0 { return false }
+    let chain = try decode { () throws(WireError) in
+      try SPDMCertificateChain(parsing: certificateBuffer, hashSize: algorithms.hashSize)
+    }
+    if let digest = digests.first, !ConstantTime.equals(digest, algorithms.hash.hash(certificateBuffer)) {
+      throw .certificateDigestMismatch
+    }
+    let ders = try decode { () throws(WireError) in try chain.certificateDERs() }
+    var certificates: [X509Certificate] = []
+    for der in ders {
+      do { certificates.append(try X509Certificate(der: der)) } catch {
+        throw .certificateFormat("certificate \(certificates.count): \(error)")
+      }
+    }
+    guard let root = certificates.first,
+      ConstantTime.equals(chain.rootHash, algorithms.hash.hash(root.der))
+    else { throw .certificateFormat("RootHash does not match the first certificate") }
+    let verified: [X509Certificate]
+    do {
+      verified = try CertificateChainVerifier(trustAnchors: policy.trustAnchors)
+        .verify(rootToLeaf: certificates, at: policy.validationTime)
+    } catch {
+      throw .certificateChain(error)
+    }
+    _ = verified
+    do {
+      let key = try certificates[certificates.count - 1].publicKey()
+      guard key.curve == algorithms.signatureCurve else {
+        throw SPDMRequesterError.algorithmMismatch("leaf key curve differs from BaseAsymSel")
+      }
+      leafKey = key
+    } catch let error as SPDMRequesterError {
+      throw error
+    } catch {
+      throw .crypto(error as? CryptoError ?? CryptoError(.invalidKey, operation: "leaf public key"))
+    }
+    certificateChain = certificates
+    spdmCertificateChain = chain
+    return true
+  }
+
+  // MARK: Challenge (DSP0274 §10.7)
+
+  public mutating func challengeRequest(
+    summaryType: MeasurementSummaryHashType = .all
+  ) throws(SPDMRequesterError) -> [UInt8] {
+    let algorithms = try negotiated()
+    guard responderCapabilities.contains(.chal) else { throw .missingCapability("CHAL_CAP") }
+    guard spdmCertificateChain != nil else { throw .outOfOrder("CHALLENGE before the certificate chain") }
+    let request = ChallengeRequest(
+      version: algorithms.version, slotID: 0, measurementSummaryHashType: summaryType,
+      nonce: entropy.bytes(count: 32),
+      requesterContext: algorithms.version >= .v13 ? entropy.bytes(count: 8) : []
+    ).encode()
+    messageM = []
+    pending = .challenge(request: request, summaryType: summaryType)
+    return request
+  }
+
+  public mutating func handleChallengeAuth(_ response: [UInt8]) throws(SPDMRequesterError) {
+    var response = response
+    guard case .challenge(let request, let summaryType) = try take() else { throw .outOfOrder("CHALLENGE_AUTH") }
+    let algorithms = try negotiated()
+    try check(response, expected: .challengeAuth)
+    let message = try decode(&response) { bytes throws(WireError) in
+      try ChallengeAuthResponse(
+        parsing: bytes, hashSize: algorithms.hashSize, signatureSize: algorithms.signatureSize,
+        measurementSummaryHashPresent: summaryType != .none)
+    }
+    guard let chain = spdmCertificateChain, let leafKey else { throw .outOfOrder("no certificate chain") }
+    guard ConstantTime.equals(message.certChainHash, algorithms.hash.hash(chain.encode())) else {
+      throw .certificateDigestMismatch
+    }
+    let unsigned = Array(response.dropLast(algorithms.signatureSize))
+    let transcript = messageA + messageB + request + unsigned
+    guard
+      SPDMSigningContext.challengeAuth.verify(
+        message.signature, key: leafKey, hash: algorithms.hash, version: algorithms.version,
+        transcriptHash: algorithms.hash.hash(transcript))
+    else { throw .signatureInvalid("CHALLENGE_AUTH") }
+    messageB = []
+    if summaryType != .none { committedSummaryHash = (summaryType, message.measurementSummaryHash) }
+  }
+
+  // MARK: Measurements (DSP0274 §10.9)
+
+  public mutating func getMeasurementsRequest(
+    operation: UInt8 = 0xFF, signed: Bool = true, sessionID: UInt32? = nil
+  ) throws(SPDMRequesterError) -> [UInt8] {
+    let algorithms = try negotiated()
+    guard !responderCapabilities.intersection([.measNoSig, .measSig]).isEmpty else {
+      throw .missingCapability("MEAS_CAP")
+    }
+    if signed {
+      guard responderCapabilities.contains(.measSig) else { throw .missingCapability("MEAS_CAP (signed)") }
+      guard leafKey != nil else { throw .outOfOrder("signed GET_MEASUREMENTS before the certificate chain") }
+    }
+    let message = GetMeasurementsRequest(
+      version: algorithms.version, signatureRequested: signed, rawBitStreamRequested: true,
+      operation: operation, nonce: signed ? entropy.bytes(count: 32) : nil, slotID: 0,
+      requesterContext: algorithms.version >= .v13 ? entropy.bytes(count: 8) : [])
+    let request = message.encode()
+    pending = .measurements(request: request, message: message, sessionID: sessionID)
+    return request
+  }
+
+  /// Verifies the signature over L1 (when signed) and each block against its reference value.
+  public mutating func handleMeasurements(_ response: [UInt8]) throws(SPDMRequesterError) -> MeasurementsResponse {
+    var response = response
+    guard case .measurements(let request, let message, let sessionID) = try take() else {
+      throw .outOfOrder("MEASUREMENTS")
+    }
+    let algorithms = try negotiated()
+    try check(response, expected: .measurements)
+    let decoded = try decode(&response) { bytes throws(WireError) in
+      try MeasurementsResponse(
+        parsing: bytes, signatureSize: message.signatureRequested ? algorithms.signatureSize : nil)
+    }
+    var accumulated = sessionID.map { sessionMessageM[$0] ?? [] } ?? messageM
+    if message.signatureRequested {
+      accumulated += request + Array(response.dropLast(algorithms.signatureSize))
+      guard let leafKey,
+        SPDMSigningContext.measurements.verify(
+          decoded.signature, key: leafKey, hash: algorithms.hash, version: algorithms.version,
+          transcriptHash: algorithms.hash.hash(messageA + accumulated))
+      else { throw .signatureInvalid("MEASUREMENTS") }
+      accumulated = []
+    } else {
+      accumulated += request + response
+    }
+    if let sessionID { sessionMessageM[sessionID] = accumulated } else { messageM = accumulated }
+    for block in decoded.blocks {
+      if let expected = policy.referenceMeasurements[block.index] {
+        guard let value = block.dmtf?.value, ConstantTime.equals(value, expected) else {
+          throw .measurementMismatch(index: block.index)
+        }
+      }
+    }
+    if message.operation == 0xFF, let committed = committedSummaryHash {
+      let recomputed = MeasurementSummary.hash(type: committed.type, blocks: decoded.blocks, algorithm: algorithms.hash)
+      guard ConstantTime.equals(recomputed, committed.hash) else { throw .measurementSummaryMismatch }
+    }
+    return decoded
+  }
+
+  // MARK: Session establishment (DSP0274 §10.12–§10.14)
+
+  public mutating func keyExchangeRequest(
+    summaryType: MeasurementSummaryHashType = .all
+  ) throws(SPDMRequesterError) -> [UInt8] {
+    let algorithms = try negotiated()
+    guard responderCapabilities.contains(.keyEx) else { throw .missingCapability("KEY_EX_CAP") }
+    guard let dheCurve = algorithms.dheCurve else { throw .algorithmMismatch("no DHE group") }
+    guard spdmCertificateChain != nil else { throw .outOfOrder("KEY_EXCHANGE before the certificate chain") }
+    let ephemeral: ECPrivateKey
+    do { ephemeral = try ECPrivateKey(curve: dheCurve, entropy: entropy) } catch { throw .crypto(error) }
+    var requesterSessionID: UInt16 = 0
+    repeat {
+      let random = entropy.bytes(count: 2)
+      requesterSessionID = UInt16(random[0]) | UInt16(random[1]) << 8
+    } while requesterSessionID == 0 || requesterSessionID == 0xFFFF
+    let request = KeyExchangeRequest(
+      version: algorithms.version, measurementSummaryHashType: summaryType, slotID: 0,
+      requesterSessionID: requesterSessionID, sessionPolicy: 0, randomData: entropy.bytes(count: 32),
+      exchangeData: ephemeral.publicKey.rawXY,
+      opaqueData: SecuredMessageOpaqueData(element: .supportedVersions([0x1100, 0x1000])).encode()
+    ).encode()
+    messageM = []
+    pending = .keyExchange(
+      request: request, ephemeral: ephemeral, summaryType: summaryType, requesterSessionID: requesterSessionID)
+    return request
+  }
+
+  /// Verifies the responder's signature and ResponderVerifyData and derives the handshake keys.
+  /// - Returns: the new session's ID.
+  public mutating func handleKeyExchangeResponse(_ response: [UInt8]) throws(SPDMRequesterError) -> UInt32 {
+    var response = response
+    guard case .keyExchange(let request, let ephemeral, let summaryType, let requesterSessionID) = try take()
+    else { throw .outOfOrder("KEY_EXCHANGE_RSP") }
+    let algorithms = try negotiated()
+    try check(response, expected: .keyExchangeRsp)
+    let message = try decode(&response) { bytes throws(WireError) in
+      try KeyExchangeResponse(
+        parsing: bytes, exchangeDataSize: algorithms.exchangeDataSize, hashSize: algorithms.hashSize,
+        signatureSize: algorithms.signatureSize, measurementSummaryHashPresent: summaryType != .none,
+        responderVerifyDataPresent: true)
+    }
+    guard let chain = spdmCertificateChain, let leafKey else { throw .outOfOrder("no certificate chain") }
+    if !message.opaqueData.isEmpty {
+      let selection = try decode { () throws(WireError) in try SecuredMessageOpaqueData(parsing: message.opaqueData) }
+      guard case .selectedVersion(let selected) = selection.element, [0x1100, 0x1000].contains(selected) else {
+        throw .algorithmMismatch("secured message version selection")
+      }
+    }
+    let sharedSecret: [UInt8]
+    do {
+      let peer = try ECPublicKey(curve: ephemeral.curve, rawXY: message.exchangeData)
+      sharedSecret = try ephemeral.sharedSecret(with: peer)
+    } catch {
+      throw .crypto(error)
+    }
+    let verifyDataSize = algorithms.hashSize
+    let throughSignature = Array(response.dropLast(verifyDataSize))
+    let beforeSignature = Array(throughSignature.dropLast(algorithms.signatureSize))
+    var transcript = IncrementalHash(algorithms.hash)
+    transcript.update(messageA)
+    transcript.update(algorithms.hash.hash(chain.encode()))
+    transcript.update(request)
+    transcript.update(beforeSignature)
+    guard
+      SPDMSigningContext.keyExchangeResponse.verify(
+        message.signature, key: leafKey, hash: algorithms.hash, version: algorithms.version,
+        transcriptHash: transcript.finalize())
+    else { throw .signatureInvalid("KEY_EXCHANGE_RSP") }
+    transcript.update(message.signature)
+    let sessionID = UInt32(requesterSessionID) << 16 | UInt32(message.responderSessionID)
+    var session = SPDMSessionKeys(
+      sessionID: sessionID, algorithms: algorithms, sharedSecret: sharedSecret,
+      transcriptThroughSignature: transcript)
+    guard ConstantTime.equals(session.responderVerifyData, message.responderVerifyData) else {
+      throw .verifyDataMismatch
+    }
+    session.appendTranscript(message.responderVerifyData)
+    sessions[sessionID] = session
+    if summaryType != .none { committedSummaryHash = (summaryType, message.measurementSummaryHash) }
+    return sessionID
+  }
+
+  /// FINISH, sealed under the requester's handshake key.
+  public mutating func finishRequest(sessionID: UInt32) throws(SPDMRequesterError) -> [UInt8] {
+    guard var session = sessions[sessionID] else { throw .unknownSession(sessionID) }
+    guard session.phase == .handshake else { throw .outOfOrder("FINISH on an established session") }
+    let header = SPDMHeader(version: session.algorithms.version, code: SPDMRequestCode.finish.rawValue, param1: 0, param2: 0)
+    var headerWriter = ByteWriter()
+    header.encode(into: &headerWriter)
+    var transcript = session.currentTranscript
+    transcript.update(headerWriter.bytes)
+    let request = FinishRequest(
+      version: session.algorithms.version, signatureIncluded: false, requesterSlotID: 0, signature: [],
+      requesterVerifyData: session.requesterVerifyData(transcriptIncludingFinishHeader: transcript)
+    ).encode()
+    session.appendTranscript(request)
+    sessions[sessionID] = session
+    pending = .finish(sessionID: sessionID)
+    return try seal(request, sessionID: sessionID)
+  }
+
+  /// Opens FINISH_RSP under the responder's handshake key and switches the session to data keys.
+  public mutating func handleFinishResponse(_ record: [UInt8]) throws(SPDMRequesterError) {
+    guard case .finish(let sessionID) = try take() else { throw .outOfOrder("FINISH_RSP") }
+    var response = try open(record, sessionID: sessionID)
+    do {
+      try check(response, expected: .finishRsp)
+    } catch {
+      sessions[sessionID] = nil
+      throw error
+    }
+    _ = try decode(&response) { bytes throws(WireError) in try FinishResponse(parsing: bytes, verifyDataSize: nil) }
+    sessions[sessionID]!.appendTranscript(response)
+    sessions[sessionID]!.establish()
+  }
+
+  // MARK: In-session messages (DSP0274 §10.15–§10.18)
+
+  public mutating func heartbeatRequest(sessionID: UInt32) throws(SPDMRequesterError) -> [UInt8] {
+    let session = try established(sessionID)
+    pending = .heartbeat(sessionID: sessionID)
+    return try seal(HeartbeatRequest(version: session.algorithms.version).encode(), sessionID: sessionID)
+  }
+
+  public mutating func handleHeartbeatAck(_ record: [UInt8]) throws(SPDMRequesterError) {
+    guard case .heartbeat(let sessionID) = try take() else { throw .outOfOrder("HEARTBEAT_ACK") }
+    var response = try open(record, sessionID: sessionID)
+    try check(response, expected: .heartbeatAck)
+    _ = try decode(&response) { bytes throws(WireError) in try HeartbeatAck(parsing: bytes) }
+  }
+
+  public mutating func keyUpdateRequest(
+    sessionID: UInt32, operation: KeyUpdateOperation
+  ) throws(SPDMRequesterError) -> [UInt8] {
+    let session = try established(sessionID)
+    guard responderCapabilities.contains(.keyUpd) else { throw .missingCapability("KEY_UPD_CAP") }
+    let tag = entropy.bytes(count: 1)[0]
+    pending = .keyUpdate(sessionID: sessionID, operation: operation, tag: tag)
+    return try seal(
+      KeyUpdateRequest(version: session.algorithms.version, operation: operation, tag: tag).encode(),
+      sessionID: sessionID)
+  }
+
+  /// Applies the key change the ACK confirms: the requester's key for UpdateKey, both for
+  /// UpdateAllKeys (the ACK itself still came under the old responder key).
+  public mutating func handleKeyUpdateAck(_ record: [UInt8]) throws(SPDMRequesterError) {
+    guard case .keyUpdate(let sessionID, let operation, let tag) = try take() else {
+      throw .outOfOrder("KEY_UPDATE_ACK")
+    }
+    var response = try open(record, sessionID: sessionID)
+    try check(response, expected: .keyUpdateAck)
+    let ack = try decode(&response) { bytes throws(WireError) in try KeyUpdateAck(parsing: bytes) }
+    guard ack.operation == operation, ack.tag == tag else {
+      throw .malformedResponse(WireError(.invalidValue, at: 2, field: "KEY_UPDATE_ACK operation/tag"))
+    }
+    switch operation {
+    case .updateKey: sessions[sessionID]!.updateRequesterKeys()
+    case .updateAllKeys:
+      sessions[sessionID]!.updateRequesterKeys()
+      sessions[sessionID]!.updateResponderKeys()
+    default: break
+    }
+  }
+
+  public mutating func endSessionRequest(sessionID: UInt32) throws(SPDMRequesterError) -> [UInt8] {
+    let session = try established(sessionID)
+    pending = .endSession(sessionID: sessionID)
+    return try seal(
+      EndSessionRequest(version: session.algorithms.version, preserveNegotiatedState: false).encode(),
+      sessionID: sessionID)
+  }
+
+  public mutating func handleEndSessionAck(_ record: [UInt8]) throws(SPDMRequesterError) {
+    guard case .endSession(let sessionID) = try take() else { throw .outOfOrder("END_SESSION_ACK") }
+    var response = try open(record, sessionID: sessionID)
+    sessions[sessionID] = nil
+    sessionMessageM[sessionID] = nil
+    try check(response, expected: .endSessionAck)
+    _ = try decode(&response) { bytes throws(WireError) in try EndSessionAck(parsing: bytes) }
+  }
+
+  /// A VENDOR_DEFINED_REQUEST (TDISP, IDE_KM, or an application message), in a session or not.
+  public mutating func vendorDefinedRequest(
+    standardID: UInt16, vendorID: [UInt8], payload: [UInt8], sessionID: UInt32?
+  ) throws(SPDMRequesterError) -> SPDMTransportMessage {
+    let version = try negotiated().version
+    let request = VendorDefinedRequest(version: version, standardID: standardID, vendorID: vendorID, payload: payload)
+      .encode()
+    pending = .vendorDefined(sessionID: sessionID)
+    guard let sessionID else { return .plain(request) }
+    _ = try established(sessionID)
+    return .secured(try seal(request, sessionID: sessionID))
+  }
+
+  public mutating func handleVendorDefinedResponse(
+    _ message: SPDMTransportMessage
+  ) throws(SPDMRequesterError) -> VendorDefinedResponse {
+    guard case .vendorDefined(let sessionID) = try take() else { throw .outOfOrder("VENDOR_DEFINED_RESPONSE") }
+    var response: [UInt8]
+    switch (message, sessionID) {
+    case (.secured(let record), let sessionID?): response = try open(record, sessionID: sessionID)
+    case (.plain(let bytes), nil): response = bytes
+    case (.plain(let bytes), _?):
+      // A plain answer to a secured request is only legitimate as an ERROR (e.g. DecryptError).
+      try check(bytes, expected: .vendorDefinedResponse)
+      throw .outOfOrder("plain response to a secured request")
+    case (.secured, nil): throw .outOfOrder("secured response to a plain request")
+    }
+    try check(response, expected: .vendorDefinedResponse)
+    return try decode(&response) { bytes throws(WireError) in try VendorDefinedResponse(parsing: bytes) }
+  }
+
+  /// Opens a secured response to a pending in-session request; GET_MEASUREMENTS in a session uses it.
+  public mutating func openSessionResponse(_ record: [UInt8], sessionID: UInt32) throws(SPDMRequesterError) -> [UInt8] {
+    try open(record, sessionID: sessionID)
+  }
+
+  public mutating func sealSessionRequest(_ request: [UInt8], sessionID: UInt32) throws(SPDMRequesterError) -> [UInt8] {
+    try seal(request, sessionID: sessionID)
+  }
+
+  // MARK: Record helpers
+
+  private func established(_ sessionID: UInt32) throws(SPDMRequesterError) -> SPDMSessionKeys {
+    guard let session = sessions[sessionID] else { throw .unknownSession(sessionID) }
+    guard session.phase == .established else { throw .outOfOrder("session 0x\(String(sessionID, radix: 16)) not established") }
+    return session
+  }
+
+  private mutating func seal(_ message: [UInt8], sessionID: UInt32) throws(SPDMRequesterError) -> [UInt8] {
+    guard var session = sessions[sessionID] else { throw .unknownSession(sessionID) }
+    do {
+      let record = try session.sealFromRequester(message)
+      sessions[sessionID] = session
+      return record
+    } catch {
+      throw .secureMessage(error)
+    }
+  }
+
+  private mutating func open(_ record: [UInt8], sessionID: UInt32) throws(SPDMRequesterError) -> [UInt8] {
+    guard var session = sessions[sessionID] else { throw .unknownSession(sessionID) }
+    do {
+      let message = try session.openFromResponder(record)
+      sessions[sessionID] = session
+      return message
+    } catch {
+      // A record that does not authenticate ends the session (DSP0277 §6).
+      sessions[sessionID] = nil
+      throw .secureMessage(error)
+    }
+  }
+}

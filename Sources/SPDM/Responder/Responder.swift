@@ -1,0 +1,604 @@
+public import CoveCrypto
+public import CoveWire
+
+/// An SPDM responder (the device security manager's side of DSP0274 1.2/1.3) as a state machine that
+/// does no I/O: the transport hands it each request and sends back what it returns.
+///
+/// It answers every request, well-formed or not, and survives them all: an out-of-order request
+/// gets UnexpectedRequest, an unknown one UnsupportedRequest, a wrong version VersionMismatch, a
+/// malformed one InvalidRequest, and a secured record that fails authentication DecryptError with
+/// the session torn down (DSP0274 §10.11 "ERROR", DSP0277 §6).
+public struct SPDMResponder {
+  /// Where the connection is in VCA (DSP0274 §9.1 "Connection" ordering).
+  public enum ConnectionState: Sendable, Hashable {
+    case awaitingVersion
+    case awaitingCapabilities
+    case awaitingAlgorithms
+    case negotiated
+  }
+
+  /// Mutable so a scenario can change the device under a live connection (e.g. a firmware update
+  /// that changes measurements).
+  public var configuration: SPDMResponderConfiguration
+  public private(set) var state: ConnectionState = .awaitingVersion
+  /// The version the requester chose in GET_CAPABILITIES.
+  public private(set) var version: SPDMVersion?
+  public private(set) var algorithms: SPDMNegotiatedAlgorithms?
+  public private(set) var requesterCapabilities: RequesterCapabilities = []
+  /// Sessions by session ID.
+  public private(set) var sessions: [UInt32: SPDMSessionKeys] = [:]
+  /// Errors this responder sent, most recent last (for traces and tests).
+  public private(set) var errorsSent: [SPDMErrorCode] = []
+  public var vendorDefinedHandler: (any SPDMVendorDefinedHandler)?
+  /// Set by DW-padded transports (DOE): see ``parse(_:_:)``.
+  public var allowsTransportPadding = false
+
+  private let entropy: any EntropySource
+  /// Message A: GET_VERSION … ALGORITHMS.
+  private var messageA: [UInt8] = []
+  /// Message B: GET_DIGESTS/DIGESTS and GET_CERTIFICATE/CERTIFICATE since the last CHALLENGE.
+  private var messageB: [UInt8] = []
+  /// L1 accumulators: outside any session, and per session (DSP0274 1.2 §10.9 "L1/L2").
+  private var messageM: [UInt8] = []
+  private var sessionMessageM: [UInt32: [UInt8]] = [:]
+  /// The SPDM-format certificate chain of slot 0 under the negotiated hash.
+  private var certificateChain: SPDMCertificateChain?
+
+  public init(configuration: SPDMResponderConfiguration, entropy: any EntropySource) {
+    self.configuration = configuration
+    self.entropy = entropy
+  }
+
+  // MARK: Entry points
+
+  /// Handles one request and returns the response to send, or nil when the request gets no answer.
+  public mutating func respond(to message: SPDMTransportMessage) -> SPDMTransportMessage? {
+    switch message {
+    case .plain(let request):
+      guard let response = handlePlain(request) else { return nil }
+      return .plain(response)
+    case .secured(let record):
+      return handleSecured(record)
+    }
+  }
+
+  private mutating func handlePlain(_ request: [UInt8]) -> [UInt8]? {
+    do {
+      return try dispatch(request, sessionID: nil)
+    } catch {
+      return errorResponse(error)
+    }
+  }
+
+  private mutating func handleSecured(_ record: [UInt8]) -> SPDMTransportMessage? {
+    guard let sessionID = try? SecuredMessage.sessionID(of: record), var session = sessions[sessionID] else {
+      // No session to decrypt with: answer in the clear (DSP0277 §6: the record cannot be trusted).
+      return .plain(errorResponse(ResponderFailure(.invalidRequest)))
+    }
+    let request: [UInt8]
+    do {
+      request = try session.openFromRequester(record)
+    } catch {
+      // DSP0274 §10.11: DecryptError, and the session is terminated; answered in the clear since the
+      // keys may be what failed.
+      endSession(sessionID)
+      return .plain(errorResponse(ResponderFailure(.decryptError)))
+    }
+    sessions[sessionID] = session
+    let response: [UInt8]
+    var endAfterSending = false
+    var updateResponderKeyAfterSending = false
+    do {
+      let outcome = try dispatchSecured(request, sessionID: sessionID)
+      response = outcome.response
+      endAfterSending = outcome.endSession
+      updateResponderKeyAfterSending = outcome.updateResponderKey
+    } catch let failure as ResponderFailure where failure.code == .decryptError {
+      // FINISH verify data mismatch: DecryptError inside the session, then teardown.
+      response = errorResponse(failure)
+      endAfterSending = true
+    } catch {
+      response = errorResponse(error)
+    }
+    guard var current = sessions[sessionID] else { return .plain(response) }
+    let sealed: [UInt8]
+    do {
+      sealed = try current.sealFromResponder(response)
+    } catch {
+      endSession(sessionID)
+      return .plain(errorResponse(ResponderFailure(.unspecified)))
+    }
+    if updateResponderKeyAfterSending { current.updateResponderKeys() }
+    sessions[sessionID] = current
+    if pendingEstablish.remove(sessionID) != nil {
+      sessions[sessionID]?.establish()
+    }
+    if endAfterSending { endSession(sessionID) }
+    return .secured(sealed)
+  }
+
+  /// Sessions whose FINISH_RSP is being sealed with handshake keys; they switch to data keys after.
+  private var pendingEstablish: Set<UInt32> = []
+
+  private mutating func endSession(_ sessionID: UInt32) {
+    sessions[sessionID] = nil
+    sessionMessageM[sessionID] = nil
+    pendingEstablish.remove(sessionID)
+  }
+
+  // MARK: Dispatch
+
+  private struct SecuredOutcome {
+    var response: [UInt8]
+    var endSession = false
+    var updateResponderKey = false
+  }
+
+  private mutating func dispatch(_ request: [UInt8], sessionID: UInt32?) throws -> [UInt8] {
+    var reader = ByteReader(request)
+    let header: SPDMHeader
+    do { header = try SPDMHeader(parsing: &reader) } catch { throw ResponderFailure(.invalidRequest) }
+    let code = SPDMRequestCode(rawValue: header.code)
+    if code == .getVersion { return try handleGetVersion(request, header: header) }
+    try checkVersion(header, code: code)
+    if code != .getMeasurements { messageM = [] }
+    switch code {
+    case .getCapabilities: return try handleGetCapabilities(request)
+    case .negotiateAlgorithms: return try handleNegotiateAlgorithms(request)
+    case .getDigests: return try handleGetDigests(request, sessionID: sessionID)
+    case .getCertificate: return try handleGetCertificate(request, sessionID: sessionID)
+    case .challenge: return try handleChallenge(request)
+    case .getMeasurements: return try handleGetMeasurements(request, sessionID: sessionID)
+    case .keyExchange: return try handleKeyExchange(request)
+    case .vendorDefinedRequest: return try handleVendorDefined(request, sessionID: nil)
+    case .finish, .heartbeat, .keyUpdate, .endSession:
+      // DSP0274 §10.14ff: these are meaningful only inside a session.
+      guard state == .negotiated else { throw ResponderFailure(.unexpectedRequest) }
+      throw ResponderFailure(.sessionRequired)
+    default:
+      throw ResponderFailure(.unsupportedRequest, data: header.code)
+    }
+  }
+
+  private mutating func dispatchSecured(_ request: [UInt8], sessionID: UInt32) throws -> SecuredOutcome {
+    var request = request
+    var reader = ByteReader(request)
+    let header: SPDMHeader
+    do { header = try SPDMHeader(parsing: &reader) } catch { throw ResponderFailure(.invalidRequest) }
+    let code = SPDMRequestCode(rawValue: header.code)
+    try checkVersion(header, code: code)
+    guard let session = sessions[sessionID] else { throw ResponderFailure(.invalidRequest) }
+    if session.phase == .handshake {
+      // Only FINISH may travel under the handshake keys (DSP0274 §10.14).
+      guard code == .finish else { throw ResponderFailure(.unexpectedRequest) }
+      return SecuredOutcome(response: try handleFinish(request, sessionID: sessionID))
+    }
+    if code != .getMeasurements { sessionMessageM[sessionID] = [] }
+    switch code {
+    case .heartbeat:
+      _ = try parse(&request) { bytes throws(WireError) in try HeartbeatRequest(parsing: bytes) }
+      return SecuredOutcome(response: HeartbeatAck(version: session.algorithms.version).encode())
+    case .keyUpdate: return try handleKeyUpdate(request, sessionID: sessionID)
+    case .endSession:
+      _ = try parse(&request) { bytes throws(WireError) in try EndSessionRequest(parsing: bytes) }
+      return SecuredOutcome(response: EndSessionAck(version: session.algorithms.version).encode(), endSession: true)
+    case .vendorDefinedRequest:
+      return SecuredOutcome(response: try handleVendorDefined(request, sessionID: sessionID))
+    case .getMeasurements: return SecuredOutcome(response: try handleGetMeasurements(request, sessionID: sessionID))
+    case .getDigests: return SecuredOutcome(response: try handleGetDigests(request, sessionID: sessionID))
+    case .getCertificate: return SecuredOutcome(response: try handleGetCertificate(request, sessionID: sessionID))
+    case .getVersion, .getCapabilities, .negotiateAlgorithms, .keyExchange, .finish, .challenge:
+      // Connection-level requests are not allowed inside a session.
+      throw ResponderFailure(.unexpectedRequest)
+    default:
+      throw ResponderFailure(.unsupportedRequest, data: header.code)
+    }
+  }
+
+  /// Every request after VERSION must carry the version chosen in GET_CAPABILITIES.
+  private func checkVersion(_ header: SPDMHeader, code: SPDMRequestCode) throws {
+    if code == .getCapabilities, state == .awaitingCapabilities {
+      guard configuration.versions.contains(header.version) else { throw ResponderFailure(.versionMismatch) }
+      return
+    }
+    guard let version else {
+      // Nothing negotiated yet: the only legal request is GET_VERSION.
+      throw ResponderFailure(.unexpectedRequest)
+    }
+    guard header.version == version else { throw ResponderFailure(.versionMismatch) }
+  }
+
+  private func parse<Message>(_ body: () throws(WireError) -> Message) throws -> Message {
+    do { return try body() } catch { throw ResponderFailure(.invalidRequest, wire: error) }
+  }
+
+  /// Decodes a request; under a DW-padded transport (DOE) a request followed by up to three zero
+  /// bytes is accepted and `request` is trimmed to the message itself, which is what transcripts
+  /// hash (PCIe 6.x §6.30.1: objects are whole DWs; SPDM messages are not).
+  private func parse<Message>(
+    _ request: inout [UInt8], _ body: ([UInt8]) throws(WireError) -> Message
+  ) throws -> Message {
+    let firstError: WireError
+    do { return try body(request) } catch { firstError = error }
+    if allowsTransportPadding {
+      var trimmed = request
+      while let last = trimmed.last, last == 0, request.count - trimmed.count < 3 {
+        trimmed.removeLast()
+        if let message = try? body(trimmed) {
+          request = trimmed
+          return message
+        }
+      }
+    }
+    throw ResponderFailure(.invalidRequest, wire: firstError)
+  }
+
+  // MARK: VCA
+
+  private mutating func handleGetVersion(_ request: [UInt8], header: SPDMHeader) throws -> [UInt8] {
+    var request = request
+    // GET_VERSION is always version 1.0 (DSP0274 §10.2) and restarts the connection, ending sessions.
+    guard header.version == .v10 else { throw ResponderFailure(.versionMismatch) }
+    _ = try parse(&request) { bytes throws(WireError) in try GetVersionRequest(parsing: bytes) }
+    state = .awaitingVersion
+    version = nil
+    algorithms = nil
+    certificateChain = nil
+    messageA = []
+    messageB = []
+    messageM = []
+    for id in Array(sessions.keys) { endSession(id) }
+    let response = VersionResponse(versions: configuration.versions).encode()
+    messageA = request + response
+    state = .awaitingCapabilities
+    return response
+  }
+
+  private mutating func handleGetCapabilities(_ request: [UInt8]) throws -> [UInt8] {
+    var request = request
+    guard state == .awaitingCapabilities else { throw ResponderFailure(.unexpectedRequest) }
+    let message = try parse(&request) { bytes throws(WireError) in try GetCapabilitiesRequest(parsing: bytes) }
+    // DSP0274 1.2 §10.3: DataTransferSize must be at least MinDataTransferSize (42) and not above
+    // MaxSPDMmsgSize.
+    if message.version >= .v12 {
+      guard message.dataTransferSize >= 42, message.dataTransferSize <= message.maxSPDMMessageSize else {
+        throw ResponderFailure(.invalidRequest)
+      }
+    }
+    version = message.version
+    requesterCapabilities = message.flags
+    let response = CapabilitiesResponse(
+      version: message.version, ctExponent: configuration.ctExponent, flags: configuration.capabilities,
+      dataTransferSize: configuration.dataTransferSize, maxSPDMMessageSize: configuration.maxSPDMMessageSize
+    ).encode()
+    messageA += request + response
+    state = .awaitingAlgorithms
+    return response
+  }
+
+  private mutating func handleNegotiateAlgorithms(_ request: [UInt8]) throws -> [UInt8] {
+    var request = request
+    guard state == .awaitingAlgorithms, let version else { throw ResponderFailure(.unexpectedRequest) }
+    let message = try parse(&request) { bytes throws(WireError) in try NegotiateAlgorithmsRequest(parsing: bytes) }
+    let baseHash = selectPreferred(
+      BaseHashAlgorithms.preferenceOrder, offered: message.baseHashAlgorithms,
+      supported: configuration.baseHashAlgorithms)
+    let signingAlgorithm = BaseAsymAlgorithms(curve: configuration.signingKey.curve)
+    let baseAsym = selectPreferred(
+      [signingAlgorithm], offered: message.baseAsymAlgorithms,
+      supported: configuration.baseAsymAlgorithms)
+    let dhe = selectPreferred(
+      DHEGroups.preferenceOrder, offered: message.dheGroups, supported: configuration.dheGroups)
+    let aead = selectPreferred(
+      AEADCipherSuites.preferenceOrder, offered: message.aeadCipherSuites,
+      supported: configuration.aeadCipherSuites)
+    let measurementHash = selectPreferred(
+      MeasurementHashAlgorithms.preferenceOrder, offered: configuration.measurementHashAlgorithms,
+      supported: configuration.measurementHashAlgorithms)
+    let keySchedule: KeyScheduleAlgorithms = message.keySchedules.contains(.spdm) ? .spdm : []
+    let measurementSpec: MeasurementSpecification =
+      message.measurementSpecification.contains(.dmtf) ? .dmtf : []
+    // OtherParams: Cove speaks opaque data format 1 (DSP0274 1.2 Table "OtherParamsSupport").
+    let otherParams: UInt8 = message.otherParamsSupport & 0x02
+    let response = AlgorithmsResponse(
+      version: version, measurementSpecificationSelection: measurementSpec,
+      otherParamsSelection: otherParams, measurementHashAlgorithm: measurementHash,
+      baseAsymSelection: baseAsym, baseHashSelection: baseHash, dheGroup: dhe, aeadCipherSuite: aead,
+      requesterBaseAsymAlgorithm: [], keySchedule: keySchedule
+    ).encode()
+    messageA += request + response
+    // A selection of 0 tells the requester there is nothing in common; it ends the connection. The
+    // responder still answers (DSP0274 §10.4) but cannot go on to authentication.
+    if let negotiated = try? SPDMNegotiatedAlgorithms(
+      version: version, baseHash: baseHash, baseAsym: baseAsym, dheGroup: dhe, aead: aead,
+      measurementHash: measurementHash, measurementSpecification: measurementSpec)
+    {
+      algorithms = negotiated
+      certificateChain = SPDMCertificateChain(
+        rootHash: negotiated.hash.hash(configuration.certificateChain.first?.der ?? []),
+        certificates: configuration.certificateChain.flatMap(\.der))
+      state = .negotiated
+    } else {
+      state = .awaitingVersion
+      self.version = nil
+    }
+    return response
+  }
+
+  // MARK: Certificates and challenge
+
+  private mutating func requireNegotiated() throws -> SPDMNegotiatedAlgorithms {
+    guard state == .negotiated, let algorithms else { throw ResponderFailure(.unexpectedRequest) }
+    return algorithms
+  }
+
+  private mutating func handleGetDigests(_ request: [UInt8], sessionID: UInt32?) throws -> [UInt8] {
+    var request = request
+    let algorithms = try requireNegotiated()
+    guard configuration.capabilities.contains(.cert) else { throw ResponderFailure(.unsupportedRequest, data: request[1]) }
+    _ = try parse(&request) { bytes throws(WireError) in try GetDigestsRequest(parsing: bytes) }
+    let chain = certificateChain!.encode()
+    let response = DigestsResponse(
+      version: algorithms.version, supportedSlotMask: algorithms.version >= .v13 ? 0x01 : 0,
+      provisionedSlotMask: 0x01, digests: [algorithms.hash.hash(chain)]
+    ).encode()
+    if sessionID == nil { messageB += request + response }
+    return response
+  }
+
+  private mutating func handleGetCertificate(_ request: [UInt8], sessionID: UInt32?) throws -> [UInt8] {
+    var request = request
+    let algorithms = try requireNegotiated()
+    guard configuration.capabilities.contains(.cert) else { throw ResponderFailure(.unsupportedRequest, data: request[1]) }
+    let message = try parse(&request) { bytes throws(WireError) in try GetCertificateRequest(parsing: bytes) }
+    guard message.slotID == 0 else { throw ResponderFailure(.invalidRequest) }
+    let chain = certificateChain!.encode()
+    guard Int(message.offset) < chain.count else { throw ResponderFailure(.invalidRequest) }
+    // The portion is bounded by what was asked, what is left, and what fits in one message
+    // (DataTransferSize minus the 8-byte CERTIFICATE header), DSP0274 §10.6.
+    let capacity = Int(configuration.dataTransferSize) - 8
+    let portion = min(Int(message.length), chain.count - Int(message.offset), capacity)
+    let start = Int(message.offset)
+    let response = CertificateResponse(
+      version: algorithms.version, slotID: 0, portion: Array(chain[start..<start + portion]),
+      remainderLength: UInt16(chain.count - start - portion)
+    ).encode()
+    if sessionID == nil { messageB += request + response }
+    return response
+  }
+
+  private mutating func handleChallenge(_ request: [UInt8]) throws -> [UInt8] {
+    var request = request
+    let algorithms = try requireNegotiated()
+    guard configuration.capabilities.contains(.chal) else { throw ResponderFailure(.unsupportedRequest, data: request[1]) }
+    let message = try parse(&request) { bytes throws(WireError) in try ChallengeRequest(parsing: bytes) }
+    guard message.slotID == 0 else { throw ResponderFailure(.invalidRequest) }
+    let summaryType = message.measurementSummaryHashType
+    guard summaryType == .none || summaryType == .tcb || summaryType == .all else {
+      throw ResponderFailure(.invalidRequest)
+    }
+    let chain = certificateChain!.encode()
+    var response = ChallengeAuthResponse(
+      version: algorithms.version, slotID: 0, slotMask: 0x01, certChainHash: algorithms.hash.hash(chain),
+      nonce: entropy.bytes(count: 32),
+      measurementSummaryHash: MeasurementSummary.hash(
+        type: summaryType, blocks: configuration.measurements, algorithm: algorithms.hash),
+      opaqueData: [], requesterContext: message.requesterContext, signature: [])
+    let unsigned = response.encode()
+    let transcript = messageA + messageB + request + unsigned
+    response.signature = try sign(.challengeAuth, transcript: transcript, algorithms: algorithms)
+    messageB = []
+    return response.encode()
+  }
+
+  private func sign(
+    _ context: SPDMSigningContext, transcript: [UInt8], algorithms: SPDMNegotiatedAlgorithms
+  ) throws -> [UInt8] {
+    do {
+      return try context.sign(
+        key: configuration.signingKey, hash: algorithms.hash, version: algorithms.version,
+        transcriptHash: algorithms.hash.hash(transcript))
+    } catch {
+      throw ResponderFailure(.unspecified)
+    }
+  }
+
+  // MARK: Measurements
+
+  private mutating func handleGetMeasurements(_ request: [UInt8], sessionID: UInt32?) throws -> [UInt8] {
+    var request = request
+    let algorithms = try requireNegotiated()
+    let measCapability = configuration.capabilities.intersection([.measNoSig, .measSig])
+    guard !measCapability.isEmpty else { throw ResponderFailure(.unsupportedRequest, data: request[1]) }
+    let message = try parse(&request) { bytes throws(WireError) in try GetMeasurementsRequest(parsing: bytes) }
+    if message.signatureRequested {
+      guard configuration.capabilities.contains(.measSig) else { throw ResponderFailure(.invalidRequest) }
+      guard message.slotID == 0 else { throw ResponderFailure(.invalidRequest) }
+    }
+    let blocks = configuration.measurements.sorted { $0.index < $1.index }
+    let selected: [MeasurementBlock]
+    var totalIndices: UInt8 = 0
+    switch message.operation {
+    case 0x00: selected = []; totalIndices = UInt8(clamping: blocks.count)
+    case 0xFF: selected = blocks
+    default:
+      guard let block = blocks.first(where: { $0.index == message.operation }) else {
+        throw ResponderFailure(.invalidRequest)
+      }
+      selected = [block]
+    }
+    var response = MeasurementsResponse(
+      version: algorithms.version, totalMeasurementIndices: totalIndices, slotID: 0, contentChanged: 0,
+      blocks: selected, nonce: entropy.bytes(count: 32), opaqueData: [],
+      requesterContext: message.requesterContext, signature: [])
+    let unsigned = response.encode()
+    var accumulated = sessionID.map { sessionMessageM[$0] ?? [] } ?? messageM
+    accumulated += request + unsigned
+    if message.signatureRequested {
+      // L1 = A ‖ (GET_MEASUREMENTS ‖ MEASUREMENTS)* with the last response unsigned (DSP0274 1.2 §10.9).
+      response.signature = try sign(.measurements, transcript: messageA + accumulated, algorithms: algorithms)
+      accumulated = []
+    }
+    if let sessionID { sessionMessageM[sessionID] = accumulated } else { messageM = accumulated }
+    return response.encode()
+  }
+
+  // MARK: Key exchange and session
+
+  private mutating func handleKeyExchange(_ request: [UInt8]) throws -> [UInt8] {
+    var request = request
+    let algorithms = try requireNegotiated()
+    guard configuration.capabilities.contains(.keyEx), let dheCurve = algorithms.dheCurve else {
+      throw ResponderFailure(.unsupportedRequest, data: request[1])
+    }
+    let message = try parse(&request) { bytes throws(WireError) in
+      try KeyExchangeRequest(parsing: bytes, exchangeDataSize: algorithms.exchangeDataSize)
+    }
+    guard message.slotID == 0 else { throw ResponderFailure(.invalidRequest) }
+    let summaryType = message.measurementSummaryHashType
+    guard summaryType == .none || summaryType == .tcb || summaryType == .all else {
+      throw ResponderFailure(.invalidRequest)
+    }
+    guard sessions.count < configuration.maxSessions else { throw ResponderFailure(.sessionLimitExceeded) }
+    // DSP0277 secured-message version: pick the highest both support (1.1 over 1.0).
+    var opaqueResponse: [UInt8] = []
+    if !message.opaqueData.isEmpty {
+      let offered = try parse { () throws(WireError) in
+        try SecuredMessageOpaqueData(parsing: message.opaqueData)
+      }
+      guard case .supportedVersions(let versions) = offered.element,
+        let chosen = [UInt16(0x1100), 0x1000].first(where: versions.contains)
+      else { throw ResponderFailure(.invalidRequest) }
+      opaqueResponse = SecuredMessageOpaqueData(element: .selectedVersion(chosen)).encode()
+    }
+    let peerKey: ECPublicKey
+    let ephemeral: ECPrivateKey
+    let sharedSecret: [UInt8]
+    do {
+      peerKey = try ECPublicKey(curve: dheCurve, rawXY: message.exchangeData)
+      ephemeral = try ECPrivateKey(curve: dheCurve, entropy: entropy)
+      sharedSecret = try ephemeral.sharedSecret(with: peerKey)
+    } catch {
+      throw ResponderFailure(.invalidRequest)
+    }
+    var responderSessionID: UInt16 = 0
+    repeat {
+      let random = entropy.bytes(count: 2)
+      responderSessionID = UInt16(random[0]) | UInt16(random[1]) << 8
+    } while responderSessionID == 0 || responderSessionID == 0xFFFF
+      || sessions[UInt32(message.requesterSessionID) << 16 | UInt32(responderSessionID)] != nil
+    let sessionID = UInt32(message.requesterSessionID) << 16 | UInt32(responderSessionID)
+    var response = KeyExchangeResponse(
+      version: algorithms.version, heartbeatPeriod: configuration.heartbeatPeriod,
+      responderSessionID: responderSessionID, mutAuthRequested: 0, requesterSlotIDParam: 0,
+      randomData: entropy.bytes(count: 32), exchangeData: ephemeral.publicKey.rawXY,
+      measurementSummaryHash: MeasurementSummary.hash(
+        type: summaryType, blocks: configuration.measurements, algorithm: algorithms.hash),
+      opaqueData: opaqueResponse, signature: [], responderVerifyData: [])
+    // The signature covers Hash(A ‖ Hash(cert chain) ‖ KEY_EXCHANGE ‖ KEY_EXCHANGE_RSP before it).
+    var transcript = IncrementalHash(algorithms.hash)
+    transcript.update(messageA)
+    transcript.update(algorithms.hash.hash(certificateChain!.encode()))
+    transcript.update(request)
+    transcript.update(response.encode())
+    do {
+      response.signature = try SPDMSigningContext.keyExchangeResponse.sign(
+        key: configuration.signingKey, hash: algorithms.hash, version: algorithms.version,
+        transcriptHash: transcript.finalize())
+    } catch {
+      throw ResponderFailure(.unspecified)
+    }
+    transcript.update(response.signature)
+    var session = SPDMSessionKeys(
+      sessionID: sessionID, algorithms: algorithms, sharedSecret: sharedSecret,
+      transcriptThroughSignature: transcript)
+    response.responderVerifyData = session.responderVerifyData
+    session.appendTranscript(response.responderVerifyData)
+    sessions[sessionID] = session
+    return response.encode()
+  }
+
+  private mutating func handleFinish(_ request: [UInt8], sessionID: UInt32) throws -> [UInt8] {
+    var request = request
+    guard var session = sessions[sessionID] else { throw ResponderFailure(.invalidRequest) }
+    let algorithms = session.algorithms
+    let message = try parse(&request) { bytes throws(WireError) in
+      try FinishRequest(parsing: bytes, hashSize: algorithms.hashSize, signatureSize: nil)
+    }
+    // No mutual authentication was requested, so a signature must not be present.
+    guard !message.signatureIncluded else { throw ResponderFailure(.invalidRequest) }
+    var transcript = session.currentTranscript
+    transcript.update(Array(request[0..<4]))
+    let expected = session.requesterVerifyData(transcriptIncludingFinishHeader: transcript)
+    guard ConstantTime.equals(expected, message.requesterVerifyData) else {
+      throw ResponderFailure(.decryptError)
+    }
+    let response = FinishResponse(version: algorithms.version, responderVerifyData: []).encode()
+    session.appendTranscript(request)
+    session.appendTranscript(response)
+    sessions[sessionID] = session
+    // The FINISH_RSP itself still travels under the handshake keys; data keys take over after it.
+    pendingEstablish.insert(sessionID)
+    return response
+  }
+
+  private mutating func handleKeyUpdate(_ request: [UInt8], sessionID: UInt32) throws -> SecuredOutcome {
+    var request = request
+    guard configuration.capabilities.contains(.keyUpd) else { throw ResponderFailure(.unsupportedRequest, data: request[1]) }
+    let message = try parse(&request) { bytes throws(WireError) in try KeyUpdateRequest(parsing: bytes) }
+    guard var session = sessions[sessionID] else { throw ResponderFailure(.invalidRequest) }
+    let ack = KeyUpdateAck(version: session.algorithms.version, operation: message.operation, tag: message.tag)
+      .encode()
+    switch message.operation {
+    case .updateKey:
+      // The requester's direction changes now; the ACK still goes under the current responder key.
+      session.updateRequesterKeys()
+      sessions[sessionID] = session
+      return SecuredOutcome(response: ack)
+    case .updateAllKeys:
+      // Both directions change: requester's at once, the responder's after this ACK is sent.
+      session.updateRequesterKeys()
+      sessions[sessionID] = session
+      return SecuredOutcome(response: ack, updateResponderKey: true)
+    case .verifyNewKey:
+      // Reaching here means the request decrypted under the new key: nothing more to do.
+      return SecuredOutcome(response: ack)
+    default:
+      throw ResponderFailure(.invalidRequest)
+    }
+  }
+
+  private mutating func handleVendorDefined(_ request: [UInt8], sessionID: UInt32?) throws -> [UInt8] {
+    var request = request
+    _ = try requireNegotiated()
+    let message = try parse(&request) { bytes throws(WireError) in try VendorDefinedRequest(parsing: bytes) }
+    guard let handler = vendorDefinedHandler, let response = handler.handle(message, sessionID: sessionID) else {
+      throw ResponderFailure(.unsupportedRequest, data: request[1])
+    }
+    return response.encode()
+  }
+
+  // MARK: Errors
+
+  private mutating func errorResponse(_ error: any Error) -> [UInt8] {
+    let failure = (error as? ResponderFailure) ?? ResponderFailure(.unspecified)
+    errorsSent.append(failure.code)
+    // Before a version is chosen, errors are sent as version 1.0 (DSP0274 §10.2).
+    return ErrorResponse(
+      version: version ?? .v10, errorCode: failure.code, errorData: failure.data, extendedData: []
+    ).encode()
+  }
+}
+
+/// An internal failure that becomes an SPDM ERROR response.
+struct ResponderFailure: Error {
+  var code: SPDMErrorCode
+  var data: UInt8
+  var wire: WireError?
+
+  init(_ code: SPDMErrorCode, data: UInt8 = 0, wire: WireError? = nil) {
+    self.code = code
+    self.data = data
+    self.wire = wire
+  }
+}

@@ -1,0 +1,122 @@
+public import CoveCrypto
+public import CoveWire
+
+/// DSP0277 secured messages as carried in PCIe DOE (DOE data object type 2).
+///
+/// Record: `SessionID u32 ‖ Length u16 ‖ AEAD(ApplicationDataLength u16 ‖ SPDM message ‖ random) ‖ MAC`.
+/// The PCIe DOE binding (PCIe 6.x §6.31.4, DSP0277 §6) uses a zero-length sequence number on the
+/// wire and no random padding, so the AAD is `SessionID ‖ Length` and the per-record IV is the
+/// direction's IV XOR the 64-bit sequence number, little-endian, in the IV's low bytes.
+public enum SecuredMessage {
+  /// AES-GCM tag size.
+  public static let macSize = 16
+  /// Bytes before the encrypted data: SessionID u32 + Length u16.
+  public static let headerSize = 6
+
+  /// Reads the session ID of a record without decrypting it (the receiver needs it to pick keys).
+  public static func sessionID(of record: [UInt8]) throws(WireError) -> UInt32 {
+    var reader = ByteReader(record)
+    return try reader.readU32("SessionID")
+  }
+
+  /// The IV of one record: IV XOR sequence number (little-endian into bytes 0...7).
+  public static func recordIV(_ iv: [UInt8], sequenceNumber: UInt64) -> [UInt8] {
+    var out = iv
+    for index in 0..<8 { out[index] ^= UInt8(truncatingIfNeeded: sequenceNumber >> (8 * UInt64(index))) }
+    return out
+  }
+
+  /// Encrypts `message` with the direction's keys and advances its sequence number.
+  public static func seal(
+    sessionID: UInt32, message: [UInt8], keys: inout SPDMTrafficKeys
+  ) throws(SecuredMessageError) -> [UInt8] {
+    // The ApplicationDataLength field is a u16; the Length field covers it, the data and the MAC.
+    guard message.count <= Int(UInt16.max) - 2 - macSize else { throw .messageTooLarge(message.count) }
+    guard keys.sequenceNumber < UInt64.max else { throw .sequenceNumberExhausted }
+    let length = UInt16(2 + message.count + macSize)
+    var header = ByteWriter(capacity: headerSize)
+    header.append(sessionID)
+    header.append(length)
+    var plaintext = ByteWriter(capacity: message.count + 2)
+    plaintext.append(UInt16(message.count))
+    plaintext.append(contentsOf: message)
+    let sealed: (ciphertext: [UInt8], tag: [UInt8])
+    do {
+      sealed = try AES256GCM.seal(
+        key: keys.key, iv: recordIV(keys.iv, sequenceNumber: keys.sequenceNumber),
+        plaintext: plaintext.bytes, additionalData: header.bytes)
+    } catch {
+      throw .cryptoFailure(error)
+    }
+    keys.sequenceNumber += 1
+    return header.bytes + sealed.ciphertext + sealed.tag
+  }
+
+  /// Decrypts a record with the direction's keys. The sequence number advances only on success, so a
+  /// forged record cannot desynchronise the session (the caller tears the session down anyway).
+  public static func open(
+    _ record: [UInt8], keys: inout SPDMTrafficKeys
+  ) throws(SecuredMessageError) -> (sessionID: UInt32, message: [UInt8]) {
+    var reader = ByteReader(record)
+    let sessionID: UInt32
+    let length: UInt16
+    do {
+      sessionID = try reader.readU32("SessionID")
+      length = try reader.readU16("Length")
+      // Length covers ApplicationDataLength (2), the data and the MAC, and must match the record.
+      guard Int(length) >= 2 + macSize else {
+        throw WireError(.lengthOutOfRange, at: 4, field: "Length")
+      }
+      guard Int(length) == reader.remaining else {
+        throw WireError(
+          Int(length) > reader.remaining ? .truncated : .trailingBytes, at: 4, field: "Length")
+      }
+    } catch {
+      throw .malformed(error)
+    }
+    guard keys.sequenceNumber < UInt64.max else { throw .sequenceNumberExhausted }
+    let ciphertext = Array(record[headerSize..<(record.count - macSize)])
+    let tag = Array(record[(record.count - macSize)...])
+    let plaintext: [UInt8]
+    do {
+      plaintext = try AES256GCM.open(
+        key: keys.key, iv: recordIV(keys.iv, sequenceNumber: keys.sequenceNumber),
+        ciphertext: ciphertext, tag: tag, additionalData: Array(record[0..<headerSize]))
+    } catch {
+      throw .authenticationFailed
+    }
+    var inner = ByteReader(plaintext, baseOffset: headerSize)
+    do {
+      let appLength = try inner.readU16("ApplicationDataLength")
+      let message = try inner.readBytes(Int(appLength), "ApplicationData")
+      // Whatever follows is random padding (none for DOE, but DSP0277 allows it): ignored.
+      keys.sequenceNumber += 1
+      return (sessionID, message)
+    } catch {
+      throw .malformed(error)
+    }
+  }
+}
+
+/// Why a secured record could not be produced or opened.
+public enum SecuredMessageError: Error, Hashable, Sendable, CustomStringConvertible {
+  case malformed(WireError)
+  /// The AEAD tag did not verify: wrong key, wrong sequence number, or tampering (DSP0274 DecryptError).
+  case authenticationFailed
+  case messageTooLarge(Int)
+  /// DSP0277: a sequence number must never wrap; the session must be re-keyed first.
+  case sequenceNumberExhausted
+  case unknownSession(UInt32)
+  case cryptoFailure(CryptoError)
+
+  public var description: String {
+    switch self {
+    case .malformed(let error): "malformed secured message: \(error)"
+    case .authenticationFailed: "secured message failed authentication (AES-GCM tag mismatch)"
+    case .messageTooLarge(let count): "message of \(count) bytes does not fit a secured record"
+    case .sequenceNumberExhausted: "sequence number exhausted; a key update is required"
+    case .unknownSession(let id): "no session with ID 0x\(String(id, radix: 16))"
+    case .cryptoFailure(let error): "AEAD failure: \(error)"
+    }
+  }
+}

@@ -1,0 +1,156 @@
+public import CoveWire
+public import PCIe
+
+/// The device side of SPDM over PCIe DOE (PCIe 6.x §6.30, the CMA/SPDM binding DSP0274 over DOE):
+/// the DSM function's DOE mailbox registers, its discovery table, and the SPDM responder behind it.
+///
+/// The host only touches registers; a GO with a complete object makes the endpoint serve it at once
+/// (the emulated device is never slow), so the next STATUS read shows DATA_OBJECT_READY.
+public struct SPDMDOEEndpoint {
+  public private(set) var mailbox: DOEMailbox
+  public var responder: SPDMResponder
+  public let discovery: DOEDiscoveryTable
+  /// Objects answered, and objects refused (mailbox ERROR), for traces and tests.
+  public private(set) var objectsServed = 0
+  public private(set) var objectsRefused = 0
+
+  public init(responder: SPDMResponder, discovery: DOEDiscoveryTable = .standard, mailbox: DOEMailbox = DOEMailbox()) {
+    self.responder = responder
+    self.discovery = discovery
+    self.mailbox = mailbox
+    // DOE pads every object to a DW, so plain SPDM requests may carry up to 3 zero bytes after them.
+    self.responder.allowsTransportPadding = true
+  }
+
+  public func readRegister(offset: Int) -> UInt32 {
+    mailbox.readRegister(offset: offset)
+  }
+
+  public mutating func writeRegister(offset: Int, value: UInt32) {
+    switch mailbox.writeRegister(offset: offset, value: value) {
+    case .deliverRequest(let object):
+      if let response = serve(object) {
+        mailbox.completeResponse(response)
+        objectsServed += 1
+      } else {
+        mailbox.failRequest()
+        objectsRefused += 1
+      }
+    case .none, .aborted, .discarded:
+      break
+    }
+  }
+
+  /// Answers one request object: discovery, SPDM, or secured SPDM; nil means "no response" (ERROR).
+  mutating func serve(_ object: DOEDataObject) -> DOEDataObject? {
+    guard object.vendorID == DOEProtocol.pciSIGVendorID else { return nil }
+    switch DOEDataObjectType(rawValue: object.type) {
+    case .discovery:
+      guard let request = try? DOEDiscoveryRequest(parsing: object) else { return nil }
+      return discovery.response(to: request)?.dataObject()
+    case .spdm:
+      guard case .plain(let response)? = responder.respond(to: .plain(object.payload)) else { return nil }
+      return DOEDataObject(protocol: .spdm, payload: response)
+    case .securedSPDM:
+      switch responder.respond(to: .secured(object.payload)) {
+      case .secured(let record)?: return DOEDataObject(protocol: .securedSPDM, payload: record)
+      case .plain(let error)?: return DOEDataObject(protocol: .spdm, payload: error)
+      case nil: return nil
+      }
+    default:
+      return nil
+    }
+  }
+}
+
+/// The host side: a TSM's DOE driver that moves each SPDM message through the endpoint's registers
+/// exactly as a kernel driver would (PCIe 6.x §6.30.2): wait for BUSY clear, write the object one DW
+/// at a time, GO, poll for DATA_OBJECT_READY, read the response DW by DW, advancing after each.
+public struct DOERequesterTransport: SPDMRequesterTransport {
+  public var endpoint: SPDMDOEEndpoint
+  /// Every object sent and received, in order (the pcap writer's input).
+  public private(set) var objects: [DOEDataObject] = []
+  /// Register accesses performed (writes and reads), to show the driver did the work.
+  public private(set) var registerAccesses = 0
+
+  public init(endpoint: SPDMDOEEndpoint) {
+    self.endpoint = endpoint
+  }
+
+  /// One request object in, one response object out, through the registers.
+  public mutating func exchange(object: DOEDataObject) throws(SPDMRequesterError) -> DOEDataObject {
+    var status = DOEStatus(rawValue: read(DOERegister.status))
+    if status.contains(.busy) || status.contains(.error) || status.contains(.dataObjectReady) {
+      write(DOEMailboxDriver.abort)
+      status = DOEStatus(rawValue: read(DOERegister.status))
+      guard !status.contains(.busy) else { throw .transport("DOE mailbox stays BUSY after ABORT") }
+    }
+    for access in DOEMailboxDriver.requestWrites(object) { write(access) }
+    objects.append(object)
+    status = DOEStatus(rawValue: read(DOERegister.status))
+    if status.contains(.error) {
+      write(DOEMailboxDriver.abort)
+      throw .transport("DOE ERROR: the device refused the \(DOEDataObjectType(rawValue: object.type)) object")
+    }
+    guard status.contains(.dataObjectReady) else { throw .transport("DOE: no response (DATA_OBJECT_READY clear)") }
+    var assembler = DOEResponseAssembler()
+    // The response is at most 2^18 DWs (PCIe 6.x §6.30.1); stop there even if READY stays set.
+    for _ in 0..<DOEDataObject.maxDWords {
+      guard DOEStatus(rawValue: read(DOERegister.status)).contains(.dataObjectReady) else { break }
+      let dword = read(DOERegister.readMailbox)
+      write(DOEMailboxDriver.advanceReadMailbox)
+      do {
+        if let response = try assembler.append(dword) {
+          objects.append(response)
+          return response
+        }
+      } catch {
+        write(DOEMailboxDriver.abort)
+        throw .transport("DOE response malformed: \(error)")
+      }
+    }
+    throw .transport("DOE response ended early after \(assembler.dwordCount) DWs")
+  }
+
+  public mutating func exchange(_ message: SPDMTransportMessage) throws(SPDMRequesterError) -> SPDMTransportMessage {
+    let request: DOEDataObject
+    switch message {
+    case .plain(let bytes): request = DOEDataObject(protocol: .spdm, payload: bytes)
+    case .secured(let bytes): request = DOEDataObject(protocol: .securedSPDM, payload: bytes)
+    }
+    let response = try exchange(object: request)
+    switch DOEDataObjectType(rawValue: response.type) {
+    case .spdm: return .plain(response.payload)
+    case .securedSPDM: return .secured(response.payload)
+    default: throw .transport("DOE response of unexpected type \(response.type)")
+    }
+  }
+
+  /// DOE discovery (PCIe 6.x §6.30.1.1): walks the table from index 0 until next index is 0.
+  public mutating func discoverProtocols() throws(SPDMRequesterError) -> [DOEProtocol] {
+    var protocols: [DOEProtocol] = []
+    var index: UInt8 = 0
+    // At most 256 entries: the index is a byte.
+    for _ in 0..<256 {
+      let response = try exchange(object: DOEDiscoveryRequest(index: index).dataObject())
+      let entry: DOEDiscoveryResponse
+      do { entry = try DOEDiscoveryResponse(parsing: response) } catch {
+        throw .transport("DOE discovery response malformed: \(error)")
+      }
+      protocols.append(entry.dataProtocol)
+      if entry.isLast { return protocols }
+      index = entry.nextIndex
+    }
+    throw .transport("DOE discovery did not terminate")
+  }
+
+  private mutating func read(_ offset: Int) -> UInt32 {
+    registerAccesses += 1
+    return endpoint.readRegister(offset: offset)
+  }
+
+  private mutating func write(_ access: DOERegisterWrite) {
+    registerAccesses += 1
+    endpoint.writeRegister(offset: access.offset, value: access.value)
+  }
+}
