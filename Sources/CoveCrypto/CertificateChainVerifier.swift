@@ -172,7 +172,9 @@ public struct CertificateChainVerifier: Sendable {
     return leafToRoot.reversed()
   }
 
-  private func describeFailure(_ context: OpaquePointer, leaf: X509Certificate) -> CertificateVerificationError {
+  private func describeFailure(_ context: OpaquePointer, leaf: X509Certificate)
+    -> CertificateVerificationError
+  {
     let error = X509_STORE_CTX_get_error(context)
     let depth = Int(X509_STORE_CTX_get_error_depth(context))
     let current = X509_STORE_CTX_get_current_cert(context)

@@ -27,11 +27,12 @@ public enum ECDSASignatureEncoding {
   public static func raw(fromDER der: [UInt8], curve: EllipticCurve) throws(CryptoError) -> [UInt8] {
     let signature: OpenSSLObject
     do {
-      signature = try decodeDER(der, "d2i_ECDSA_SIG", free: { ECDSA_SIG_free($0) }) {
-        d2i_ECDSA_SIG(nil, $0, $1)
-      }
+      signature = try decodeDER(
+        der, "d2i_ECDSA_SIG", free: { ECDSA_SIG_free($0) },
+        decode: { d2i_ECDSA_SIG(nil, $0, $1) })
     } catch {
-      throw CryptoError(code: .invalidSignature, operation: error.operation, openSSLErrors: error.openSSLErrors)
+      throw CryptoError(
+        code: .invalidSignature, operation: error.operation, openSSLErrors: error.openSSLErrors)
     }
     guard let r = ECDSA_SIG_get0_r(signature.pointer), let s = ECDSA_SIG_get0_s(signature.pointer),
       let rBytes = bigEndianBytes(of: r, width: curve.coordinateSize),

@@ -39,19 +39,24 @@ public final class ECPrivateKey: @unchecked Sendable {
     }
     // Q = d·G; OpenSSL 3.0's EVP_PKEY_fromdata does not derive it from the private scalar.
     let group = try curve.makeGroup()
-    let point = try OpenSSLObject(EC_POINT_new(group.pointer), operation: "EC_POINT_new") { EC_POINT_free($0) }
+    let point = try OpenSSLObject(EC_POINT_new(group.pointer), operation: "EC_POINT_new") {
+      EC_POINT_free($0)
+    }
     let d = try makeBigNumber(padded)
     try check(EC_POINT_mul(group.pointer, point.pointer, d.pointer, nil, nil, nil), "EC_POINT_mul")
     var encodedPoint = [UInt8](repeating: 0, count: 1 + 2 * curve.coordinateSize)
     let written = EC_POINT_point2oct(
       group.pointer, point.pointer, POINT_CONVERSION_UNCOMPRESSED, &encodedPoint, encodedPoint.count, nil)
-    guard written == encodedPoint.count else { throw CryptoError.openSSL(.internalFailure, "EC_POINT_point2oct") }
+    guard written == encodedPoint.count else {
+      throw CryptoError.openSSL(.internalFailure, "EC_POINT_point2oct")
+    }
 
     let parameters = ParameterList()
     parameters.add(OSSL_PKEY_PARAM_GROUP_NAME, utf8: curve.groupName)
     parameters.add(OSSL_PKEY_PARAM_PRIV_KEY, unsignedBigEndian: padded)
     parameters.add(OSSL_PKEY_PARAM_PUB_KEY, octets: encodedPoint)
-    let pkey = try makeECKey(parameters, selection: cove_EVP_PKEY_KEYPAIR(), operation: "ECPrivateKey(scalar:)")
+    let pkey = try makeECKey(
+      parameters, selection: cove_EVP_PKEY_KEYPAIR(), operation: "ECPrivateKey(scalar:)")
     self.curve = curve
     self.pkey = pkey
     self.publicKey = try ECPublicKey(curve: curve, rawXY: Array(encodedPoint.dropFirst()))
@@ -86,7 +91,8 @@ public final class ECPrivateKey: @unchecked Sendable {
     do {
       let output = try makeMemoryBIO("BIO_new")
       try check(
-        PEM_write_bio_PrivateKey(output.pointer, pkey.pointer, nil, nil, 0, nil, nil), "PEM_write_bio_PrivateKey")
+        PEM_write_bio_PrivateKey(output.pointer, pkey.pointer, nil, nil, 0, nil, nil),
+        "PEM_write_bio_PrivateKey")
       return String(decoding: contents(of: output), as: UTF8.self)
     } catch {
       fatalError("\(error)")
@@ -104,9 +110,11 @@ public final class ECPrivateKey: @unchecked Sendable {
     ) { EVP_PKEY_CTX_free($0) }
     try check(EVP_PKEY_sign_init(context.pointer), "EVP_PKEY_sign_init")
     var length = 0
-    try check(EVP_PKEY_sign(context.pointer, nil, &length, digest, digest.count), "EVP_PKEY_sign", .invalidSignature)
+    try check(
+      EVP_PKEY_sign(context.pointer, nil, &length, digest, digest.count), "EVP_PKEY_sign", .invalidSignature)
     var der = [UInt8](repeating: 0, count: length)
-    try check(EVP_PKEY_sign(context.pointer, &der, &length, digest, digest.count), "EVP_PKEY_sign", .invalidSignature)
+    try check(
+      EVP_PKEY_sign(context.pointer, &der, &length, digest, digest.count), "EVP_PKEY_sign", .invalidSignature)
     return try ECDSASignatureEncoding.raw(fromDER: Array(der.prefix(length)), curve: curve)
   }
 
@@ -126,7 +134,8 @@ public final class ECPrivateKey: @unchecked Sendable {
       EVP_PKEY_CTX_new_from_pkey(nil, pkey.pointer, nil), operation: "EVP_PKEY_CTX_new_from_pkey"
     ) { EVP_PKEY_CTX_free($0) }
     try check(EVP_PKEY_derive_init(context.pointer), "EVP_PKEY_derive_init")
-    try check(EVP_PKEY_derive_set_peer(context.pointer, peer.pkey.pointer), "EVP_PKEY_derive_set_peer", .invalidKey)
+    try check(
+      EVP_PKEY_derive_set_peer(context.pointer, peer.pkey.pointer), "EVP_PKEY_derive_set_peer", .invalidKey)
     var length = 0
     try check(EVP_PKEY_derive(context.pointer, nil, &length), "EVP_PKEY_derive")
     var secret = [UInt8](repeating: 0, count: length)

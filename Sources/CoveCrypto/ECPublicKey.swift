@@ -15,12 +15,14 @@ public final class ECPublicKey: @unchecked Sendable, Hashable {
   /// validation, via `EVP_PKEY_public_check`), so a hostile peer cannot mount invalid-curve attacks.
   public init(curve: EllipticCurve, rawXY: [UInt8]) throws(CryptoError) {
     guard rawXY.count == 2 * curve.coordinateSize else {
-      throw CryptoError(code: .invalidKey, operation: "ECPublicKey: raw X‖Y must be \(2 * curve.coordinateSize) bytes")
+      throw CryptoError(
+        code: .invalidKey, operation: "ECPublicKey: raw X‖Y must be \(2 * curve.coordinateSize) bytes")
     }
     let parameters = ParameterList()
     parameters.add(OSSL_PKEY_PARAM_GROUP_NAME, utf8: curve.groupName)
     parameters.add(OSSL_PKEY_PARAM_PUB_KEY, octets: [0x04] + rawXY)
-    let pkey = try makeECKey(parameters, selection: cove_EVP_PKEY_PUBLIC_KEY(), operation: "ECPublicKey(rawXY:)")
+    let pkey = try makeECKey(
+      parameters, selection: cove_EVP_PKEY_PUBLIC_KEY(), operation: "ECPublicKey(rawXY:)")
     try Self.checkPublic(pkey)
     self.curve = curve
     self.rawXY = rawXY
@@ -30,7 +32,9 @@ public final class ECPublicKey: @unchecked Sendable, Hashable {
   /// Parses a DER SubjectPublicKeyInfo (RFC 5280 §4.1.2.7, RFC 5480 §2) with an id-ecPublicKey
   /// algorithm and a P-256 or P-384 named curve. Trailing bytes are rejected.
   public convenience init(subjectPublicKeyInfoDER der: [UInt8]) throws(CryptoError) {
-    let pkey = try decodeDER(der, "d2i_PUBKEY", free: { EVP_PKEY_free($0) }) { d2i_PUBKEY(nil, $0, $1) }
+    let pkey = try decodeDER(
+      der, "d2i_PUBKEY", free: { EVP_PKEY_free($0) },
+      decode: { d2i_PUBKEY(nil, $0, $1) })
     try self.init(pkey: pkey, operation: "ECPublicKey(subjectPublicKeyInfoDER:)")
   }
 

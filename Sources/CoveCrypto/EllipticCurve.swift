@@ -120,7 +120,7 @@ func encodeDER(
 func decodeDER(
   _ der: [UInt8], _ operation: String,
   free release: @escaping (OpaquePointer) -> Void,
-  _ decode: (UnsafeMutablePointer<UnsafePointer<UInt8>?>, Int) -> OpaquePointer?
+  decode: (UnsafeMutablePointer<UnsafePointer<UInt8>?>, Int) -> OpaquePointer?
 ) throws(CryptoError) -> OpenSSLObject {
   var consumed = 0
   let pointer: OpaquePointer? = der.withUnsafeBufferPointer { buffer in

@@ -24,7 +24,9 @@ public final class X509Certificate: @unchecked Sendable, Hashable, CustomStringC
 
   /// Parses one DER certificate; trailing bytes after it are rejected (`.decodingFailed`).
   public init(der: [UInt8]) throws(CryptoError) {
-    let x509 = try decodeDER(der, "d2i_X509", free: { X509_free($0) }) { d2i_X509(nil, $0, $1) }
+    let x509 = try decodeDER(
+      der, "d2i_X509", free: { X509_free($0) },
+      decode: { d2i_X509(nil, $0, $1) })
     // Fills OpenSSL's extension cache and flags malformed extensions now rather than on first use.
     let flags = X509_get_extension_flags(x509.pointer)
     guard flags & UInt32(EXFLAG_INVALID) == 0 else {

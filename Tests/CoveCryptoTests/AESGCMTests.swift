@@ -62,7 +62,8 @@ struct AESGCMTests {
     let vector = Self.vectors[3]
     func expectAuthenticationFailure(ciphertext: [UInt8], tag: [UInt8], aad: [UInt8]) {
       let error = #expect(throws: CryptoError.self) {
-        try AES256GCM.open(key: vector.key, iv: vector.iv, ciphertext: ciphertext, tag: tag, additionalData: aad)
+        try AES256GCM.open(
+          key: vector.key, iv: vector.iv, ciphertext: ciphertext, tag: tag, additionalData: aad)
       }
       #expect(error?.code == .authenticationFailure)
     }
@@ -80,11 +81,15 @@ struct AESGCMTests {
 
   @Test func badSizesAreInvalidParameters() {
     let short = #expect(throws: CryptoError.self) {
-      try AES256GCM.seal(key: [UInt8](repeating: 0, count: 16), iv: [UInt8](repeating: 0, count: 12), plaintext: [], additionalData: [])
+      try AES256GCM.seal(
+        key: [UInt8](repeating: 0, count: 16), iv: [UInt8](repeating: 0, count: 12), plaintext: [],
+        additionalData: [])
     }
     #expect(short?.code == .invalidParameter)
     let badIV = #expect(throws: CryptoError.self) {
-      try AES256GCM.seal(key: [UInt8](repeating: 0, count: 32), iv: [UInt8](repeating: 0, count: 8), plaintext: [], additionalData: [])
+      try AES256GCM.seal(
+        key: [UInt8](repeating: 0, count: 32), iv: [UInt8](repeating: 0, count: 8), plaintext: [],
+        additionalData: [])
     }
     #expect(badIV?.code == .invalidParameter)
     let badTag = #expect(throws: CryptoError.self) {

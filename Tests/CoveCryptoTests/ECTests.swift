@@ -121,7 +121,9 @@ struct ECTests {
     // SEQUENCE { INTEGER 5, INTEGER 0x00 80 AB... }
     #expect(Array(der.prefix(5)) == [0x30, 0x36, 0x02, 0x01, 0x05])
     #expect(try ECDSASignatureEncoding.raw(fromDER: der, curve: .p384) == raw)
-    let wide = #expect(throws: CryptoError.self) { try ECDSASignatureEncoding.raw(fromDER: der, curve: .p256) }
+    let wide = #expect(throws: CryptoError.self) {
+      try ECDSASignatureEncoding.raw(fromDER: der, curve: .p256)
+    }
     #expect(wide?.code == .invalidSignature)
     let trailing = #expect(throws: CryptoError.self) {
       try ECDSASignatureEncoding.raw(fromDER: der + [0], curve: .p384)
@@ -145,13 +147,15 @@ struct ECTests {
 
     // Cove → openssl.
     let signature = try key.signature(for: message, hash: hash)
-    try write(try ECDSASignatureEncoding.der(fromRaw: signature), to: directory.appendingPathComponent("sig.der"))
+    try write(
+      try ECDSASignatureEncoding.der(fromRaw: signature), to: directory.appendingPathComponent("sig.der"))
     let verified = try run(
       "openssl", ["dgst", digestFlag, "-verify", "pub.pem", "-signature", "sig.der", "msg"], in: directory)
     #expect(verified.status == 0, "\(verified.errorText)")
     #expect(String(decoding: verified.output, as: UTF8.self).contains("Verified OK"))
     let rejected = try run(
-      "openssl", ["dgst", digestFlag, "-verify", "pub.pem", "-signature", "sig.der", "tampered"], in: directory)
+      "openssl", ["dgst", digestFlag, "-verify", "pub.pem", "-signature", "sig.der", "tampered"],
+      in: directory)
     #expect(rejected.status != 0)
 
     // openssl → Cove (the CLI also reads Cove's PKCS#8 PEM).

@@ -139,7 +139,8 @@ struct HashTests {
   @Test func hkdfExpandLengthLimits() throws {
     let prk = [UInt8](repeating: 1, count: 32)
     #expect(try HKDF.expand(.sha256, pseudoRandomKey: prk, info: [], outputLength: 0) == [])
-    #expect(try HKDF.expand(.sha256, pseudoRandomKey: prk, info: [], outputLength: 255 * 32).count == 255 * 32)
+    #expect(
+      try HKDF.expand(.sha256, pseudoRandomKey: prk, info: [], outputLength: 255 * 32).count == 255 * 32)
     let error = #expect(throws: CryptoError.self) {
       try HKDF.expand(.sha256, pseudoRandomKey: prk, info: [], outputLength: 255 * 32 + 1)
     }

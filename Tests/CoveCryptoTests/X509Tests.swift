@@ -18,10 +18,13 @@ struct CLIChain {
       guard result.status == 0 else { throw CLIError(message: "openssl \(arguments): \(result.errorText)") }
     }
     for name in ["root", "int", "leaf"] {
-      try openssl(["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384", "-out", "\(name).key"])
+      try openssl([
+        "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384", "-out", "\(name).key",
+      ])
     }
     try openssl([
-      "req", "-x509", "-new", "-key", "root.key", "-sha384", "-days", "3650", "-subj", "/CN=CLI Root CA/O=Cove",
+      "req", "-x509", "-new", "-key", "root.key", "-sha384", "-days", "3650", "-subj",
+      "/CN=CLI Root CA/O=Cove",
       "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
       "-out", "root.pem",
     ])
@@ -41,9 +44,12 @@ struct CLIChain {
       authorityKeyIdentifier=keyid
 
       """, to: directory.appendingPathComponent("leaf.ext"))
-    try openssl(["req", "-new", "-key", "int.key", "-subj", "/CN=CLI Intermediate CA/O=Cove", "-out", "int.csr"])
     try openssl([
-      "x509", "-req", "-in", "int.csr", "-CA", "root.pem", "-CAkey", "root.key", "-set_serial", "2", "-sha384",
+      "req", "-new", "-key", "int.key", "-subj", "/CN=CLI Intermediate CA/O=Cove", "-out", "int.csr",
+    ])
+    try openssl([
+      "x509", "-req", "-in", "int.csr", "-CA", "root.pem", "-CAkey", "root.key", "-set_serial", "2",
+      "-sha384",
       "-days", "3650", "-extfile", "int.ext", "-out", "int.pem",
     ])
     try openssl(["req", "-new", "-key", "leaf.key", "-subj", "/CN=CLI Device/O=Cove", "-out", "leaf.csr"])
@@ -92,7 +98,8 @@ struct X509Tests {
       rootToLeaf: [cli.intermediate, cli.leaf])
     #expect(shorter == cli.chain)
     // A non-self-signed anchor terminates the path too (partial chain).
-    let partial = try CertificateChainVerifier(trustAnchors: [cli.intermediate]).verify(rootToLeaf: [cli.leaf])
+    let partial = try CertificateChainVerifier(trustAnchors: [cli.intermediate]).verify(rootToLeaf: [cli.leaf]
+    )
     #expect(partial == [cli.intermediate, cli.leaf])
     #expect(try cli.leaf.publicKey().curve == .p384)
   }
@@ -102,7 +109,8 @@ struct X509Tests {
     var der = cli.leaf.der
     der[der.count - 1] ^= 0x01  // the last byte of the ECDSA s value
     let tampered = try X509Certificate(der: der)
-    expectFailure(.badSignature, depth: 0, anchors: [cli.root], chain: [cli.root, cli.intermediate, tampered])
+    expectFailure(
+      .badSignature, depth: 0, anchors: [cli.root], chain: [cli.root, cli.intermediate, tampered])
   }
 
   @Test func wrongRootIsUntrusted() throws {
@@ -159,7 +167,8 @@ struct X509Tests {
     }
 
     func leaf(
-      under issuer: X509Certificate, key issuerKey: ECPrivateKey, keyUsage: CertificateBuilder.KeyUsage? = [.digitalSignature],
+      under issuer: X509Certificate, key issuerKey: ECPrivateKey,
+      keyUsage: CertificateBuilder.KeyUsage? = [.digitalSignature],
       isCA: Bool? = false
     ) throws -> (ECPrivateKey, X509Certificate) {
       let key = try ECPrivateKey(curve: .p384, entropy: entropy)
@@ -174,7 +183,8 @@ struct X509Tests {
     let f = try Fixture()
     let (intermediateKey, intermediate) = try f.intermediate(isCA: false, keyUsage: nil)
     let (_, leaf) = try f.leaf(under: intermediate, key: intermediateKey)
-    expectFailure(.notACertificateAuthority, depth: 1, anchors: [f.root], chain: [f.root, intermediate, leaf])
+    expectFailure(
+      .notACertificateAuthority, depth: 1, anchors: [f.root], chain: [f.root, intermediate, leaf])
     // No basicConstraints at all but keyCertSign: OpenSSL alone would accept it; Cove does not.
     let (key2, noBC) = try f.intermediate(isCA: nil, keyUsage: [.keyCertSign])
     let (_, leaf2) = try f.leaf(under: noBC, key: key2)
@@ -192,7 +202,9 @@ struct X509Tests {
     expectFailure(.keyUsage, depth: 0, anchors: [f.root], chain: [f.root, good, signingLeaf])
     // keyUsage absent on the leaf is allowed.
     let (_, plainLeaf) = try f.leaf(under: good, key: goodKey, keyUsage: nil)
-    #expect(try CertificateChainVerifier(trustAnchors: [f.root]).verify(rootToLeaf: [f.root, good, plainLeaf]).count == 3)
+    #expect(
+      try CertificateChainVerifier(trustAnchors: [f.root]).verify(rootToLeaf: [f.root, good, plainLeaf]).count
+        == 3)
   }
 
   @Test func pathLengthIsEnforced() throws {
@@ -229,7 +241,8 @@ struct X509Tests {
     #expect(path == pki.chainRootToLeaf)
     expectFailure(.notYetValid, anchors: [pki.root], chain: pki.chainRootToLeaf, at: start - 1)
     expectFailure(.expired, anchors: [pki.root], chain: pki.chainRootToLeaf, at: start + 3651 * Self.day)
-    let other = try TestPKI.generate(entropy: SeededEntropy(seed: 2025), commonNamePrefix: "Other", notBefore: start)
+    let other = try TestPKI.generate(
+      entropy: SeededEntropy(seed: 2025), commonNamePrefix: "Other", notBefore: start)
     #expect(other.root.subject == "CN=Other Root CA,O=Cove")
     expectFailure(.untrustedRoot, anchors: [other.root], chain: pki.chainRootToLeaf, at: start + Self.day)
   }
@@ -267,9 +280,13 @@ struct X509Tests {
     #expect(try X509Certificate(der: pki.device.der) == pki.device)
     let trailing = #expect(throws: CryptoError.self) { try X509Certificate(der: pki.device.der + [0]) }
     #expect(trailing?.code == .decodingFailed)
-    let truncated = #expect(throws: CryptoError.self) { try X509Certificate(der: Array(pki.device.der.dropLast())) }
+    let truncated = #expect(throws: CryptoError.self) {
+      try X509Certificate(der: Array(pki.device.der.dropLast()))
+    }
     #expect(truncated?.code == .decodingFailed)
-    let empty = #expect(throws: CryptoError.self) { try X509Certificate.certificates(fromPEM: "nothing here") }
+    let empty = #expect(throws: CryptoError.self) {
+      try X509Certificate.certificates(fromPEM: "nothing here")
+    }
     #expect(empty?.code == .decodingFailed)
   }
 }
