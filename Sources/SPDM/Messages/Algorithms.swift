@@ -155,7 +155,8 @@ public struct NegotiateAlgorithmsRequest: Hashable, Sendable {
     guard length <= Self.maxLength(for: version) else {
       throw WireError(.lengthOutOfRange, at: 4, field: "Length")
     }
-    measurementSpecification = MeasurementSpecification(rawValue: try reader.readU8("MeasurementSpecification"))
+    measurementSpecification = MeasurementSpecification(
+      rawValue: try reader.readU8("MeasurementSpecification"))
     otherParamsSupport = try reader.readU8("OtherParamsSupport")
     baseAsymAlgorithms = BaseAsymAlgorithms(rawValue: try reader.readU32("BaseAsymAlgo"))
     baseHashAlgorithms = BaseHashAlgorithms(rawValue: try reader.readU32("BaseHashAlgo"))
@@ -194,7 +195,8 @@ public struct NegotiateAlgorithmsRequest: Hashable, Sendable {
       switch entry.type {
       case .dhe: dheGroups = DHEGroups(rawValue: entry.supported)
       case .aead: aeadCipherSuites = AEADCipherSuites(rawValue: entry.supported)
-      case .reqBaseAsymAlg: requesterBaseAsymAlgorithms = BaseAsymAlgorithms(rawValue: UInt32(entry.supported))
+      case .reqBaseAsymAlg:
+        requesterBaseAsymAlgorithms = BaseAsymAlgorithms(rawValue: UInt32(entry.supported))
       default: keySchedules = KeyScheduleAlgorithms(rawValue: entry.supported)
       }
     }

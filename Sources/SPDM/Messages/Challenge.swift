@@ -41,7 +41,8 @@ public struct ChallengeRequest: Hashable, Sendable {
     slotID = header.param1
     measurementSummaryHashType = MeasurementSummaryHashType(rawValue: header.param2)
     nonce = try reader.readBytes(spdmNonceSize, "Nonce")
-    requesterContext = version >= .v13 ? try reader.readBytes(spdmRequesterContextSize, "RequesterContext") : []
+    requesterContext =
+      version >= .v13 ? try reader.readBytes(spdmRequesterContextSize, "RequesterContext") : []
     try reader.expectEnd("CHALLENGE")
   }
 
@@ -100,9 +101,11 @@ public struct ChallengeAuthResponse: Hashable, Sendable {
     slotMask = header.param2
     certChainHash = try reader.readBytes(hashSize, "CertChainHash")
     nonce = try reader.readBytes(spdmNonceSize, "Nonce")
-    measurementSummaryHash = try reader.readBytes(measurementSummaryHashPresent ? hashSize : 0, "MeasurementSummaryHash")
+    measurementSummaryHash = try reader.readBytes(
+      measurementSummaryHashPresent ? hashSize : 0, "MeasurementSummaryHash")
     opaqueData = try reader.readOpaqueData()
-    requesterContext = version >= .v13 ? try reader.readBytes(spdmRequesterContextSize, "RequesterContext") : []
+    requesterContext =
+      version >= .v13 ? try reader.readBytes(spdmRequesterContextSize, "RequesterContext") : []
     signature = try reader.readBytes(signatureSize, "Signature")
     try reader.expectEnd("CHALLENGE_AUTH")
   }

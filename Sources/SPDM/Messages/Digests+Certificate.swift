@@ -26,7 +26,9 @@ public struct DigestsResponse: Hashable, Sendable {
   public var provisionedSlotMask: UInt8
   public var digests: [[UInt8]]
 
-  public init(version: SPDMVersion, supportedSlotMask: UInt8 = 0, provisionedSlotMask: UInt8, digests: [[UInt8]]) {
+  public init(
+    version: SPDMVersion, supportedSlotMask: UInt8 = 0, provisionedSlotMask: UInt8, digests: [[UInt8]]
+  ) {
     self.version = version
     self.supportedSlotMask = supportedSlotMask
     self.provisionedSlotMask = provisionedSlotMask
@@ -40,14 +42,18 @@ public struct DigestsResponse: Hashable, Sendable {
     supportedSlotMask = header.param1
     provisionedSlotMask = header.param2
     digests = []
-    for _ in 0..<provisionedSlotMask.nonzeroBitCount { digests.append(try reader.readBytes(hashSize, "Digest")) }
+    for _ in 0..<provisionedSlotMask.nonzeroBitCount {
+      digests.append(try reader.readBytes(hashSize, "Digest"))
+    }
     try reader.expectEnd("DIGESTS")
   }
 
   public func encode() -> [UInt8] {
     var writer = ByteWriter()
-    SPDMHeader(version: version, code: Self.code.rawValue, param1: supportedSlotMask, param2: provisionedSlotMask)
-      .encode(into: &writer)
+    SPDMHeader(
+      version: version, code: Self.code.rawValue, param1: supportedSlotMask, param2: provisionedSlotMask
+    )
+    .encode(into: &writer)
     for digest in digests { writer.append(contentsOf: digest) }
     return writer.bytes
   }
@@ -191,7 +197,9 @@ public struct SPDMCertificateChain: Hashable, Sendable {
         throw WireError(.invalidValue, at: base + index, field: "Certificate tag (expected SEQUENCE)")
       }
       index += 1
-      guard index < certificates.count else { throw WireError(.truncated, at: base + index, field: "DER length") }
+      guard index < certificates.count else {
+        throw WireError(.truncated, at: base + index, field: "DER length")
+      }
       let first = certificates[index]
       index += 1
       var contentLength = 0

@@ -111,10 +111,12 @@ public struct KeyExchangeResponse: Hashable, Sendable {
     requesterSlotIDParam = try reader.readU8("ReqSlotIDParam")
     randomData = try reader.readBytes(spdmNonceSize, "RandomData")
     exchangeData = try reader.readBytes(exchangeDataSize, "ExchangeData")
-    measurementSummaryHash = try reader.readBytes(measurementSummaryHashPresent ? hashSize : 0, "MeasurementSummaryHash")
+    measurementSummaryHash = try reader.readBytes(
+      measurementSummaryHashPresent ? hashSize : 0, "MeasurementSummaryHash")
     opaqueData = try reader.readOpaqueData()
     signature = try reader.readBytes(signatureSize, "Signature")
-    responderVerifyData = try reader.readBytes(responderVerifyDataPresent ? hashSize : 0, "ResponderVerifyData")
+    responderVerifyData = try reader.readBytes(
+      responderVerifyDataPresent ? hashSize : 0, "ResponderVerifyData")
     try reader.expectEnd("KEY_EXCHANGE_RSP")
   }
 
@@ -147,7 +149,8 @@ public struct FinishRequest: Hashable, Sendable {
   public var requesterVerifyData: [UInt8]
 
   public init(
-    version: SPDMVersion, signatureIncluded: Bool = false, requesterSlotID: UInt8 = 0, signature: [UInt8] = [],
+    version: SPDMVersion, signatureIncluded: Bool = false, requesterSlotID: UInt8 = 0,
+    signature: [UInt8] = [],
     requesterVerifyData: [UInt8]
   ) {
     self.version = version
@@ -166,7 +169,9 @@ public struct FinishRequest: Hashable, Sendable {
     signatureIncluded = header.param1 & 0x01 != 0
     requesterSlotID = header.param2
     if signatureIncluded {
-      guard let signatureSize else { throw WireError(.invalidValue, at: 2, field: "Param1.SignatureIncluded") }
+      guard let signatureSize else {
+        throw WireError(.invalidValue, at: 2, field: "Param1.SignatureIncluded")
+      }
       signature = try reader.readBytes(signatureSize, "Signature")
     } else {
       signature = []
@@ -179,7 +184,8 @@ public struct FinishRequest: Hashable, Sendable {
   public func encode() -> [UInt8] {
     var writer = ByteWriter()
     SPDMHeader(
-      version: version, code: Self.code.rawValue, param1: signatureIncluded ? 0x01 : 0, param2: requesterSlotID
+      version: version, code: Self.code.rawValue, param1: signatureIncluded ? 0x01 : 0,
+      param2: requesterSlotID
     ).encode(into: &writer)
     writer.append(contentsOf: signature)
     writer.append(contentsOf: requesterVerifyData)

@@ -48,7 +48,8 @@ public struct GetMeasurementsRequest: Hashable, Sendable {
       nonce = try reader.readBytes(spdmNonceSize, "Nonce")
       if version >= .v11 { slotID = try reader.readU8("SlotIDParam") & 0x0F }
     }
-    requesterContext = version >= .v13 ? try reader.readBytes(spdmRequesterContextSize, "RequesterContext") : []
+    requesterContext =
+      version >= .v13 ? try reader.readBytes(spdmRequesterContextSize, "RequesterContext") : []
     try reader.expectEnd("GET_MEASUREMENTS")
   }
 
@@ -116,7 +117,8 @@ public struct MeasurementsResponse: Hashable, Sendable {
     blocks = try MeasurementBlock.parseRecord(record, count: count, baseOffset: 8)
     nonce = try reader.readBytes(spdmNonceSize, "Nonce")
     opaqueData = try reader.readOpaqueData()
-    requesterContext = version >= .v13 ? try reader.readBytes(spdmRequesterContextSize, "RequesterContext") : []
+    requesterContext =
+      version >= .v13 ? try reader.readBytes(spdmRequesterContextSize, "RequesterContext") : []
     signature = try reader.readBytes(signatureSize ?? 0, "Signature")
     try reader.expectEnd("MEASUREMENTS")
   }
@@ -209,7 +211,9 @@ public struct MeasurementBlock: Hashable, Sendable {
   }
 
   public init(index: UInt8, dmtf: DMTFMeasurement) {
-    self.init(index: index, measurementSpecification: MeasurementSpecification.dmtf.rawValue, measurement: dmtf.encode())
+    self.init(
+      index: index, measurementSpecification: MeasurementSpecification.dmtf.rawValue,
+      measurement: dmtf.encode())
   }
 
   /// The measurement decoded in the DMTF format, or nil when MeasurementSpecification is not DMTF
@@ -236,7 +240,8 @@ public struct MeasurementBlock: Hashable, Sendable {
         // Validate the DMTF structure now so a malformed block is reported with its offset.
         _ = try DMTFMeasurement(parsing: measurement, baseOffset: reader.offset - size)
       }
-      blocks.append(MeasurementBlock(index: index, measurementSpecification: specification, measurement: measurement))
+      blocks.append(
+        MeasurementBlock(index: index, measurementSpecification: specification, measurement: measurement))
     }
     // "MeasurementRecordLength" must describe exactly NumberOfBlocks blocks.
     try reader.expectEnd("MeasurementRecord")

@@ -19,7 +19,9 @@ public struct SPDMVersion: RawRepresentable, Hashable, Comparable, Sendable, Cus
   /// From a VERSION response VersionNumberEntry (DSP0274 "VersionNumberEntry definition" table:
   /// MajorVersion bits 15:12, MinorVersion 11:8, UpdateVersionNumber 7:4, Alpha 3:0). Update and
   /// alpha are dropped: they do not take part in version negotiation.
-  public init(versionNumberEntry: UInt16) { self.rawValue = UInt8(truncatingIfNeeded: versionNumberEntry >> 8) }
+  public init(versionNumberEntry: UInt16) {
+    self.rawValue = UInt8(truncatingIfNeeded: versionNumberEntry >> 8)
+  }
 
   /// The VersionNumberEntry with update version and alpha zero.
   public var versionNumberEntry: UInt16 { UInt16(rawValue) << 8 }

@@ -44,7 +44,9 @@ public enum SecuredMessageOpaqueData {
       case .selectedVersion(let version):
         registryID = 0
         vendorID = []
-        data = [smDataVersion, smDataIDVersionSelection, UInt8(truncatingIfNeeded: version), UInt8(version >> 8)]
+        data = [
+          smDataVersion, smDataIDVersionSelection, UInt8(truncatingIfNeeded: version), UInt8(version >> 8),
+        ]
       case .other(let id, let vendor, let bytes):
         registryID = id
         vendorID = vendor
@@ -61,7 +63,9 @@ public enum SecuredMessageOpaqueData {
   }
 
   /// Parses the whole opaque data field. `baseOffset` is the OpaqueData position in the enclosing message.
-  public static func parse(_ bytes: [UInt8], baseOffset: Int = 0) throws(WireError) -> [SecuredMessageVersionElement] {
+  public static func parse(_ bytes: [UInt8], baseOffset: Int = 0) throws(WireError)
+    -> [SecuredMessageVersionElement]
+  {
     var reader = ByteReader(bytes, baseOffset: baseOffset)
     let total = Int(try reader.readU8("TotalElements"))
     try reader.skip(3, "Reserved")

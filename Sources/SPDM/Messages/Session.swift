@@ -120,7 +120,9 @@ public struct EndSessionRequest: Hashable, Sendable {
     try reader.expectEnd("END_SESSION")
   }
 
-  public func encode() -> [UInt8] { [version.rawValue, Self.code.rawValue, preserveNegotiatedState ? 1 : 0, 0] }
+  public func encode() -> [UInt8] {
+    [version.rawValue, Self.code.rawValue, preserveNegotiatedState ? 1 : 0, 0]
+  }
 }
 
 /// END_SESSION_ACK (DSP0274 "END_SESSION_ACK response message format" table): header only.

@@ -112,7 +112,9 @@ public struct ErrorResponse: Hashable, Sendable {
   public var errorData: UInt8
   public var extendedData: [UInt8]
 
-  public init(version: SPDMVersion, errorCode: SPDMErrorCode, errorData: UInt8 = 0, extendedData: [UInt8] = []) {
+  public init(
+    version: SPDMVersion, errorCode: SPDMErrorCode, errorData: UInt8 = 0, extendedData: [UInt8] = []
+  ) {
     self.version = version
     self.errorCode = errorCode
     self.errorData = errorData
@@ -155,7 +157,8 @@ public struct ErrorResponse: Hashable, Sendable {
 
   /// An ERROR(ResponseNotReady) with its extended data.
   public init(version: SPDMVersion, responseNotReady: ResponseNotReady) {
-    self.init(version: version, errorCode: .responseNotReady, errorData: 0, extendedData: responseNotReady.bytes)
+    self.init(
+      version: version, errorCode: .responseNotReady, errorData: 0, extendedData: responseNotReady.bytes)
   }
 
   /// The typed extended data of ERROR(ResponseNotReady); nil for other codes or when the 4 bytes are

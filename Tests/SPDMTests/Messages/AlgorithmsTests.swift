@@ -114,7 +114,9 @@ struct AlgorithmsTests {
   @Test func responseGolden() throws {
     #expect(Self.response.encode() == Self.responseBytes)
     #expect(try AlgorithmsResponse(parsing: Self.responseBytes) == Self.response)
-    checkStandardRejections(Self.responseBytes) { bytes throws(WireError) in _ = try AlgorithmsResponse(parsing: bytes) }
+    checkStandardRejections(Self.responseBytes) { bytes throws(WireError) in
+      _ = try AlgorithmsResponse(parsing: bytes)
+    }
   }
 
   @Test func responseCaps() {
@@ -131,7 +133,9 @@ struct AlgorithmsTests {
     expectWireError(.lengthOutOfRange, at: 33) { () throws(WireError) in try parse(bytes) }
     bytes = Self.responseBytes
     bytes[41] = 0x22
-    expectWireError(.lengthOutOfRange, at: 41, "AlgStruct ExtAlgCount 2") { () throws(WireError) in try parse(bytes) }
+    expectWireError(.lengthOutOfRange, at: 41, "AlgStruct ExtAlgCount 2") { () throws(WireError) in
+      try parse(bytes)
+    }
   }
 
   @Test func flagBitsMatchSpec() {
@@ -140,7 +144,8 @@ struct AlgorithmsTests {
     #expect(BaseAsymAlgorithms.eddsaEd448.rawValue == 0x800)
     #expect(MeasurementHashAlgorithms.sha384.rawValue == 0x04)
     #expect(DHEGroups.secp384r1.rawValue == 0x10 && DHEGroups.sm2P256.rawValue == 0x40)
-    #expect(ResponderCapabilities.aliasCert.rawValue == 0x40000 && ResponderCapabilities.mel.rawValue == 0x100_0000)
+    #expect(
+      ResponderCapabilities.aliasCert.rawValue == 0x40000 && ResponderCapabilities.mel.rawValue == 0x100_0000)
     #expect(RequesterCapabilities.chunk.rawValue == 0x20000)
     #expect(BaseAsymAlgorithms.ecdsaP384.signatureSize == 96 && BaseHashAlgorithms.sha384.hashSize == 48)
     #expect(DHEGroups.secp384r1.exchangeDataSize == 96)

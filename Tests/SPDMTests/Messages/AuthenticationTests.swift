@@ -8,24 +8,28 @@ struct AuthenticationTests {
 
   @Test func challenge() throws {
     // CHALLENGE table: Param1 SlotID 0, Param2 HashType 0xFF (all), Nonce[32].
-    let message = ChallengeRequest(version: .v12, slotID: 0, measurementSummaryHashType: .all, nonce: Self.nonce)
+    let message = ChallengeRequest(
+      version: .v12, slotID: 0, measurementSummaryHashType: .all, nonce: Self.nonce)
     let expected = hex("12 83 00 FF") + Self.nonce
     #expect(message.encode() == expected)
     #expect(try ChallengeRequest(parsing: expected) == message)
     checkStandardRejections(expected) { bytes throws(WireError) in _ = try ChallengeRequest(parsing: bytes) }
     // 1.3 appends RequesterContext[8].
     let v13 = ChallengeRequest(
-      version: .v13, slotID: 0, measurementSummaryHashType: .none, nonce: Self.nonce, requesterContext: repeated(0xC7, 8))
+      version: .v13, slotID: 0, measurementSummaryHashType: .none, nonce: Self.nonce,
+      requesterContext: repeated(0xC7, 8))
     let expected13 = hex("13 83 00 00") + Self.nonce + repeated(0xC7, 8)
     #expect(v13.encode() == expected13)
     #expect(try ChallengeRequest(parsing: expected13) == v13)
-    checkStandardRejections(expected13) { bytes throws(WireError) in _ = try ChallengeRequest(parsing: bytes) }
+    checkStandardRejections(expected13) { bytes throws(WireError) in _ = try ChallengeRequest(parsing: bytes)
+    }
   }
 
   @Test func challengeAuth() throws {
     let message = ChallengeAuthResponse(
       version: .v13, slotID: 0, slotMask: 0x01, certChainHash: repeated(0xC0, 32), nonce: repeated(0x4E, 32),
-      measurementSummaryHash: repeated(0x5A, 32), opaqueData: hex("AA BB"), requesterContext: repeated(0xC7, 8),
+      measurementSummaryHash: repeated(0x5A, 32), opaqueData: hex("AA BB"),
+      requesterContext: repeated(0xC7, 8),
       signature: repeated(0x5B, 64))
     // CHALLENGE_AUTH table (1.3), field by field.
     let unsigned =
@@ -41,7 +45,8 @@ struct AuthenticationTests {
     withoutSignature.signature = []
     #expect(withoutSignature.encode() == unsigned)
     func parse(_ bytes: [UInt8]) throws(WireError) -> ChallengeAuthResponse {
-      try ChallengeAuthResponse(parsing: bytes, hashSize: 32, signatureSize: 64, measurementSummaryHashPresent: true)
+      try ChallengeAuthResponse(
+        parsing: bytes, hashSize: 32, signatureSize: 64, measurementSummaryHashPresent: true)
     }
     #expect(try parse(expected) == message)
     checkStandardRejections(expected) { bytes throws(WireError) in _ = try parse(bytes) }
@@ -54,29 +59,37 @@ struct AuthenticationTests {
 
   @Test func getMeasurements() throws {
     // GET_MEASUREMENTS table: Param1 bit 0 signature requested, Param2 0xFF all, Nonce, SlotIDParam.
-    let signed = GetMeasurementsRequest(version: .v12, signatureRequested: true, operation: 0xFF, nonce: Self.nonce, slotID: 0)
+    let signed = GetMeasurementsRequest(
+      version: .v12, signatureRequested: true, operation: 0xFF, nonce: Self.nonce, slotID: 0)
     let expected = hex("12 E0 01 FF") + Self.nonce + hex("00")
     #expect(signed.encode() == expected)
     #expect(try GetMeasurementsRequest(parsing: expected) == signed)
-    checkStandardRejections(expected) { bytes throws(WireError) in _ = try GetMeasurementsRequest(parsing: bytes) }
+    checkStandardRejections(expected) { bytes throws(WireError) in
+      _ = try GetMeasurementsRequest(parsing: bytes)
+    }
     // Unsigned count request: header only.
     let count = GetMeasurementsRequest(version: .v12, signatureRequested: false, operation: 0)
     #expect(count.encode() == hex("12 E0 00 00"))
     #expect(try GetMeasurementsRequest(parsing: hex("12 E0 00 00")) == count)
     // 1.3 unsigned still carries RequesterContext.
     let v13 = GetMeasurementsRequest(
-      version: .v13, signatureRequested: false, rawBitStreamRequested: true, operation: 1, requesterContext: repeated(9, 8))
+      version: .v13, signatureRequested: false, rawBitStreamRequested: true, operation: 1,
+      requesterContext: repeated(9, 8))
     let expected13 = hex("13 E0 02 01") + repeated(9, 8)
     #expect(v13.encode() == expected13)
     #expect(try GetMeasurementsRequest(parsing: expected13) == v13)
-    checkStandardRejections(expected13) { bytes throws(WireError) in _ = try GetMeasurementsRequest(parsing: bytes) }
+    checkStandardRejections(expected13) { bytes throws(WireError) in
+      _ = try GetMeasurementsRequest(parsing: bytes)
+    }
   }
 
   static let blocks = [
     MeasurementBlock(
-      index: 1, dmtf: DMTFMeasurement(valueType: .mutableFirmware, isRawBitStream: false, value: repeated(0xAB, 32))),
+      index: 1,
+      dmtf: DMTFMeasurement(valueType: .mutableFirmware, isRawBitStream: false, value: repeated(0xAB, 32))),
     MeasurementBlock(
-      index: 2, dmtf: DMTFMeasurement(valueType: .hardwareConfiguration, isRawBitStream: true, value: hex("DE AD"))),
+      index: 2,
+      dmtf: DMTFMeasurement(valueType: .hardwareConfiguration, isRawBitStream: true, value: hex("DE AD"))),
   ]
 
   // Measurement block table + DMTF measurement specification format table.
@@ -106,26 +119,38 @@ struct AuthenticationTests {
     #expect(withoutSignature.encode() == unsigned)
     let parsed = try MeasurementsResponse(parsing: expected, signatureSize: 64)
     #expect(parsed == message)
-    #expect(parsed.blocks[1].dmtf?.isRawBitStream == true && parsed.blocks[1].dmtf?.valueType == .hardwareConfiguration)
+    #expect(
+      parsed.blocks[1].dmtf?.isRawBitStream == true
+        && parsed.blocks[1].dmtf?.valueType == .hardwareConfiguration)
     #expect(try MeasurementsResponse(parsing: unsigned, signatureSize: nil) == withoutSignature)
-    checkStandardRejections(expected) { bytes throws(WireError) in _ = try MeasurementsResponse(parsing: bytes, signatureSize: 64) }
+    checkStandardRejections(expected) { bytes throws(WireError) in
+      _ = try MeasurementsResponse(parsing: bytes, signatureSize: 64)
+    }
 
     // NumberOfBlocks disagreeing with the record: too many -> truncated at the record end (8 + 48);
     // too few -> the record has bytes left after the first block (8 + 39).
     var tooMany = expected
     tooMany[4] = 3
-    expectWireError(.truncated, at: 56) { () throws(WireError) in _ = try MeasurementsResponse(parsing: tooMany, signatureSize: 64) }
+    expectWireError(.truncated, at: 56) { () throws(WireError) in
+      _ = try MeasurementsResponse(parsing: tooMany, signatureSize: 64)
+    }
     var tooFew = expected
     tooFew[4] = 1
-    expectWireError(.trailingBytes, at: 47) { () throws(WireError) in _ = try MeasurementsResponse(parsing: tooFew, signatureSize: 64) }
+    expectWireError(.trailingBytes, at: 47) { () throws(WireError) in
+      _ = try MeasurementsResponse(parsing: tooFew, signatureSize: 64)
+    }
     // A DMTF block whose ValueSize disagrees with MeasurementSize (offset 8 + 4 + 1 = 13).
     var badValue = expected
     badValue[13] = 31
-    expectWireError(.lengthOutOfRange, at: 13) { () throws(WireError) in _ = try MeasurementsResponse(parsing: badValue, signatureSize: 64) }
+    expectWireError(.lengthOutOfRange, at: 13) { () throws(WireError) in
+      _ = try MeasurementsResponse(parsing: badValue, signatureSize: 64)
+    }
     // Record length beyond the message.
     var longRecord = expected
     longRecord[7] = 0x01
-    expectWireError(.truncated, at: 8) { () throws(WireError) in _ = try MeasurementsResponse(parsing: longRecord, signatureSize: 64) }
+    expectWireError(.truncated, at: 8) { () throws(WireError) in
+      _ = try MeasurementsResponse(parsing: longRecord, signatureSize: 64)
+    }
   }
 
   @Test func measurementRecordParsing() throws {

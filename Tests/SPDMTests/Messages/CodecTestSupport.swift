@@ -16,11 +16,14 @@ func expectWireError(
 ) {
   do {
     try body()
-    Issue.record("expected \(code) but decoding succeeded \(comment.map { "(\($0))" } ?? "")", sourceLocation: sourceLocation)
+    Issue.record(
+      "expected \(code) but decoding succeeded \(comment.map { "(\($0))" } ?? "")",
+      sourceLocation: sourceLocation)
   } catch {
     #expect(error.code == code, "\(error) \(comment.map { "(\($0))" } ?? "")", sourceLocation: sourceLocation)
     if let offset {
-      #expect(error.offset == offset, "\(error) \(comment.map { "(\($0))" } ?? "")", sourceLocation: sourceLocation)
+      #expect(
+        error.offset == offset, "\(error) \(comment.map { "(\($0))" } ?? "")", sourceLocation: sourceLocation)
     }
   }
 }
@@ -33,7 +36,9 @@ func checkStandardRejections(
   _ bytes: [UInt8], truncationBelow: Int? = nil, trailing: Bool = true,
   sourceLocation: SourceLocation = #_sourceLocation, _ parse: ([UInt8]) throws(WireError) -> Void
 ) {
-  do { try parse(bytes) } catch { Issue.record("valid message rejected: \(error)", sourceLocation: sourceLocation) }
+  do { try parse(bytes) } catch {
+    Issue.record("valid message rejected: \(error)", sourceLocation: sourceLocation)
+  }
   for length in 0..<(truncationBelow ?? bytes.count) {
     let prefix = Array(bytes.prefix(length))
     do {

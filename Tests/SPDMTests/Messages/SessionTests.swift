@@ -22,7 +22,8 @@ struct SessionTests {
     #expect(try SecuredMessageOpaqueData.parse(Self.supportedOpaque) == [.supportedVersions([0x1100])])
     #expect(try SecuredMessageOpaqueData.parse(Self.selectedOpaque) == [.selectedVersion(0x1100)])
     let mixed: [SecuredMessageVersionElement] = [
-      .supportedVersions([0x1000, 0x1100, 0x1200]), .other(registryID: 3, vendorID: hex("01 00"), data: hex("AA")),
+      .supportedVersions([0x1000, 0x1100, 0x1200]),
+      .other(registryID: 3, vendorID: hex("01 00"), data: hex("AA")),
     ]
     #expect(try SecuredMessageOpaqueData.parse(SecuredMessageOpaqueData.encode(mixed)) == mixed)
     for length in 0..<Self.supportedOpaque.count {
@@ -40,7 +41,8 @@ struct SessionTests {
   }
 
   static let keyExchange = KeyExchangeRequest(
-    version: .v12, measurementSummaryHashType: .none, slotID: 0, requesterSessionID: 0xFFFD, sessionPolicy: 0x01,
+    version: .v12, measurementSummaryHashType: .none, slotID: 0, requesterSessionID: 0xFFFD,
+    sessionPolicy: 0x01,
     randomData: repeated(0x10, 32), exchangeData: repeated(0x22, 64), opaqueData: supportedOpaque)
 
   @Test func keyExchangeRequest() throws {
@@ -55,7 +57,9 @@ struct SessionTests {
       + Self.supportedOpaque
     #expect(Self.keyExchange.encode() == expected)
     #expect(try KeyExchangeRequest(parsing: expected, exchangeDataSize: 64) == Self.keyExchange)
-    checkStandardRejections(expected) { bytes throws(WireError) in _ = try KeyExchangeRequest(parsing: bytes, exchangeDataSize: 64) }
+    checkStandardRejections(expected) { bytes throws(WireError) in
+      _ = try KeyExchangeRequest(parsing: bytes, exchangeDataSize: 64)
+    }
     var long = expected
     long[104] = 0x01
     long[105] = 0x04
@@ -66,8 +70,10 @@ struct SessionTests {
 
   @Test func keyExchangeResponse() throws {
     let message = KeyExchangeResponse(
-      version: .v12, heartbeatPeriod: 0x0A, responderSessionID: 0xFFFE, mutAuthRequested: 0, requesterSlotIDParam: 0,
-      randomData: repeated(0x30, 32), exchangeData: repeated(0x33, 64), measurementSummaryHash: repeated(0x5A, 32),
+      version: .v12, heartbeatPeriod: 0x0A, responderSessionID: 0xFFFE, mutAuthRequested: 0,
+      requesterSlotIDParam: 0,
+      randomData: repeated(0x30, 32), exchangeData: repeated(0x33, 64),
+      measurementSummaryHash: repeated(0x5A, 32),
       opaqueData: Self.selectedOpaque, signature: repeated(0x5B, 64), responderVerifyData: repeated(0x7D, 32))
     // KEY_EXCHANGE_RSP table, field by field (H = 32, D = 64, S = 64).
     let beforeSignature =
@@ -88,7 +94,8 @@ struct SessionTests {
     #expect(unsigned.encode() == beforeSignature)
     func parse(_ bytes: [UInt8], verify: Bool = true) throws(WireError) -> KeyExchangeResponse {
       try KeyExchangeResponse(
-        parsing: bytes, exchangeDataSize: 64, hashSize: 32, signatureSize: 64, measurementSummaryHashPresent: true,
+        parsing: bytes, exchangeDataSize: 64, hashSize: 32, signatureSize: 64,
+        measurementSummaryHashPresent: true,
         responderVerifyDataPresent: verify)
     }
     #expect(try parse(expected) == message)
@@ -104,7 +111,9 @@ struct SessionTests {
     let expected = hex("12 E5 00 00") + repeated(0x7E, 32)
     #expect(plain.encode() == expected)
     #expect(try FinishRequest(parsing: expected, hashSize: 32, signatureSize: nil) == plain)
-    checkStandardRejections(expected) { bytes throws(WireError) in _ = try FinishRequest(parsing: bytes, hashSize: 32, signatureSize: 64) }
+    checkStandardRejections(expected) { bytes throws(WireError) in
+      _ = try FinishRequest(parsing: bytes, hashSize: 32, signatureSize: 64)
+    }
     // Mutual authentication: Param1 bit 0, Param2 ReqSlotID 1, Signature[64] then verify data.
     let signed = FinishRequest(
       version: .v12, signatureIncluded: true, requesterSlotID: 1, signature: repeated(0x5B, 64),
@@ -126,9 +135,14 @@ struct SessionTests {
     let expected = hex("12 65 00 00") + repeated(0x7F, 32)
     #expect(clear.encode() == expected)
     #expect(try FinishResponse(parsing: expected, verifyDataSize: 32) == clear)
-    checkStandardRejections(expected) { bytes throws(WireError) in _ = try FinishResponse(parsing: bytes, verifyDataSize: 32) }
+    checkStandardRejections(expected) { bytes throws(WireError) in
+      _ = try FinishResponse(parsing: bytes, verifyDataSize: 32)
+    }
     #expect(FinishResponse(version: .v12).encode() == hex("12 65 00 00"))
-    #expect(try FinishResponse(parsing: hex("12 65 00 00"), verifyDataSize: nil) == FinishResponse(version: .v12))
-    checkStandardRejections(hex("12 65 00 00")) { bytes throws(WireError) in _ = try FinishResponse(parsing: bytes, verifyDataSize: nil) }
+    #expect(
+      try FinishResponse(parsing: hex("12 65 00 00"), verifyDataSize: nil) == FinishResponse(version: .v12))
+    checkStandardRejections(hex("12 65 00 00")) { bytes throws(WireError) in
+      _ = try FinishResponse(parsing: bytes, verifyDataSize: nil)
+    }
   }
 }
