@@ -185,7 +185,7 @@ public struct DOEDataObject: Hashable, Sendable {
   }
 
   /// Decodes an object from the DWs a mailbox moved.
-  public init(parsing dwords: [UInt32]) throws(WireError) {
+  public init(parsingDWords dwords: [UInt32]) throws(WireError) {
     // Check the cap before building the byte array (PCIe 6.x §6.30.1: at most 2^18 DWs).
     guard dwords.count <= Self.maxDWords else {
       throw WireError(.lengthOutOfRange, at: Self.maxBytes, field: "DOE data object (over 2^18 DW)")

@@ -44,6 +44,8 @@ public struct DOEStatus: OptionSet, Hashable, Sendable {
   /// DOE Busy: the instance cannot take a new data object (it is processing one).
   public static let busy = DOEStatus(rawValue: 1 << 0)
   /// DOE Interrupt Status. Always 0 in Cove (no interrupt support).
+  // swift-format-ignore: DontRepeatTypeInStaticProperties
+  // (the spec's name for the bit)
   public static let interruptStatus = DOEStatus(rawValue: 1 << 1)
   /// DOE Error: a received object could not be processed; cleared only by ABORT.
   public static let error = DOEStatus(rawValue: 1 << 2)
@@ -238,7 +240,7 @@ public struct DOEMailbox: Sendable {
     writeBuffer = []
     let object: DOEDataObject
     do {
-      object = try DOEDataObject(parsing: dwords)
+      object = try DOEDataObject(parsingDWords: dwords)
     } catch {
       flagDiscard()
       discardingWrites = false

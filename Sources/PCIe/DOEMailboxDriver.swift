@@ -109,6 +109,6 @@ public struct DOEResponseAssembler: Sendable {
     guard let expected, dwords.count == expected else { return nil }
     let complete = dwords
     self = DOEResponseAssembler()
-    return try DOEDataObject(parsing: complete)
+    return try DOEDataObject(parsingDWords: complete)
   }
 }

@@ -12,7 +12,7 @@ struct DOEDataObjectTests {
     #expect(object.encode() == expected)
     #expect(object.encodeDWords() == [0x0001_0001, 0x0000_0003, 0x0000_8410])
     #expect(try DOEDataObject(parsing: expected) == object)
-    #expect(try DOEDataObject(parsing: object.encodeDWords()) == object)
+    #expect(try DOEDataObject(parsingDWords: object.encodeDWords()) == object)
   }
 
   @Test func padsToADWordAndKeepsThePaddingWhenDecoding() throws {
@@ -118,7 +118,7 @@ struct DOEDataObjectTests {
     }
     let dwords = [UInt32](repeating: 0, count: (1 << 18) + 1)
     #expect {
-      try DOEDataObject(parsing: dwords)
+      try DOEDataObject(parsingDWords: dwords)
     } throws: { ($0 as? WireError)?.code == .lengthOutOfRange }
   }
 

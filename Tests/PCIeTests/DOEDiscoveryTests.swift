@@ -54,7 +54,9 @@ struct DOEDiscoveryTests {
   @Test func configurableLayout() throws {
     // A device that lists only its protocols (no discovery entry at 0), as some designs describe it.
     let table = DOEDiscoveryTable(protocols: [.spdm, .securedSPDM])
-    #expect(table.response(to: DOEDiscoveryRequest(index: 0)) == DOEDiscoveryResponse(protocol: .spdm, nextIndex: 1))
+    #expect(
+      table.response(to: DOEDiscoveryRequest(index: 0)) == DOEDiscoveryResponse(protocol: .spdm, nextIndex: 1)
+    )
     #expect(
       table.response(to: DOEDiscoveryRequest(index: 1))
         == DOEDiscoveryResponse(protocol: .securedSPDM, nextIndex: 0))

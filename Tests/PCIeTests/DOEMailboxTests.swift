@@ -67,7 +67,7 @@ struct DOEMailboxTests {
     }
     #expect(Self.status(mailbox) == [])
     // The decoded payload keeps the 2 padding bytes; the wire bytes are identical.
-    #expect(try DOEDataObject(parsing: read).encode() == Self.version.encode())
+    #expect(try DOEDataObject(parsingDWords: read).encode() == Self.version.encode())
     // Extra advance writes with nothing ready are ignored.
     #expect(mailbox.writeRegister(offset: DOERegister.readMailbox, value: 0) == .none)
     #expect(Self.status(mailbox) == [])
@@ -166,11 +166,14 @@ struct DOEMailboxTests {
     #expect(Self.status(mailbox) == .error)
     #expect(mailbox.pendingRequestDWords == 0)
     // GO and writes are ignored until ABORT.
-    #expect(Self.apply(DOEMailboxDriver.requestWrites(Self.getVersion), to: &mailbox).allSatisfy { $0 == .none })
+    #expect(
+      Self.apply(DOEMailboxDriver.requestWrites(Self.getVersion), to: &mailbox).allSatisfy { $0 == .none })
     #expect(Self.status(mailbox) == .error)
     #expect(Self.apply([DOEMailboxDriver.abort], to: &mailbox) == [.aborted])
     #expect(Self.status(mailbox) == [])
-    #expect(Self.apply(DOEMailboxDriver.requestWrites(Self.getVersion), to: &mailbox).last == .deliverRequest(Self.getVersion))
+    #expect(
+      Self.apply(DOEMailboxDriver.requestWrites(Self.getVersion), to: &mailbox).last
+        == .deliverRequest(Self.getVersion))
   }
 
   @Test func silentDiscardPolicy() {
@@ -178,14 +181,18 @@ struct DOEMailboxTests {
     for dword: UInt32 in [0x0001_0001, 0x0000_0004, 0x0000_8410] {
       _ = mailbox.writeRegister(offset: DOERegister.writeMailbox, value: dword)
     }
-    guard case .discarded(.malformed) = mailbox.writeRegister(offset: DOERegister.control, value: DOEControl.go.rawValue)
+    guard
+      case .discarded(.malformed) = mailbox.writeRegister(
+        offset: DOERegister.control, value: DOEControl.go.rawValue)
     else {
       Issue.record("expected a discard")
       return
     }
     #expect(Self.status(mailbox) == [])
     // The next request works without an ABORT.
-    #expect(Self.apply(DOEMailboxDriver.requestWrites(Self.getVersion), to: &mailbox).last == .deliverRequest(Self.getVersion))
+    #expect(
+      Self.apply(DOEMailboxDriver.requestWrites(Self.getVersion), to: &mailbox).last
+        == .deliverRequest(Self.getVersion))
   }
 
   @Test func goWithNothingWrittenIsMalformed() {
@@ -198,7 +205,8 @@ struct DOEMailboxTests {
   @Test func writesWhileBusyAreDroppedAndSetError() {
     var mailbox = DOEMailbox()
     _ = Self.apply(DOEMailboxDriver.requestWrites(Self.getVersion), to: &mailbox)
-    #expect(mailbox.writeRegister(offset: DOERegister.writeMailbox, value: 0x1234) == .discarded(.writeWhileBusy))
+    #expect(
+      mailbox.writeRegister(offset: DOERegister.writeMailbox, value: 0x1234) == .discarded(.writeWhileBusy))
     #expect(Self.status(mailbox) == [.busy, .error])
     #expect(mailbox.pendingRequestDWords == 0)
     // GO while busy is ignored.
@@ -219,7 +227,8 @@ struct DOEMailboxTests {
     }
     #expect(mailbox.pendingRequestDWords == DOEDataObject.maxDWords)
     // One more DW cannot belong to any object.
-    #expect(mailbox.writeRegister(offset: DOERegister.writeMailbox, value: 0) == .discarded(.writeBufferOverflow))
+    #expect(
+      mailbox.writeRegister(offset: DOERegister.writeMailbox, value: 0) == .discarded(.writeBufferOverflow))
     #expect(Self.status(mailbox) == .error)
     #expect(mailbox.pendingRequestDWords == 0)
     #expect(mailbox.writeRegister(offset: DOERegister.writeMailbox, value: 0) == .none)
@@ -229,7 +238,8 @@ struct DOEMailboxTests {
 
   @Test func maximumObjectIsDelivered() {
     var mailbox = DOEMailbox()
-    let object = DOEDataObject(protocol: .spdm, payload: [UInt8](repeating: 7, count: DOEDataObject.maxPayloadBytes))
+    let object = DOEDataObject(
+      protocol: .spdm, payload: [UInt8](repeating: 7, count: DOEDataObject.maxPayloadBytes))
     #expect(Self.apply(DOEMailboxDriver.requestWrites(object), to: &mailbox).last == .deliverRequest(object))
   }
 
@@ -248,7 +258,8 @@ struct DOEMailboxTests {
     var found: [DOEProtocol] = []
     var index: UInt8 = 0
     repeat {
-      let actions = Self.apply(DOEMailboxDriver.requestWrites(DOEDiscoveryRequest(index: index).dataObject()), to: &mailbox)
+      let actions = Self.apply(
+        DOEMailboxDriver.requestWrites(DOEDiscoveryRequest(index: index).dataObject()), to: &mailbox)
       guard case .deliverRequest(let request) = actions.last else {
         Issue.record("no request delivered")
         return
