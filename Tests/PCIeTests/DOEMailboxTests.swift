@@ -236,6 +236,24 @@ struct DOEMailboxTests {
     #expect(mailbox.writeRegister(offset: DOERegister.control, value: DOEControl.go.rawValue) == .none)
   }
 
+  @Test func silentOverflowDropsTheObjectUntilGo() {
+    var mailbox = DOEMailbox(setsErrorOnDiscard: false)
+    for _ in 0..<DOEDataObject.maxDWords {
+      _ = mailbox.writeRegister(offset: DOERegister.writeMailbox, value: 0)
+    }
+    let overflow = mailbox.writeRegister(offset: DOERegister.writeMailbox, value: 0)
+    #expect(overflow == .discarded(.writeBufferOverflow))
+    #expect(Self.status(mailbox) == [])
+    // The rest of the oversized object is ignored, and its GO delivers nothing.
+    _ = mailbox.writeRegister(offset: DOERegister.writeMailbox, value: 0x0001_0001)
+    #expect(mailbox.pendingRequestDWords == 0)
+    let go = mailbox.writeRegister(offset: DOERegister.control, value: DOEControl.go.rawValue)
+    #expect(go == .none)
+    // The next object goes through.
+    let actions = Self.apply(DOEMailboxDriver.requestWrites(Self.getVersion), to: &mailbox)
+    #expect(actions.last == .deliverRequest(Self.getVersion))
+  }
+
   @Test func maximumObjectIsDelivered() {
     var mailbox = DOEMailbox()
     let object = DOEDataObject(
