@@ -1,0 +1,28 @@
+// swift-tools-version:6.1
+// libFuzzer harnesses for Cove's decoders and state machines. A separate package so the fuzzer flags
+// (-sanitize=fuzzer,address) never touch the main build. Usage: README.md, run.sh.
+import PackageDescription
+
+/// One executable per harness; each exports LLVMFuzzerTestOneInput and hands main to libFuzzer.
+func harness(_ name: String, _ products: [String]) -> Target {
+  .executableTarget(
+    name: name,
+    dependencies: ["CLibFuzzer"] + products.map { .product(name: $0, package: "Cove") },
+    swiftSettings: [.swiftLanguageMode(.v6)]
+  )
+}
+
+let package = Package(
+  name: "CoveFuzz",
+  products: [
+    .executable(name: "FuzzDOE", targets: ["FuzzDOE"])
+  ],
+  dependencies: [
+    // The root package; its manifest declares `name: "Cove"`.
+    .package(name: "Cove", path: "..")
+  ],
+  targets: [
+    .target(name: "CLibFuzzer"),
+    harness("FuzzDOE", ["PCIe"]),
+  ]
+)
