@@ -41,7 +41,11 @@ let package = Package(
       ],
       swiftSettings: strictSettings
     ),
-    .executableTarget(name: "cove", dependencies: ["CoveCommands"], swiftSettings: strictSettings),
+    .executableTarget(
+      name: "cove",
+      dependencies: ["CoveCommands", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+      swiftSettings: strictSettings
+    ),
     .executableTarget(
       name: "cove-bench",
       dependencies: ["CoveCrypto", "CoveWire", "PCIe", "SPDM", "CoveCommands"],

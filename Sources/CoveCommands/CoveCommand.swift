@@ -1,5 +1,5 @@
 public import ArgumentParser
-import CoveCrypto
+public import CoveCrypto
 import Foundation
 import SPDM
 

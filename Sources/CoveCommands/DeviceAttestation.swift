@@ -1,5 +1,5 @@
 public import CoveCrypto
-public import PCIe
+import PCIe
 public import SPDM
 
 /// Wires the built-in device's DSM (SPDM responder behind a DOE mailbox) to a TSM requester whose

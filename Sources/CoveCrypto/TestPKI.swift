@@ -1,5 +1,6 @@
 /// A three-level test PKI shaped like a real SPDM device's: root CA → intermediate CA → device leaf,
-/// all P-384 with ecdsa-with-SHA384 (DSP0274 TPM_ALG_ECDSA_ECC_NIST_P384 / TPM_ALG_SHA_384).
+/// all P-384 with ecdsa-with-SHA384 (DSP0274 TPM_ALG_ECDSA_ECC_NIST_P384 / TPM_ALG_SHA_384); the
+/// device key may be P-256 (`deviceCurve`) so a responder can negotiate ECDSA P-256.
 ///
 /// - Root: basicConstraints CA:TRUE (critical), keyUsage keyCertSign+cRLSign (critical), SKI.
 /// - Intermediate: CA:TRUE pathlen:0 (critical), keyCertSign+cRLSign (critical), SKI, AKI.
@@ -23,7 +24,7 @@ public struct TestPKI: @unchecked Sendable {
 
   public static func generate(
     entropy: any EntropySource, commonNamePrefix: String = "Cove Test", notBefore: Int64,
-    validityDays: Int = 3650
+    validityDays: Int = 3650, deviceCurve: EllipticCurve = .p384
   ) throws(CryptoError) -> TestPKI {
     guard validityDays > 0 else {
       throw CryptoError(code: .invalidParameter, operation: "TestPKI.generate: validityDays must be positive")
@@ -31,7 +32,7 @@ public struct TestPKI: @unchecked Sendable {
     let notAfter = notBefore + Int64(validityDays) * 86_400
     let rootKey = try ECPrivateKey(curve: .p384, entropy: entropy)
     let intermediateKey = try ECPrivateKey(curve: .p384, entropy: entropy)
-    let deviceKey = try ECPrivateKey(curve: .p384, entropy: entropy)
+    let deviceKey = try ECPrivateKey(curve: deviceCurve, entropy: entropy)
 
     func serial() -> [UInt8] {
       // 16 bytes, positive and without a leading zero octet (RFC 5280 §4.1.2.2).

@@ -313,7 +313,7 @@ public struct SPDMRequester {
     } catch let error as SPDMRequesterError {
       throw error
     } catch {
-      throw .crypto(error as? CryptoError ?? CryptoError(.invalidKey, operation: "leaf public key"))
+      throw .crypto(error as? CryptoError ?? CryptoError(code: .invalidKey, operation: "leaf public key"))
     }
     certificateChain = certificates
     spdmCertificateChain = chain
@@ -444,7 +444,7 @@ public struct SPDMRequester {
       version: algorithms.version, measurementSummaryHashType: summaryType, slotID: 0,
       requesterSessionID: requesterSessionID, sessionPolicy: 0, randomData: entropy.bytes(count: 32),
       exchangeData: ephemeral.publicKey.rawXY,
-      opaqueData: SecuredMessageOpaqueData(element: .supportedVersions([0x1100, 0x1000])).encode()
+      opaqueData: SecuredMessageOpaqueData.encode([.supportedVersions([0x1100, 0x1000])])
     ).encode()
     messageM = []
     pending = .keyExchange(
@@ -468,8 +468,11 @@ public struct SPDMRequester {
     }
     guard let chain = spdmCertificateChain, let leafKey else { throw .outOfOrder("no certificate chain") }
     if !message.opaqueData.isEmpty {
-      let selection = try decode { () throws(WireError) in try SecuredMessageOpaqueData(parsing: message.opaqueData) }
-      guard case .selectedVersion(let selected) = selection.element, [0x1100, 0x1000].contains(selected) else {
+      let elements = try decode { () throws(WireError) in try SecuredMessageOpaqueData.parse(message.opaqueData) }
+      let selected = elements.compactMap { element -> UInt16? in
+        if case .selectedVersion(let version) = element { return version } else { return nil }
+      }
+      guard selected.count == 1, [UInt16(0x1100), 0x1000].contains(selected[0]) else {
         throw .algorithmMismatch("secured message version selection")
       }
     }
@@ -668,7 +671,7 @@ public struct SPDMRequester {
   private mutating func open(_ record: [UInt8], sessionID: UInt32) throws(SPDMRequesterError) -> [UInt8] {
     guard var session = sessions[sessionID] else { throw .unknownSession(sessionID) }
     do {
-      let message = try session.openFromResponder(record)
+      let message = try session.openFromResponder(record, allowsPadding: allowsTransportPadding)
       sessions[sessionID] = session
       return message
     } catch {

@@ -77,7 +77,7 @@ public struct SPDMResponder {
     }
     let request: [UInt8]
     do {
-      request = try session.openFromRequester(record)
+      request = try session.openFromRequester(record, allowsPadding: allowsTransportPadding)
     } catch {
       // DSP0274 §10.11: DecryptError, and the session is terminated; answered in the clear since the
       // keys may be what failed.
@@ -463,13 +463,14 @@ public struct SPDMResponder {
     // DSP0277 secured-message version: pick the highest both support (1.1 over 1.0).
     var opaqueResponse: [UInt8] = []
     if !message.opaqueData.isEmpty {
-      let offered = try parse { () throws(WireError) in
-        try SecuredMessageOpaqueData(parsing: message.opaqueData)
+      let offered = try parse { () throws(WireError) in try SecuredMessageOpaqueData.parse(message.opaqueData) }
+      let versions = offered.flatMap { element -> [UInt16] in
+        if case .supportedVersions(let versions) = element { return versions } else { return [] }
       }
-      guard case .supportedVersions(let versions) = offered.element,
-        let chosen = [UInt16(0x1100), 0x1000].first(where: versions.contains)
-      else { throw ResponderFailure(.invalidRequest) }
-      opaqueResponse = SecuredMessageOpaqueData(element: .selectedVersion(chosen)).encode()
+      guard let chosen = [UInt16(0x1100), 0x1000].first(where: versions.contains) else {
+        throw ResponderFailure(.invalidRequest)
+      }
+      opaqueResponse = SecuredMessageOpaqueData.encode([.selectedVersion(chosen)])
     }
     let peerKey: ECPublicKey
     let ephemeral: ECPrivateKey

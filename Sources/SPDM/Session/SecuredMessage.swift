@@ -54,20 +54,26 @@ public enum SecuredMessage {
 
   /// Decrypts a record with the direction's keys. The sequence number advances only on success, so a
   /// forged record cannot desynchronise the session (the caller tears the session down anyway).
+  /// - Parameter allowsPadding: DOE carries whole DWs, so a record may be followed by up to three
+  ///   zero bytes of padding (PCIe 6.x §6.30.1); the Length field says where the record ends.
   public static func open(
-    _ record: [UInt8], keys: inout SPDMTrafficKeys
+    _ record: [UInt8], keys: inout SPDMTrafficKeys, allowsPadding: Bool = false
   ) throws(SecuredMessageError) -> (sessionID: UInt32, message: [UInt8]) {
+    var record = record
     var reader = ByteReader(record)
     let sessionID: UInt32
     let length: UInt16
-    do {
+    do throws(WireError) {
       sessionID = try reader.readU32("SessionID")
       length = try reader.readU16("Length")
       // Length covers ApplicationDataLength (2), the data and the MAC, and must match the record.
       guard Int(length) >= 2 + macSize else {
         throw WireError(.lengthOutOfRange, at: 4, field: "Length")
       }
-      guard Int(length) == reader.remaining else {
+      let padding = reader.remaining - Int(length)
+      if allowsPadding, (1...3).contains(padding), record.suffix(padding).allSatisfy({ $0 == 0 }) {
+        record.removeLast(padding)
+      } else if Int(length) != reader.remaining {
         throw WireError(
           Int(length) > reader.remaining ? .truncated : .trailingBytes, at: 4, field: "Length")
       }
@@ -86,7 +92,7 @@ public enum SecuredMessage {
       throw .authenticationFailed
     }
     var inner = ByteReader(plaintext, baseOffset: headerSize)
-    do {
+    do throws(WireError) {
       let appLength = try inner.readU16("ApplicationDataLength")
       let message = try inner.readBytes(Int(appLength), "ApplicationData")
       // Whatever follows is random padding (none for DOE, but DSP0277 allows it): ignored.

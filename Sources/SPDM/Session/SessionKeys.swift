@@ -107,11 +107,15 @@ public struct SPDMSessionKeys: Sendable {
     try SecuredMessage.seal(sessionID: sessionID, message: message, keys: &responderKeys)
   }
 
-  public mutating func openFromRequester(_ record: [UInt8]) throws(SecuredMessageError) -> [UInt8] {
-    try SecuredMessage.open(record, keys: &requesterKeys).message
+  public mutating func openFromRequester(
+    _ record: [UInt8], allowsPadding: Bool = false
+  ) throws(SecuredMessageError) -> [UInt8] {
+    try SecuredMessage.open(record, keys: &requesterKeys, allowsPadding: allowsPadding).message
   }
 
-  public mutating func openFromResponder(_ record: [UInt8]) throws(SecuredMessageError) -> [UInt8] {
-    try SecuredMessage.open(record, keys: &responderKeys).message
+  public mutating func openFromResponder(
+    _ record: [UInt8], allowsPadding: Bool = false
+  ) throws(SecuredMessageError) -> [UInt8] {
+    try SecuredMessage.open(record, keys: &responderKeys, allowsPadding: allowsPadding).message
   }
 }

@@ -141,7 +141,8 @@ import Testing
     try driver.retrieveCertificateChain()
     let sessionID = try driver.requester.handleKeyExchangeResponse(
       driver.transport.exchange(.plain(driver.requester.keyExchangeRequest())).bytes)
-    let heartbeat = try driver.requester.sealSessionRequest([0x12, 0xE8, 0, 0], sessionID: sessionID)
+    let version = try #require(driver.requester.version).rawValue
+    let heartbeat = try driver.requester.sealSessionRequest([version, 0xE8, 0, 0], sessionID: sessionID)
     guard case .secured(let reply)? = driver.transport.responder.respond(to: .secured(heartbeat)) else {
       Issue.record("expected a secured ERROR")
       return
