@@ -1,7 +1,7 @@
 public import ArgumentParser
 public import CoveCrypto
 import Foundation
-import SPDM
+public import SPDM
 
 /// `cove`: the command-line face of Cove. The executable target only calls `CoveCommand.main()`, so
 /// every command is testable as a library.
@@ -68,6 +68,11 @@ public struct AttestOptions: ParsableArguments {
     }
     guard !result.isEmpty else { throw ValidationError("\(name) must name at least one algorithm") }
     return result
+  }
+
+  /// The policy these options describe for `device`; public for tests of flag handling.
+  public func policyForTesting(_ device: BuiltInDevice) throws -> SPDMRequesterPolicy {
+    try policy(for: device)
   }
 
   func entropy() -> any EntropySource {

@@ -136,3 +136,13 @@ func decodeDER(
   }
   return object
 }
+
+extension EllipticCurve: CustomStringConvertible {
+  /// "P-256" / "P-384", as FIPS 186-4 names them.
+  public var description: String {
+    switch self {
+    case .p256: "P-256"
+    case .p384: "P-384"
+    }
+  }
+}

@@ -125,3 +125,13 @@ private final class DigestContext {
     return digest
   }
 }
+
+extension HashAlgorithm: CustomStringConvertible {
+  /// "SHA-256" / "SHA-384", as FIPS 180-4 names them.
+  public var description: String {
+    switch self {
+    case .sha256: "SHA-256"
+    case .sha384: "SHA-384"
+    }
+  }
+}

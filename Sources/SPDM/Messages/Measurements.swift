@@ -159,6 +159,26 @@ public struct DMTFMeasurementValueType: RawRepresentable, Hashable, Sendable {
   public static let structuredManifest = DMTFMeasurementValueType(rawValue: 0x0A)
 }
 
+extension DMTFMeasurementValueType: CustomStringConvertible {
+  /// The specification's name for the type, or its number when unknown.
+  public var description: String {
+    switch self {
+    case .immutableROM: "immutable ROM"
+    case .mutableFirmware: "mutable firmware"
+    case .hardwareConfiguration: "hardware configuration"
+    case .firmwareConfiguration: "firmware configuration"
+    case .freeformManifest: "freeform manifest"
+    case .structuredDebug: "structured debug"
+    case .mutableFirmwareVersion: "firmware version"
+    case .mutableFirmwareSVN: "firmware SVN"
+    case .hashExtended: "hash-extended"
+    case .informational: "informational"
+    case .structuredManifest: "structured manifest"
+    default: "type 0x\(String(rawValue, radix: 16))"
+    }
+  }
+}
+
 /// A DMTF-format measurement (DSP0274 "DMTF measurement specification format" table):
 /// DMTFSpecMeasurementValueType u8 (bit 7 = raw bit stream, else digest), DMTFSpecMeasurementValueSize
 /// u16, DMTFSpecMeasurementValue.

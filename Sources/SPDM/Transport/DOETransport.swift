@@ -79,6 +79,9 @@ public struct DOERequesterTransport: SPDMRequesterTransport {
 
   /// One request object in, one response object out, through the registers.
   public mutating func exchange(object: DOEDataObject) throws(SPDMRequesterError) -> DOEDataObject {
+    // Record the object as the wire carries it: payload zero-padded to a whole DW.
+    var object = object
+    object.payload += [UInt8](repeating: 0, count: (4 - object.payload.count % 4) % 4)
     var status = DOEStatus(rawValue: read(DOERegister.status))
     if status.contains(.busy) || status.contains(.error) || status.contains(.dataObjectReady) {
       write(DOEMailboxDriver.abort)

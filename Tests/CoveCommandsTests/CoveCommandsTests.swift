@@ -1,0 +1,114 @@
+import ArgumentParser
+import CoveCommands
+import CoveCrypto
+import Foundation
+import SPDM
+import Testing
+
+@Suite struct AttestCommandTests {
+  @Test func builtInDeviceAttestsOverDOE() throws {
+    let device = try BuiltInDevice()
+    let report = DeviceAttestation.run(device: device, policy: device.requesterPolicy, entropy: SeededEntropy(seed: 1))
+    #expect(report.failure == nil)
+    #expect(report.steps.map(\.title) == [
+      "DOE discovery",
+      "VCA (GET_VERSION, GET_CAPABILITIES, NEGOTIATE_ALGORITHMS)",
+      "certificate chain (GET_DIGESTS, GET_CERTIFICATE)",
+      "CHALLENGE",
+      "measurements (GET_MEASUREMENTS, signed)",
+      "secure session (KEY_EXCHANGE, FINISH)",
+      "application message (VENDOR_DEFINED in the session)",
+      "KEY_UPDATE (UpdateAllKeys, then VerifyNewKey)",
+      "END_SESSION",
+      "DOE traffic",
+    ])
+    #expect(report.negotiated?.version == .v13)
+    #expect(report.negotiated?.hash == .sha384)
+    let text = ReportPrinter.render(report, quiet: false)
+    #expect(text.contains("CN=Cove cove-dma Root CA,O=Cove"))
+    #expect(text.contains("#5 firmware version: \"2.4.1\""))
+    #expect(text.hasSuffix("ms\n"))
+    #expect(ReportPrinter.render(report, quiet: true).hasPrefix("attestation succeeded: 10 steps in"))
+  }
+
+  @Test func builtInIdentityIsTheSameEveryTime() throws {
+    let first = try BuiltInDevice()
+    let second = try BuiltInDevice()
+    #expect(try first.pki.root.publicKey().rawXY == second.pki.root.publicKey().rawXY)
+    #expect(first.pki.deviceKey.scalar == second.pki.deviceKey.scalar)
+  }
+
+  @Test func failureIsReportedWithItsReason() throws {
+    let device = try BuiltInDevice()
+    let stranger = try TestPKI.generate(entropy: SeededEntropy(seed: 5), notBefore: BuiltInDevice.notBefore)
+    var policy = device.requesterPolicy
+    policy.trustAnchors = [stranger.root]
+    let report = DeviceAttestation.run(device: device, policy: policy, entropy: SeededEntropy(seed: 1))
+    #expect(!report.succeeded)
+    #expect(report.steps.filter { $0.title.hasSuffix("FAILED") }.map(\.title) == ["certificate chain (GET_DIGESTS, GET_CERTIFICATE) FAILED"])
+    let text = ReportPrinter.render(report, quiet: true)
+    #expect(text.hasPrefix("attestation FAILED after"))
+    #expect(text.contains("certificate chain rejected"))
+  }
+
+  @Test func policyOptionsSelectAlgorithms() throws {
+    let device = try BuiltInDevice()
+    let options = try AttestOptions.parse(["--spdm-version", "1.2", "--hash", "sha256", "--dhe", "p256", "--seed", "3"])
+    let report = DeviceAttestation.run(device: device, policy: try options.policyForTesting(device), entropy: SeededEntropy(seed: 3))
+    #expect(report.succeeded)
+    #expect(report.negotiated?.version == .v12)
+    #expect(report.negotiated?.hash == .sha256)
+    #expect(report.negotiated?.dheCurve == .p256)
+    #expect(report.negotiated?.signatureCurve == .p384)
+  }
+
+  @Test(arguments: [
+    (["--spdm-version", "2.0"], "--spdm-version must be 1.2 or 1.3, not '2.0'"),
+    (["--hash", "md5"], "--hash: unknown value 'md5' (expected sha256, sha384)"),
+    (["--asym", "p521"], "--asym: unknown value 'p521' (expected p256, p384)"),
+    (["--chunk-size", "4"], "--chunk-size must be at least 16"),
+  ])
+  func badFlagsAreClearErrors(_ arguments: [String], _ message: String) throws {
+    let device = try BuiltInDevice()
+    let options = try AttestOptions.parse(arguments)
+    #expect(throws: ValidationError.self) { try options.policyForTesting(device) }
+    do {
+      _ = try options.policyForTesting(device)
+    } catch let error as ValidationError {
+      #expect(error.message == message)
+    }
+  }
+
+  @Test func unknownSubcommandIsAnError() {
+    #expect(throws: (any Error).self) { try CoveCommand.parseAsRoot(["frobnicate"]) }
+  }
+}
+
+@Suite struct PKIGenerateTests {
+  @Test func generatedPKIIsAcceptedByOpenSSL() throws {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("cove-pki-\(UUID().uuidString)").path
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let command = try PKICommand.Generate.parse([directory, "--seed", "42"])
+    try command.run()
+    let files = try FileManager.default.contentsOfDirectory(atPath: directory).sorted()
+    #expect(files == ["chain.pem", "device.key", "device.pem", "intermediate.key", "intermediate.pem", "root.key", "root.pem"])
+    let keyMode = try FileManager.default.attributesOfItem(atPath: directory + "/device.key")[.posixPermissions] as? Int
+    #expect(keyMode == 0o600)
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = [
+      "openssl", "verify", "-x509_strict", "-CAfile", directory + "/root.pem", "-untrusted",
+      directory + "/intermediate.pem", directory + "/device.pem",
+    ]
+    let output = Pipe()
+    process.standardOutput = output
+    try process.run()
+    process.waitUntilExit()
+    #expect(process.terminationStatus == 0)
+    #expect(String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self) == directory + "/device.pem: OK\n")
+    // The key on disk is the device certificate's key.
+    let key = try ECPrivateKey(pem: String(contentsOfFile: directory + "/device.key", encoding: .utf8))
+    let certificate = try X509Certificate.certificates(fromPEM: String(contentsOfFile: directory + "/device.pem", encoding: .utf8))[0]
+    #expect(key.publicKey.rawXY == (try certificate.publicKey().rawXY))
+  }
+}
