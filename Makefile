@@ -40,7 +40,7 @@ release: check-deps
 	$(SWIFT) build -c release --product cove
 
 run: release
-	$$($(SWIFT) build -c release --show-bin-path)/cove run
+	@$$($(SWIFT) build -c release --show-bin-path)/cove run
 
 test: check-deps
 	$(SWIFT) build --build-tests
@@ -48,7 +48,7 @@ test: check-deps
 
 bench: check-deps
 	$(SWIFT) build -c release --product cove-bench
-	$$($(SWIFT) build -c release --show-bin-path)/cove-bench
+	@$$($(SWIFT) build -c release --show-bin-path)/cove-bench
 
 fuzz: check-deps
 	@for target in $(FUZZ_TARGETS); do \
