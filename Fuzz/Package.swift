@@ -15,7 +15,9 @@ func harness(_ name: String, _ products: [String]) -> Target {
 let package = Package(
   name: "CoveFuzz",
   products: [
-    .executable(name: "FuzzDOE", targets: ["FuzzDOE"])
+    .executable(name: "FuzzDOE", targets: ["FuzzDOE"]),
+    .executable(name: "FuzzSPDMDecoders", targets: ["FuzzSPDMDecoders"]),
+    .executable(name: "FuzzResponder", targets: ["FuzzResponder"]),
   ],
   dependencies: [
     // The root package; its manifest declares `name: "Cove"`.
@@ -24,5 +26,7 @@ let package = Package(
   targets: [
     .target(name: "CLibFuzzer"),
     harness("FuzzDOE", ["PCIe"]),
+    harness("FuzzSPDMDecoders", ["SPDM", "CoveWire", "CoveCrypto"]),
+    harness("FuzzResponder", ["SPDM", "CoveCrypto"]),
   ]
 )

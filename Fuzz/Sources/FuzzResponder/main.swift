@@ -44,7 +44,8 @@ struct Snapshots {
   }
 }
 
-let snapshots = Snapshots()
+// Fuzzing is single-threaded; the snapshots are only ever copied.
+nonisolated(unsafe) let snapshots = Snapshots()
 
 var argc = CommandLine.argc
 var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv
@@ -53,6 +54,12 @@ let status = LLVMFuzzerRunDriver(&argc, &argv) { data, size in
   return 0
 }
 exit(status)
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+  fuzzInput(Array(UnsafeBufferPointer(start: data, count: size)))
+  return 0
+}
 
 func fuzzInput(_ input: [UInt8]) {
   guard let mode = input.first else { return }

@@ -19,6 +19,12 @@ let status = LLVMFuzzerRunDriver(&argc, &argv) { data, size in
 }
 exit(status)
 
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+  fuzzInput(Array(UnsafeBufferPointer(start: data, count: size)))
+  return 0
+}
+
 /// Decodes, and if that works, checks decode(encode(x)) == x.
 func roundTrip<Message: Equatable>(
   _ bytes: [UInt8], _ decode: ([UInt8]) throws(WireError) -> Message, _ encode: (Message) -> [UInt8]
