@@ -3,7 +3,7 @@ SWIFT ?= swift
 FUZZ_RUNS ?= 1000000
 FUZZ_TARGETS ?= FuzzDOE FuzzSPDMDecoders FuzzResponder
 
-.PHONY: all build release run test bench fuzz format check-deps help clean
+.PHONY: all build release run test bench fuzz format check-deps check-test-deps help clean
 
 all: build
 
@@ -31,7 +31,22 @@ check-deps:
 	    exit 1; \
 	  fi; \
 	fi
-	@command -v openssl >/dev/null 2>&1 || { echo "note: the openssl command line is missing; tests that cross-check against it need it (apt-get install openssl)"; }
+
+# Tests cross-check Cove against independent references: the openssl command line and Python's
+# `cryptography` package. Install them when missing and possible, else say what to install.
+check-test-deps: check-deps
+	@if ! command -v openssl >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "the openssl command line is missing: installing it with apt-get"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl) >/dev/null || \
+	      { echo "error: 'apt-get install openssl' failed"; exit 1; }; \
+	  else echo "error: tests need the openssl command line: sudo apt-get install openssl"; exit 1; fi; \
+	fi
+	@if ! python3 -c "import cryptography" >/dev/null 2>&1; then \
+	  echo "Python's cryptography package is missing: installing it with pip"; \
+	  python3 -m pip install --quiet cryptography >/dev/null 2>&1 || \
+	    { echo "error: tests need Python 3 with 'cryptography': python3 -m pip install cryptography (or apt-get install python3-cryptography)"; exit 1; }; \
+	fi
 
 build: check-deps
 	$(SWIFT) build
@@ -42,7 +57,7 @@ release: check-deps
 run: release
 	@$$($(SWIFT) build -c release --show-bin-path)/cove run
 
-test: check-deps
+test: check-test-deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 

@@ -65,14 +65,18 @@ public struct BuiltInDevice: Sendable {
 public final class EchoVendorProtocol: SPDMVendorDefinedHandler {
   public static let standardID: UInt16 = 0x0003
   public static var vendorIDBytes: [UInt8] {
-    [UInt8(truncatingIfNeeded: BuiltInDevice.vendorID), UInt8(truncatingIfNeeded: BuiltInDevice.vendorID >> 8)]
+    [
+      UInt8(truncatingIfNeeded: BuiltInDevice.vendorID),
+      UInt8(truncatingIfNeeded: BuiltInDevice.vendorID >> 8),
+    ]
   }
   public private(set) var requestsServed = 0
 
   public init() {}
 
   public func handle(_ request: VendorDefinedRequest, sessionID: UInt32?) -> VendorDefinedResponse? {
-    guard sessionID != nil, request.standardID == Self.standardID, request.vendorID == Self.vendorIDBytes else {
+    guard sessionID != nil, request.standardID == Self.standardID, request.vendorID == Self.vendorIDBytes
+    else {
       return nil
     }
     requestsServed += 1

@@ -8,7 +8,8 @@ public import SPDM
 public struct CoveCommand: ParsableCommand {
   public static let configuration = CommandConfiguration(
     commandName: "cove",
-    abstract: "Cove: a confidential-device (TEE-IO) emulator: SPDM, TDISP, IDE and the IOMMU, without the hardware.",
+    abstract:
+      "Cove: a confidential-device (TEE-IO) emulator: SPDM, TDISP, IDE and the IOMMU, without the hardware.",
     subcommands: [RunCommand.self, AttestCommand.self, PKICommand.self],
     defaultSubcommand: RunCommand.self
   )
@@ -62,7 +63,8 @@ public struct AttestOptions: ParsableArguments {
     var result = Option()
     for item in text.split(separator: ",") {
       guard let value = table[String(item)] else {
-        throw ValidationError("\(name): unknown value '\(item)' (expected \(table.keys.sorted().joined(separator: ", ")))")
+        throw ValidationError(
+          "\(name): unknown value '\(item)' (expected \(table.keys.sorted().joined(separator: ", ")))")
       }
       result.formUnion(value)
     }
@@ -94,7 +96,8 @@ public struct AttestCommand: ParsableCommand {
 
   public func run() throws {
     let device = try BuiltInDevice()
-    let report = try DeviceAttestation.run(device: device, policy: options.policy(for: device), entropy: options.entropy())
+    let report = try DeviceAttestation.run(
+      device: device, policy: options.policy(for: device), entropy: options.entropy())
     print(ReportPrinter.render(report, quiet: options.quiet), terminator: "")
     if !report.succeeded { throw ExitCode(1) }
   }
@@ -171,9 +174,10 @@ public enum PKIWriter {
     var written: [String] = []
     for (name, contents, secret) in files {
       let path = (directory as NSString).appendingPathComponent(name)
-      guard manager.createFile(
-        atPath: path, contents: Data(contents.utf8),
-        attributes: secret ? [.posixPermissions: 0o600] : [.posixPermissions: 0o644])
+      guard
+        manager.createFile(
+          atPath: path, contents: Data(contents.utf8),
+          attributes: secret ? [.posixPermissions: 0o600] : [.posixPermissions: 0o644])
       else { throw ValidationError("cannot write \(path)") }
       written.append(path)
     }
@@ -186,7 +190,8 @@ public enum ReportPrinter {
   public static func render(_ report: AttestationReport, quiet: Bool) -> String {
     var out = ""
     if !quiet {
-      out += "cove: host TSM attests emulated device cove-dma (DSM at 00:03.0) over SPDM in a PCIe DOE mailbox\n"
+      out +=
+        "cove: host TSM attests emulated device cove-dma (DSM at 00:03.0) over SPDM in a PCIe DOE mailbox\n"
       for step in report.steps {
         out += "[\(milliseconds(step.elapsed))] \(step.title)\n"
         for line in step.details { out += "             \(line)\n" }

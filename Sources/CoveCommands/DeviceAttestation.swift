@@ -31,7 +31,9 @@ public enum DeviceAttestation {
       protocols = try driver.transport.discoverProtocols()
     } catch {
       var report = AttestationReport()
-      report.steps.append(AttestationStep(title: "DOE discovery FAILED", details: [error.description], elapsed: clock.now - start))
+      report.steps.append(
+        AttestationStep(
+          title: "DOE discovery FAILED", details: [error.description], elapsed: clock.now - start))
       report.failure = error
       return report
     }

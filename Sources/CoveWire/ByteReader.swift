@@ -25,20 +25,17 @@ public struct ByteReader: Sendable {
   public var offset: Int { baseOffset + position }
   public var isAtEnd: Bool { position == bytes.count }
 
-
   mutating func need(_ count: Int, _ field: String) throws(WireError) {
     guard count >= 0, remaining >= count else {
       throw WireError(.truncated, at: offset, field: field)
     }
   }
 
-
   public mutating func readU8(_ field: String) throws(WireError) -> UInt8 {
     try need(1, field)
     defer { position += 1 }
     return bytes[position]
   }
-
 
   public mutating func readU16(_ field: String) throws(WireError) -> UInt16 {
     UInt16(truncatingIfNeeded: try readLE(2, field))
@@ -50,16 +47,13 @@ public struct ByteReader: Sendable {
     UInt32(truncatingIfNeeded: try readLE(3, field))
   }
 
-
   public mutating func readU32(_ field: String) throws(WireError) -> UInt32 {
     UInt32(truncatingIfNeeded: try readLE(4, field))
   }
 
-
   public mutating func readU64(_ field: String) throws(WireError) -> UInt64 {
     try readLE(8, field)
   }
-
 
   public mutating func readU32BigEndian(_ field: String) throws(WireError) -> UInt32 {
     try need(4, field)
@@ -68,7 +62,6 @@ public struct ByteReader: Sendable {
     position += 4
     return value
   }
-
 
   mutating func readLE(_ width: Int, _ field: String) throws(WireError) -> UInt64 {
     try need(width, field)

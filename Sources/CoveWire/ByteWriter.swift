@@ -24,7 +24,9 @@ public struct ByteWriter: Sendable {
   public mutating func append(_ value: UInt64) { appendLE(value, 8) }
 
   public mutating func appendBigEndian(_ value: UInt32) {
-    for shift in stride(from: 24, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: value >> UInt32(shift))) }
+    for shift in stride(from: 24, through: 0, by: -8) {
+      bytes.append(UInt8(truncatingIfNeeded: value >> UInt32(shift)))
+    }
   }
 
   public mutating func append(contentsOf data: some Sequence<UInt8>) {

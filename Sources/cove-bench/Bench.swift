@@ -29,7 +29,8 @@ struct CoveBench {
       let sessionID = try driver.startSession()
       let payload = [UInt8](repeating: 0xA5, count: 64)
       _ = try driver.vendorDefined(
-        standardID: EchoVendorProtocol.standardID, vendorID: EchoVendorProtocol.vendorIDBytes, payload: payload,
+        standardID: EchoVendorProtocol.standardID, vendorID: EchoVendorProtocol.vendorIDBytes,
+        payload: payload,
         sessionID: sessionID)
       try driver.endSession(sessionID: sessionID)
     }
@@ -55,14 +56,19 @@ struct CoveBench {
       // Each side generates an ephemeral key and derives the shared secret from the other's point.
       let requesterKey = try ECPrivateKey(curve: .p384, entropy: entropy)
       let responderKey = try ECPrivateKey(curve: .p384, entropy: entropy)
-      let a = try requesterKey.sharedSecret(with: ECPublicKey(curve: .p384, rawXY: responderKey.publicKey.rawXY))
-      let b = try responderKey.sharedSecret(with: ECPublicKey(curve: .p384, rawXY: requesterKey.publicKey.rawXY))
+      let a = try requesterKey.sharedSecret(
+        with: ECPublicKey(curve: .p384, rawXY: responderKey.publicKey.rawXY))
+      let b = try responderKey.sharedSecret(
+        with: ECPublicKey(curve: .p384, rawXY: requesterKey.publicKey.rawXY))
       guard a == b else { fatalError("floor ECDH mismatch") }
     }
 
     func median(_ samples: [Duration]) -> Double {
-      let sorted = samples.map { Double($0.components.seconds) * 1e3 + Double($0.components.attoseconds) / 1e15 }.sorted()
-      return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+      let sorted = samples.map {
+        Double($0.components.seconds) * 1e3 + Double($0.components.attoseconds) / 1e15
+      }.sorted()
+      return sorted.count % 2 == 1
+        ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
     }
 
     let clock = ContinuousClock()
@@ -82,8 +88,19 @@ struct CoveBench {
     let ratio = connectionMedian / floorMedian
     print("cove-bench: full SPDM 1.3 connection over DOE, ECDSA P-384 / SHA-384 / secp384r1 / AES-256-GCM")
     print("  median of \(runs) interleaved runs each")
-    print(String(format: "  connection  %9.3f ms  VCA, chain, signed measurements, KEY_EXCHANGE, FINISH, app message, END_SESSION", connectionMedian))
-    print(String(format: "  baseline    %9.3f ms  crypto floor: 2 ECDSA sign, 2 verify, 2 ECDH keygen + derive, 1 chain verify", floorMedian))
-    print(String(format: "  ratio       %9.3f     connection / floor (target <= 1.30): %@", ratio, (ratio <= 1.3 ? "met" : "NOT MET") as NSString))
+    print(
+      String(
+        format:
+          "  connection  %9.3f ms  VCA, chain, signed measurements, KEY_EXCHANGE, FINISH, app message, END_SESSION",
+        connectionMedian))
+    print(
+      String(
+        format:
+          "  baseline    %9.3f ms  crypto floor: 2 ECDSA sign, 2 verify, 2 ECDH keygen + derive, 1 chain verify",
+        floorMedian))
+    print(
+      String(
+        format: "  ratio       %9.3f     connection / floor (target <= 1.30): %@", ratio,
+        (ratio <= 1.3 ? "met" : "NOT MET") as NSString))
   }
 }

@@ -8,20 +8,22 @@ import Testing
 @Suite struct AttestCommandTests {
   @Test func builtInDeviceAttestsOverDOE() throws {
     let device = try BuiltInDevice()
-    let report = DeviceAttestation.run(device: device, policy: device.requesterPolicy, entropy: SeededEntropy(seed: 1))
+    let report = DeviceAttestation.run(
+      device: device, policy: device.requesterPolicy, entropy: SeededEntropy(seed: 1))
     #expect(report.failure == nil)
-    #expect(report.steps.map(\.title) == [
-      "DOE discovery",
-      "VCA (GET_VERSION, GET_CAPABILITIES, NEGOTIATE_ALGORITHMS)",
-      "certificate chain (GET_DIGESTS, GET_CERTIFICATE)",
-      "CHALLENGE",
-      "measurements (GET_MEASUREMENTS, signed)",
-      "secure session (KEY_EXCHANGE, FINISH)",
-      "application message (VENDOR_DEFINED in the session)",
-      "KEY_UPDATE (UpdateAllKeys, then VerifyNewKey)",
-      "END_SESSION",
-      "DOE traffic",
-    ])
+    #expect(
+      report.steps.map(\.title) == [
+        "DOE discovery",
+        "VCA (GET_VERSION, GET_CAPABILITIES, NEGOTIATE_ALGORITHMS)",
+        "certificate chain (GET_DIGESTS, GET_CERTIFICATE)",
+        "CHALLENGE",
+        "measurements (GET_MEASUREMENTS, signed)",
+        "secure session (KEY_EXCHANGE, FINISH)",
+        "application message (VENDOR_DEFINED in the session)",
+        "KEY_UPDATE (UpdateAllKeys, then VerifyNewKey)",
+        "END_SESSION",
+        "DOE traffic",
+      ])
     #expect(report.negotiated?.version == .v13)
     #expect(report.negotiated?.hash == .sha384)
     let text = ReportPrinter.render(report, quiet: false)
@@ -45,7 +47,10 @@ import Testing
     policy.trustAnchors = [stranger.root]
     let report = DeviceAttestation.run(device: device, policy: policy, entropy: SeededEntropy(seed: 1))
     #expect(!report.succeeded)
-    #expect(report.steps.filter { $0.title.hasSuffix("FAILED") }.map(\.title) == ["certificate chain (GET_DIGESTS, GET_CERTIFICATE) FAILED"])
+    #expect(
+      report.steps.filter { $0.title.hasSuffix("FAILED") }.map(\.title) == [
+        "certificate chain (GET_DIGESTS, GET_CERTIFICATE) FAILED"
+      ])
     let text = ReportPrinter.render(report, quiet: true)
     #expect(text.hasPrefix("attestation FAILED after"))
     #expect(text.contains("certificate chain rejected"))
@@ -53,8 +58,11 @@ import Testing
 
   @Test func policyOptionsSelectAlgorithms() throws {
     let device = try BuiltInDevice()
-    let options = try AttestOptions.parse(["--spdm-version", "1.2", "--hash", "sha256", "--dhe", "p256", "--seed", "3"])
-    let report = DeviceAttestation.run(device: device, policy: try options.policyForTesting(device), entropy: SeededEntropy(seed: 3))
+    let options = try AttestOptions.parse([
+      "--spdm-version", "1.2", "--hash", "sha256", "--dhe", "p256", "--seed", "3",
+    ])
+    let report = DeviceAttestation.run(
+      device: device, policy: try options.policyForTesting(device), entropy: SeededEntropy(seed: 3))
     #expect(report.succeeded)
     #expect(report.negotiated?.version == .v12)
     #expect(report.negotiated?.hash == .sha256)
@@ -86,13 +94,20 @@ import Testing
 
 @Suite struct PKIGenerateTests {
   @Test func generatedPKIIsAcceptedByOpenSSL() throws {
-    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("cove-pki-\(UUID().uuidString)").path
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "cove-pki-\(UUID().uuidString)"
+    ).path
     defer { try? FileManager.default.removeItem(atPath: directory) }
     let command = try PKICommand.Generate.parse([directory, "--seed", "42"])
     try command.run()
     let files = try FileManager.default.contentsOfDirectory(atPath: directory).sorted()
-    #expect(files == ["chain.pem", "device.key", "device.pem", "intermediate.key", "intermediate.pem", "root.key", "root.pem"])
-    let keyMode = try FileManager.default.attributesOfItem(atPath: directory + "/device.key")[.posixPermissions] as? Int
+    #expect(
+      files == [
+        "chain.pem", "device.key", "device.pem", "intermediate.key", "intermediate.pem", "root.key",
+        "root.pem",
+      ])
+    let keyMode =
+      try FileManager.default.attributesOfItem(atPath: directory + "/device.key")[.posixPermissions] as? Int
     #expect(keyMode == 0o600)
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
@@ -105,10 +120,13 @@ import Testing
     try process.run()
     process.waitUntilExit()
     #expect(process.terminationStatus == 0)
-    #expect(String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self) == directory + "/device.pem: OK\n")
+    #expect(
+      String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self) == directory
+        + "/device.pem: OK\n")
     // The key on disk is the device certificate's key.
     let key = try ECPrivateKey(pem: String(contentsOfFile: directory + "/device.key", encoding: .utf8))
-    let certificate = try X509Certificate.certificates(fromPEM: String(contentsOfFile: directory + "/device.pem", encoding: .utf8))[0]
+    let certificate = try X509Certificate.certificates(
+      fromPEM: String(contentsOfFile: directory + "/device.pem", encoding: .utf8))[0]
     #expect(key.publicKey.rawXY == (try certificate.publicKey().rawXY))
   }
 }

@@ -22,9 +22,12 @@ struct Snapshots {
 
   init() {
     // P-256 keeps signing cheap enough for a million runs.
-    let pki = try! TestPKI.generate(entropy: SeededEntropy(seed: 1), notBefore: 1_735_689_600, deviceCurve: .p256)
+    let pki = try! TestPKI.generate(
+      entropy: SeededEntropy(seed: 1), notBefore: 1_735_689_600, deviceCurve: .p256)
     let block = MeasurementBlock(
-      index: 1, dmtf: DMTFMeasurement(valueType: .mutableFirmware, isRawBitStream: false, value: [UInt8](repeating: 0xAB, count: 48)))
+      index: 1,
+      dmtf: DMTFMeasurement(
+        valueType: .mutableFirmware, isRawBitStream: false, value: [UInt8](repeating: 0xAB, count: 48)))
     var configuration = SPDMResponderConfiguration(
       certificateChain: pki.chainRootToLeaf, signingKey: pki.deviceKey, measurements: [block])
     configuration.dataTransferSize = 256
@@ -34,7 +37,8 @@ struct Snapshots {
     policy.baseHashAlgorithms = .sha256
     policy.dheGroups = .secp256r1
     var driver = SPDMRequesterDriver(
-      requester: SPDMRequester(policy: policy, entropy: SeededEntropy(seed: 3)), transport: DirectSPDMTransport(responder: fresh))
+      requester: SPDMRequester(policy: policy, entropy: SeededEntropy(seed: 3)),
+      transport: DirectSPDMTransport(responder: fresh))
     try! driver.initializeConnection()
     try! driver.retrieveCertificateChain()
     negotiated = driver.transport.responder
@@ -88,6 +92,7 @@ func fuzzInput(_ input: [UInt8]) {
       precondition(responder.respond(to: .plain(request)) != nil, "a plain request went unanswered")
     }
   }
-  guard case .plain(let version)? = responder.respond(to: .plain([0x10, 0x84, 0, 0])), version.count >= 2, version[1] == 0x04
+  guard case .plain(let version)? = responder.respond(to: .plain([0x10, 0x84, 0, 0])), version.count >= 2,
+    version[1] == 0x04
   else { preconditionFailure("the responder stopped answering GET_VERSION") }
 }

@@ -29,14 +29,20 @@ public struct SPDMNegotiatedAlgorithms: Sendable, Hashable {
     self.aead = aead
     self.measurementHash = measurementHash
     self.measurementSpecification = measurementSpecification
-    guard let hash = baseHash.coveHash else { throw SPDMAlgorithmError(field: "BaseHashSel", value: baseHash.rawValue) }
-    guard let curve = baseAsym.coveCurve else { throw SPDMAlgorithmError(field: "BaseAsymSel", value: baseAsym.rawValue) }
+    guard let hash = baseHash.coveHash else {
+      throw SPDMAlgorithmError(field: "BaseHashSel", value: baseHash.rawValue)
+    }
+    guard let curve = baseAsym.coveCurve else {
+      throw SPDMAlgorithmError(field: "BaseAsymSel", value: baseAsym.rawValue)
+    }
     self.hash = hash
     self.signatureCurve = curve
     if dheGroup.isEmpty {
       dheCurve = nil
     } else {
-      guard let dhe = dheGroup.coveCurve else { throw SPDMAlgorithmError(field: "DHE", value: UInt32(dheGroup.rawValue)) }
+      guard let dhe = dheGroup.coveCurve else {
+        throw SPDMAlgorithmError(field: "DHE", value: UInt32(dheGroup.rawValue))
+      }
       dheCurve = dhe
     }
     if !aead.isEmpty, aead != .aes256GCM {
@@ -55,7 +61,9 @@ public struct SPDMNegotiatedAlgorithms: Sendable, Hashable {
 public struct SPDMAlgorithmError: Error, Hashable, Sendable, CustomStringConvertible {
   public var field: String
   public var value: UInt32
-  public var description: String { "\(field) 0x\(String(value, radix: 16)) is not an algorithm Cove supports" }
+  public var description: String {
+    "\(field) 0x\(String(value, radix: 16)) is not an algorithm Cove supports"
+  }
 }
 
 extension BaseHashAlgorithms {

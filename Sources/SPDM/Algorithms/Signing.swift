@@ -42,6 +42,7 @@ public enum SPDMSigningContext: String, Sendable, CaseIterable {
     _ signature: [UInt8], key: ECPublicKey, hash: HashAlgorithm, version: SPDMVersion,
     transcriptHash: [UInt8]
   ) -> Bool {
-    key.isValidSignature(signature, for: message(version: version, transcriptHash: transcriptHash), hash: hash)
+    key.isValidSignature(
+      signature, for: message(version: version, transcriptHash: transcriptHash), hash: hash)
   }
 }

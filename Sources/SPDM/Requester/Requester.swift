@@ -43,7 +43,8 @@ public struct SPDMRequester {
     case challenge(request: [UInt8], summaryType: MeasurementSummaryHashType)
     case measurements(request: [UInt8], message: GetMeasurementsRequest, sessionID: UInt32?)
     case keyExchange(
-      request: [UInt8], ephemeral: ECPrivateKey, summaryType: MeasurementSummaryHashType, requesterSessionID: UInt16)
+      request: [UInt8], ephemeral: ECPrivateKey, summaryType: MeasurementSummaryHashType,
+      requesterSessionID: UInt16)
     case finish(sessionID: UInt32)
     case heartbeat(sessionID: UInt32)
     case keyUpdate(sessionID: UInt32, operation: KeyUpdateOperation, tag: UInt8)
@@ -81,7 +82,8 @@ public struct SPDMRequester {
     }
   }
 
-  private func decode<Message>(_ body: () throws(WireError) -> Message) throws(SPDMRequesterError) -> Message {
+  private func decode<Message>(_ body: () throws(WireError) -> Message) throws(SPDMRequesterError) -> Message
+  {
     do { return try body() } catch { throw .malformedResponse(error) }
   }
 
@@ -164,11 +166,14 @@ public struct SPDMRequester {
   }
 
   @discardableResult
-  public mutating func handleCapabilities(_ response: [UInt8]) throws(SPDMRequesterError) -> ResponderCapabilities {
+  public mutating func handleCapabilities(_ response: [UInt8]) throws(SPDMRequesterError)
+    -> ResponderCapabilities
+  {
     var response = response
     guard case .capabilities(let request) = try take() else { throw .outOfOrder("CAPABILITIES") }
     try check(response, expected: .capabilities)
-    let message = try decode(&response) { bytes throws(WireError) in try CapabilitiesResponse(parsing: bytes) }
+    let message = try decode(&response) { bytes throws(WireError) in try CapabilitiesResponse(parsing: bytes)
+    }
     responderCapabilities = message.flags
     responderDataTransferSize = message.dataTransferSize
     messageA += request + response
@@ -189,12 +194,15 @@ public struct SPDMRequester {
 
   /// Checks that every selection is a single algorithm the policy offered.
   @discardableResult
-  public mutating func handleAlgorithms(_ response: [UInt8]) throws(SPDMRequesterError) -> SPDMNegotiatedAlgorithms {
+  public mutating func handleAlgorithms(_ response: [UInt8]) throws(SPDMRequesterError)
+    -> SPDMNegotiatedAlgorithms
+  {
     var response = response
     guard case .algorithms(let request) = try take(), let version else { throw .outOfOrder("ALGORITHMS") }
     try check(response, expected: .algorithms)
     let message = try decode(&response) { bytes throws(WireError) in try AlgorithmsResponse(parsing: bytes) }
-    func single<Option: OptionSet>(_ selected: Option, _ offered: Option, _ name: String) throws(SPDMRequesterError)
+    func single<Option: OptionSet>(_ selected: Option, _ offered: Option, _ name: String)
+      throws(SPDMRequesterError)
     where Option.RawValue: FixedWidthInteger, Option.Element == Option {
       guard selected.rawValue.nonzeroBitCount == 1, offered.isSuperset(of: selected) else {
         throw .algorithmMismatch(
@@ -340,7 +348,9 @@ public struct SPDMRequester {
 
   public mutating func handleChallengeAuth(_ response: [UInt8]) throws(SPDMRequesterError) {
     var response = response
-    guard case .challenge(let request, let summaryType) = try take() else { throw .outOfOrder("CHALLENGE_AUTH") }
+    guard case .challenge(let request, let summaryType) = try take() else {
+      throw .outOfOrder("CHALLENGE_AUTH")
+    }
     let algorithms = try negotiated()
     try check(response, expected: .challengeAuth)
     let message = try decode(&response) { bytes throws(WireError) in
@@ -386,7 +396,9 @@ public struct SPDMRequester {
   }
 
   /// Verifies the signature over L1 (when signed) and each block against its reference value.
-  public mutating func handleMeasurements(_ response: [UInt8]) throws(SPDMRequesterError) -> MeasurementsResponse {
+  public mutating func handleMeasurements(_ response: [UInt8]) throws(SPDMRequesterError)
+    -> MeasurementsResponse
+  {
     var response = response
     guard case .measurements(let request, let message, let sessionID) = try take() else {
       throw .outOfOrder("MEASUREMENTS")
@@ -418,7 +430,8 @@ public struct SPDMRequester {
       }
     }
     if message.operation == 0xFF, let committed = committedSummaryHash {
-      let recomputed = MeasurementSummary.hash(type: committed.type, blocks: decoded.blocks, algorithm: algorithms.hash)
+      let recomputed = MeasurementSummary.hash(
+        type: committed.type, blocks: decoded.blocks, algorithm: algorithms.hash)
       guard ConstantTime.equals(recomputed, committed.hash) else { throw .measurementSummaryMismatch }
     }
     return decoded
@@ -448,7 +461,8 @@ public struct SPDMRequester {
     ).encode()
     messageM = []
     pending = .keyExchange(
-      request: request, ephemeral: ephemeral, summaryType: summaryType, requesterSessionID: requesterSessionID)
+      request: request, ephemeral: ephemeral, summaryType: summaryType, requesterSessionID: requesterSessionID
+    )
     return request
   }
 
@@ -468,7 +482,9 @@ public struct SPDMRequester {
     }
     guard let chain = spdmCertificateChain, let leafKey else { throw .outOfOrder("no certificate chain") }
     if !message.opaqueData.isEmpty {
-      let elements = try decode { () throws(WireError) in try SecuredMessageOpaqueData.parse(message.opaqueData) }
+      let elements = try decode { () throws(WireError) in
+        try SecuredMessageOpaqueData.parse(message.opaqueData)
+      }
       let selected = elements.compactMap { element -> UInt16? in
         if case .selectedVersion(let version) = element { return version } else { return nil }
       }
@@ -514,7 +530,8 @@ public struct SPDMRequester {
   public mutating func finishRequest(sessionID: UInt32) throws(SPDMRequesterError) -> [UInt8] {
     guard var session = sessions[sessionID] else { throw .unknownSession(sessionID) }
     guard session.phase == .handshake else { throw .outOfOrder("FINISH on an established session") }
-    let header = SPDMHeader(version: session.algorithms.version, code: SPDMRequestCode.finish.rawValue, param1: 0, param2: 0)
+    let header = SPDMHeader(
+      version: session.algorithms.version, code: SPDMRequestCode.finish.rawValue, param1: 0, param2: 0)
     var headerWriter = ByteWriter()
     header.encode(into: &headerWriter)
     var transcript = session.currentTranscript
@@ -539,7 +556,9 @@ public struct SPDMRequester {
       sessions[sessionID] = nil
       throw error
     }
-    _ = try decode(&response) { bytes throws(WireError) in try FinishResponse(parsing: bytes, verifyDataSize: nil) }
+    _ = try decode(&response) { bytes throws(WireError) in
+      try FinishResponse(parsing: bytes, verifyDataSize: nil)
+    }
     sessions[sessionID]!.appendTranscript(response)
     sessions[sessionID]!.establish()
   }
@@ -614,8 +633,10 @@ public struct SPDMRequester {
     standardID: UInt16, vendorID: [UInt8], payload: [UInt8], sessionID: UInt32?
   ) throws(SPDMRequesterError) -> SPDMTransportMessage {
     let version = try negotiated().version
-    let request = VendorDefinedRequest(version: version, standardID: standardID, vendorID: vendorID, payload: payload)
-      .encode()
+    let request = VendorDefinedRequest(
+      version: version, standardID: standardID, vendorID: vendorID, payload: payload
+    )
+    .encode()
     pending = .vendorDefined(sessionID: sessionID)
     guard let sessionID else { return .plain(request) }
     _ = try established(sessionID)
@@ -625,7 +646,9 @@ public struct SPDMRequester {
   public mutating func handleVendorDefinedResponse(
     _ message: SPDMTransportMessage
   ) throws(SPDMRequesterError) -> VendorDefinedResponse {
-    guard case .vendorDefined(let sessionID) = try take() else { throw .outOfOrder("VENDOR_DEFINED_RESPONSE") }
+    guard case .vendorDefined(let sessionID) = try take() else {
+      throw .outOfOrder("VENDOR_DEFINED_RESPONSE")
+    }
     var response: [UInt8]
     switch (message, sessionID) {
     case (.secured(let record), let sessionID?): response = try open(record, sessionID: sessionID)
@@ -641,11 +664,15 @@ public struct SPDMRequester {
   }
 
   /// Opens a secured response to a pending in-session request; GET_MEASUREMENTS in a session uses it.
-  public mutating func openSessionResponse(_ record: [UInt8], sessionID: UInt32) throws(SPDMRequesterError) -> [UInt8] {
+  public mutating func openSessionResponse(_ record: [UInt8], sessionID: UInt32) throws(SPDMRequesterError)
+    -> [UInt8]
+  {
     try open(record, sessionID: sessionID)
   }
 
-  public mutating func sealSessionRequest(_ request: [UInt8], sessionID: UInt32) throws(SPDMRequesterError) -> [UInt8] {
+  public mutating func sealSessionRequest(_ request: [UInt8], sessionID: UInt32) throws(SPDMRequesterError)
+    -> [UInt8]
+  {
     try seal(request, sessionID: sessionID)
   }
 
@@ -653,7 +680,9 @@ public struct SPDMRequester {
 
   private func established(_ sessionID: UInt32) throws(SPDMRequesterError) -> SPDMSessionKeys {
     guard let session = sessions[sessionID] else { throw .unknownSession(sessionID) }
-    guard session.phase == .established else { throw .outOfOrder("session 0x\(String(sessionID, radix: 16)) not established") }
+    guard session.phase == .established else {
+      throw .outOfOrder("session 0x\(String(sessionID, radix: 16)) not established")
+    }
     return session
   }
 

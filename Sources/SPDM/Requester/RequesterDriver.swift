@@ -85,7 +85,8 @@ public struct SPDMRequesterDriver<Transport: SPDMRequesterTransport> {
     try requester.handleHeartbeatAck(try secured(try requester.heartbeatRequest(sessionID: sessionID)))
   }
 
-  public mutating func keyUpdate(sessionID: UInt32, operation: KeyUpdateOperation) throws(SPDMRequesterError) {
+  public mutating func keyUpdate(sessionID: UInt32, operation: KeyUpdateOperation) throws(SPDMRequesterError)
+  {
     try requester.handleKeyUpdateAck(
       try secured(try requester.keyUpdateRequest(sessionID: sessionID, operation: operation)))
   }
@@ -118,7 +119,9 @@ public struct DirectSPDMTransport: SPDMRequesterTransport {
     self.responder = responder
   }
 
-  public mutating func exchange(_ message: SPDMTransportMessage) throws(SPDMRequesterError) -> SPDMTransportMessage {
+  public mutating func exchange(_ message: SPDMTransportMessage) throws(SPDMRequesterError)
+    -> SPDMTransportMessage
+  {
     guard let response = responder.respond(to: message) else { throw .transport("no response") }
     return response
   }

@@ -33,7 +33,8 @@ public enum SPDMRequesterError: Error, Hashable, Sendable, CustomStringConvertib
 
   public var description: String {
     switch self {
-    case .responderError(let code, let data): "responder returned ERROR \(code) (data 0x\(String(data, radix: 16)))"
+    case .responderError(let code, let data):
+      "responder returned ERROR \(code) (data 0x\(String(data, radix: 16)))"
     case .malformedResponse(let error): "malformed response: \(error)"
     case .unexpectedResponse(let expected, let got):
       "expected \(expected) but got response code 0x\(String(got, radix: 16))"

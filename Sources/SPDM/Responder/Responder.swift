@@ -181,12 +181,15 @@ public struct SPDMResponder {
     case .keyUpdate: return try handleKeyUpdate(request, sessionID: sessionID)
     case .endSession:
       _ = try parse(&request) { bytes throws(WireError) in try EndSessionRequest(parsing: bytes) }
-      return SecuredOutcome(response: EndSessionAck(version: session.algorithms.version).encode(), endSession: true)
+      return SecuredOutcome(
+        response: EndSessionAck(version: session.algorithms.version).encode(), endSession: true)
     case .vendorDefinedRequest:
       return SecuredOutcome(response: try handleVendorDefined(request, sessionID: sessionID))
-    case .getMeasurements: return SecuredOutcome(response: try handleGetMeasurements(request, sessionID: sessionID))
+    case .getMeasurements:
+      return SecuredOutcome(response: try handleGetMeasurements(request, sessionID: sessionID))
     case .getDigests: return SecuredOutcome(response: try handleGetDigests(request, sessionID: sessionID))
-    case .getCertificate: return SecuredOutcome(response: try handleGetCertificate(request, sessionID: sessionID))
+    case .getCertificate:
+      return SecuredOutcome(response: try handleGetCertificate(request, sessionID: sessionID))
     case .getVersion, .getCapabilities, .negotiateAlgorithms, .keyExchange, .finish, .challenge:
       // Connection-level requests are not allowed inside a session.
       throw ResponderFailure(.unexpectedRequest)
@@ -257,7 +260,8 @@ public struct SPDMResponder {
   private mutating func handleGetCapabilities(_ request: [UInt8]) throws -> [UInt8] {
     var request = request
     guard state == .awaitingCapabilities else { throw ResponderFailure(.unexpectedRequest) }
-    let message = try parse(&request) { bytes throws(WireError) in try GetCapabilitiesRequest(parsing: bytes) }
+    let message = try parse(&request) { bytes throws(WireError) in try GetCapabilitiesRequest(parsing: bytes)
+    }
     // DSP0274 1.2 §10.3: DataTransferSize must be at least MinDataTransferSize (42) and not above
     // MaxSPDMmsgSize.
     if message.version >= .v12 {
@@ -279,7 +283,9 @@ public struct SPDMResponder {
   private mutating func handleNegotiateAlgorithms(_ request: [UInt8]) throws -> [UInt8] {
     var request = request
     guard state == .awaitingAlgorithms, let version else { throw ResponderFailure(.unexpectedRequest) }
-    let message = try parse(&request) { bytes throws(WireError) in try NegotiateAlgorithmsRequest(parsing: bytes) }
+    let message = try parse(&request) { bytes throws(WireError) in
+      try NegotiateAlgorithmsRequest(parsing: bytes)
+    }
     let baseHash = selectPreferred(
       BaseHashAlgorithms.preferenceOrder, offered: message.baseHashAlgorithms,
       supported: configuration.baseHashAlgorithms)
@@ -335,7 +341,9 @@ public struct SPDMResponder {
   private mutating func handleGetDigests(_ request: [UInt8], sessionID: UInt32?) throws -> [UInt8] {
     var request = request
     let algorithms = try requireNegotiated()
-    guard configuration.capabilities.contains(.cert) else { throw ResponderFailure(.unsupportedRequest, data: request[1]) }
+    guard configuration.capabilities.contains(.cert) else {
+      throw ResponderFailure(.unsupportedRequest, data: request[1])
+    }
     _ = try parse(&request) { bytes throws(WireError) in try GetDigestsRequest(parsing: bytes) }
     let chain = certificateChain!.encode()
     let response = DigestsResponse(
@@ -349,7 +357,9 @@ public struct SPDMResponder {
   private mutating func handleGetCertificate(_ request: [UInt8], sessionID: UInt32?) throws -> [UInt8] {
     var request = request
     let algorithms = try requireNegotiated()
-    guard configuration.capabilities.contains(.cert) else { throw ResponderFailure(.unsupportedRequest, data: request[1]) }
+    guard configuration.capabilities.contains(.cert) else {
+      throw ResponderFailure(.unsupportedRequest, data: request[1])
+    }
     let message = try parse(&request) { bytes throws(WireError) in try GetCertificateRequest(parsing: bytes) }
     guard message.slotID == 0 else { throw ResponderFailure(.invalidRequest) }
     let chain = certificateChain!.encode()
@@ -370,7 +380,9 @@ public struct SPDMResponder {
   private mutating func handleChallenge(_ request: [UInt8]) throws -> [UInt8] {
     var request = request
     let algorithms = try requireNegotiated()
-    guard configuration.capabilities.contains(.chal) else { throw ResponderFailure(.unsupportedRequest, data: request[1]) }
+    guard configuration.capabilities.contains(.chal) else {
+      throw ResponderFailure(.unsupportedRequest, data: request[1])
+    }
     let message = try parse(&request) { bytes throws(WireError) in try ChallengeRequest(parsing: bytes) }
     guard message.slotID == 0 else { throw ResponderFailure(.invalidRequest) }
     let summaryType = message.measurementSummaryHashType
@@ -410,7 +422,8 @@ public struct SPDMResponder {
     let algorithms = try requireNegotiated()
     let measCapability = configuration.capabilities.intersection([.measNoSig, .measSig])
     guard !measCapability.isEmpty else { throw ResponderFailure(.unsupportedRequest, data: request[1]) }
-    let message = try parse(&request) { bytes throws(WireError) in try GetMeasurementsRequest(parsing: bytes) }
+    let message = try parse(&request) { bytes throws(WireError) in try GetMeasurementsRequest(parsing: bytes)
+    }
     if message.signatureRequested {
       guard configuration.capabilities.contains(.measSig) else { throw ResponderFailure(.invalidRequest) }
       guard message.slotID == 0 else { throw ResponderFailure(.invalidRequest) }
@@ -419,7 +432,9 @@ public struct SPDMResponder {
     let selected: [MeasurementBlock]
     var totalIndices: UInt8 = 0
     switch message.operation {
-    case 0x00: selected = []; totalIndices = UInt8(clamping: blocks.count)
+    case 0x00:
+      selected = []
+      totalIndices = UInt8(clamping: blocks.count)
     case 0xFF: selected = blocks
     default:
       guard let block = blocks.first(where: { $0.index == message.operation }) else {
@@ -463,7 +478,8 @@ public struct SPDMResponder {
     // DSP0277 secured-message version: pick the highest both support (1.1 over 1.0).
     var opaqueResponse: [UInt8] = []
     if !message.opaqueData.isEmpty {
-      let offered = try parse { () throws(WireError) in try SecuredMessageOpaqueData.parse(message.opaqueData) }
+      let offered = try parse { () throws(WireError) in try SecuredMessageOpaqueData.parse(message.opaqueData)
+      }
       let versions = offered.flatMap { element -> [UInt16] in
         if case .supportedVersions(let versions) = element { return versions } else { return [] }
       }
@@ -545,11 +561,15 @@ public struct SPDMResponder {
 
   private mutating func handleKeyUpdate(_ request: [UInt8], sessionID: UInt32) throws -> SecuredOutcome {
     var request = request
-    guard configuration.capabilities.contains(.keyUpd) else { throw ResponderFailure(.unsupportedRequest, data: request[1]) }
+    guard configuration.capabilities.contains(.keyUpd) else {
+      throw ResponderFailure(.unsupportedRequest, data: request[1])
+    }
     let message = try parse(&request) { bytes throws(WireError) in try KeyUpdateRequest(parsing: bytes) }
     guard var session = sessions[sessionID] else { throw ResponderFailure(.invalidRequest) }
-    let ack = KeyUpdateAck(version: session.algorithms.version, operation: message.operation, tag: message.tag)
-      .encode()
+    let ack = KeyUpdateAck(
+      version: session.algorithms.version, operation: message.operation, tag: message.tag
+    )
+    .encode()
     switch message.operation {
     case .updateKey:
       // The requester's direction changes now; the ACK still goes under the current responder key.
@@ -573,7 +593,8 @@ public struct SPDMResponder {
     var request = request
     _ = try requireNegotiated()
     let message = try parse(&request) { bytes throws(WireError) in try VendorDefinedRequest(parsing: bytes) }
-    guard let handler = vendorDefinedHandler, let response = handler.handle(message, sessionID: sessionID) else {
+    guard let handler = vendorDefinedHandler, let response = handler.handle(message, sessionID: sessionID)
+    else {
       throw ResponderFailure(.unsupportedRequest, data: request[1])
     }
     return response.encode()

@@ -14,7 +14,9 @@ public struct SPDMDOEEndpoint {
   public private(set) var objectsServed = 0
   public private(set) var objectsRefused = 0
 
-  public init(responder: SPDMResponder, discovery: DOEDiscoveryTable = .standard, mailbox: DOEMailbox = DOEMailbox()) {
+  public init(
+    responder: SPDMResponder, discovery: DOEDiscoveryTable = .standard, mailbox: DOEMailbox = DOEMailbox()
+  ) {
     self.responder = responder
     self.discovery = discovery
     self.mailbox = mailbox
@@ -95,7 +97,9 @@ public struct DOERequesterTransport: SPDMRequesterTransport {
       write(DOEMailboxDriver.abort)
       throw .transport("DOE ERROR: the device refused the \(DOEDataObjectType(rawValue: object.type)) object")
     }
-    guard status.contains(.dataObjectReady) else { throw .transport("DOE: no response (DATA_OBJECT_READY clear)") }
+    guard status.contains(.dataObjectReady) else {
+      throw .transport("DOE: no response (DATA_OBJECT_READY clear)")
+    }
     var assembler = DOEResponseAssembler()
     // The response is at most 2^18 DWs (PCIe 6.x §6.30.1); stop there even if READY stays set.
     for _ in 0..<DOEDataObject.maxDWords {
@@ -115,7 +119,9 @@ public struct DOERequesterTransport: SPDMRequesterTransport {
     throw .transport("DOE response ended early after \(assembler.dwordCount) DWs")
   }
 
-  public mutating func exchange(_ message: SPDMTransportMessage) throws(SPDMRequesterError) -> SPDMTransportMessage {
+  public mutating func exchange(_ message: SPDMTransportMessage) throws(SPDMRequesterError)
+    -> SPDMTransportMessage
+  {
     let request: DOEDataObject
     switch message {
     case .plain(let bytes): request = DOEDataObject(protocol: .spdm, payload: bytes)

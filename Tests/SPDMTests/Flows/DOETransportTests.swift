@@ -10,7 +10,8 @@ import Testing
     var requester = SPDMRequester(policy: device.policy(), entropy: SeededEntropy(seed: 21))
     requester.allowsTransportPadding = true
     return SPDMRequesterDriver(
-      requester: requester, transport: DOERequesterTransport(endpoint: SPDMDOEEndpoint(responder: device.responder())))
+      requester: requester,
+      transport: DOERequesterTransport(endpoint: SPDMDOEEndpoint(responder: device.responder())))
   }
 
   @Test func discoveryListsDiscoverySPDMAndSecuredSPDM() throws {
@@ -62,7 +63,8 @@ import Testing
     endpoint.responder.allowsTransportPadding = false
     var requester = SPDMRequester(policy: device.policy(), entropy: SeededEntropy(seed: 21))
     requester.allowsTransportPadding = true
-    var driver = SPDMRequesterDriver(requester: requester, transport: DOERequesterTransport(endpoint: endpoint))
+    var driver = SPDMRequesterDriver(
+      requester: requester, transport: DOERequesterTransport(endpoint: endpoint))
     try driver.initializeConnection()
     try driver.retrieveCertificateChain()
     #expect(throws: SPDMRequesterError.responderError(.invalidRequest, data: 0)) { try driver.startSession() }
@@ -84,7 +86,8 @@ import Testing
     for access in writes.prefix(2) {
       driver.transport.endpoint.writeRegister(offset: access.offset, value: access.value)
     }
-    driver.transport.endpoint.writeRegister(offset: DOEMailboxDriver.abort.offset, value: DOEMailboxDriver.abort.value)
+    driver.transport.endpoint.writeRegister(
+      offset: DOEMailboxDriver.abort.offset, value: DOEMailboxDriver.abort.value)
     #expect(driver.transport.endpoint.objectsServed == 0)
     #expect(driver.transport.endpoint.readRegister(offset: DOERegister.status) == 0)
     try driver.initializeConnection()

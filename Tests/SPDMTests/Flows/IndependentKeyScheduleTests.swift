@@ -7,13 +7,16 @@ import Testing
 /// (Tests/SPDMTests/Fixtures/spdm_keys.py, Python's `cryptography`), fed the exact bytes that
 /// crossed the transport.
 @Suite struct IndependentKeyScheduleTests {
-  @Test(arguments: [(SPDMVersion.v12, BaseHashAlgorithms.sha384), (.v13, .sha384), (.v12, .sha256), (.v13, .sha256)])
+  @Test(arguments: [
+    (SPDMVersion.v12, BaseHashAlgorithms.sha384), (.v13, .sha384), (.v12, .sha256), (.v13, .sha256),
+  ])
   func keyScheduleMatchesPython(_ version: SPDMVersion, _ hash: BaseHashAlgorithms) throws {
     let device = try TestDevice()
-    var driver = device.driver(policy: device.policy {
-      $0.versions = [version]
-      $0.baseHashAlgorithms = hash
-    })
+    var driver = device.driver(
+      policy: device.policy {
+        $0.versions = [version]
+        $0.baseHashAlgorithms = hash
+      })
     try driver.initializeConnection()
     try driver.retrieveCertificateChain()
     let sessionID = try driver.startSession()
@@ -27,15 +30,19 @@ import Testing
     // FINISH and FINISH_RSP travelled sealed under the handshake keys: recover their plaintext by
     // replaying the handshake keys (independently checked below through req_hs_secret).
     let handshakeSchedule = SPDMKeySchedule(hash: session.algorithms.hash, version: version)
-    let handshakeSecrets = handshakeSchedule.handshakeSecrets(handshakeSecret: session.handshakeSecret, th1: session.th1)
+    let handshakeSecrets = handshakeSchedule.handshakeSecrets(
+      handshakeSecret: session.handshakeSecret, th1: session.th1)
     var handshake = (
       requester: handshakeSchedule.trafficKeys(secret: handshakeSecrets.requester),
       responder: handshakeSchedule.trafficKeys(secret: handshakeSecrets.responder)
     )
     let finishRecord = transport.exchanges.first { if case .secured = $0.request { true } else { false } }!
     let finish = try SecuredMessage.open(finishRecord.request.bytes, keys: &handshake.requester).message
-    let finishResponse = try SecuredMessage.open(finishRecord.response.bytes, keys: &handshake.responder).message
-    let firstDataRecord = transport.exchanges.filter { if case .secured = $0.request { true } else { false } }[1]
+    let finishResponse = try SecuredMessage.open(finishRecord.response.bytes, keys: &handshake.responder)
+      .message
+    let firstDataRecord = transport.exchanges.filter {
+      if case .secured = $0.request { true } else { false }
+    }[1]
 
     let python = try runPython(
       script: fixturePath("spdm_keys.py"),
@@ -45,7 +52,8 @@ import Testing
         "cert_chain": Hex.encode(try #require(driver.requester.spdmCertificateChain).encode()),
         "key_exchange": Hex.encode(keyExchange.request), "key_exchange_rsp": Hex.encode(keyExchange.response),
         "finish": Hex.encode(finish), "finish_rsp": Hex.encode(finishResponse),
-        "dhe_secret": Hex.encode(session.sharedSecret), "record_req": Hex.encode(firstDataRecord.request.bytes),
+        "dhe_secret": Hex.encode(session.sharedSecret),
+        "record_req": Hex.encode(firstDataRecord.request.bytes),
       ])
     #expect(python["th1"] == Hex.encode(session.th1))
     #expect(python["th2"] == Hex.encode(session.th2 ?? []))

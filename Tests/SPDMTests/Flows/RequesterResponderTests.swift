@@ -10,7 +10,9 @@ import Testing
     var hash: BaseHashAlgorithms
     var curve: EllipticCurve
     var dhe: DHEGroups
-    var testDescription: String { "SPDM \(version) \(hash == .sha384 ? "SHA-384" : "SHA-256") \(curve) DHE \(dhe == .secp384r1 ? "P-384" : "P-256")" }
+    var testDescription: String {
+      "SPDM \(version) \(hash == .sha384 ? "SHA-384" : "SHA-256") \(curve) DHE \(dhe == .secp384r1 ? "P-384" : "P-256")"
+    }
   }
 
   static let combinations: [Combination] = {
@@ -18,7 +20,9 @@ import Testing
     for version in [SPDMVersion.v12, .v13] {
       for hash in [BaseHashAlgorithms.sha256, .sha384] {
         for curve in [EllipticCurve.p256, .p384] {
-          all.append(Combination(version: version, hash: hash, curve: curve, dhe: curve == .p384 ? .secp384r1 : .secp256r1))
+          all.append(
+            Combination(
+              version: version, hash: hash, curve: curve, dhe: curve == .p384 ? .secp384r1 : .secp256r1))
         }
       }
     }
@@ -33,7 +37,8 @@ import Testing
     var responderConfig = device.responderConfiguration()
     var anchors = [device.pki.root]
     if combination.curve == .p256 {
-      let p256 = try TestPKI.generate(entropy: SeededEntropy(seed: 99), notBefore: TestDevice.notBefore, deviceCurve: .p256)
+      let p256 = try TestPKI.generate(
+        entropy: SeededEntropy(seed: 99), notBefore: TestDevice.notBefore, deviceCurve: .p256)
       responderConfig.certificateChain = p256.chainRootToLeaf
       responderConfig.signingKey = p256.deviceKey
       anchors = [p256.root]
@@ -55,7 +60,9 @@ import Testing
     let chain = try driver.retrieveCertificateChain()
     #expect(chain.count == 3)
     // 200-byte portions: the chain needed several GET_CERTIFICATE round trips.
-    let certificateRequests = driver.transport.exchanges.filter { $0.request.bytes[1] == SPDMRequestCode.getCertificate.rawValue }
+    let certificateRequests = driver.transport.exchanges.filter {
+      $0.request.bytes[1] == SPDMRequestCode.getCertificate.rawValue
+    }
     let chainSize = driver.requester.spdmCertificateChain!.encode().count
     #expect(certificateRequests.count == (chainSize + 199) / 200)
     try driver.challenge()
@@ -65,8 +72,12 @@ import Testing
     #expect(driver.requester.sessions[sessionID]?.phase == .established)
     #expect(driver.transport.responder.sessions[sessionID]?.phase == .established)
     // Both ends derived the same data keys.
-    #expect(driver.requester.sessions[sessionID]?.requesterKeys == driver.transport.responder.sessions[sessionID]?.requesterKeys)
-    #expect(driver.requester.sessions[sessionID]?.responderKeys == driver.transport.responder.sessions[sessionID]?.responderKeys)
+    #expect(
+      driver.requester.sessions[sessionID]?.requesterKeys
+        == driver.transport.responder.sessions[sessionID]?.requesterKeys)
+    #expect(
+      driver.requester.sessions[sessionID]?.responderKeys
+        == driver.transport.responder.sessions[sessionID]?.responderKeys)
     let inSession = try driver.measurements(signed: true, sessionID: sessionID)
     #expect(inSession.blocks.count == 4)
     try driver.heartbeat(sessionID: sessionID)
@@ -111,7 +122,8 @@ import Testing
   @Test func versionNegotiationPicksHighestCommon() throws {
     let device = try TestDevice()
     var driver = device.driver(
-      policy: device.policy { $0.versions = [.v12, .v13] }, responder: device.responder { $0.versions = [.v12] })
+      policy: device.policy { $0.versions = [.v12, .v13] },
+      responder: device.responder { $0.versions = [.v12] })
     #expect(try driver.initializeConnection().version == .v12)
     var none = device.driver(
       policy: device.policy { $0.versions = [.v13] }, responder: device.responder { $0.versions = [.v12] })
@@ -125,7 +137,8 @@ import Testing
       try driver.initializeConnection()
     }
     var hashes = device.driver(
-      policy: device.policy { $0.baseHashAlgorithms = .sha256 }, responder: device.responder { $0.baseHashAlgorithms = .sha384 })
+      policy: device.policy { $0.baseHashAlgorithms = .sha256 },
+      responder: device.responder { $0.baseHashAlgorithms = .sha384 })
     #expect(throws: SPDMRequesterError.algorithmMismatch("no common BaseHashAlgo")) {
       try hashes.initializeConnection()
     }

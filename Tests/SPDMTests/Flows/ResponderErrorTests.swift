@@ -16,12 +16,15 @@ import Testing
   }
 
   /// VCA done by hand so single requests can be injected in between.
-  func negotiated(_ device: TestDevice, version: SPDMVersion = .v12) throws -> (SPDMResponder, SPDMRequester) {
+  func negotiated(_ device: TestDevice, version: SPDMVersion = .v12) throws -> (SPDMResponder, SPDMRequester)
+  {
     var responder = device.responder()
-    var requester = SPDMRequester(policy: device.policy { $0.versions = [version] }, entropy: SeededEntropy(seed: 1))
+    var requester = SPDMRequester(
+      policy: device.policy { $0.versions = [version] }, entropy: SeededEntropy(seed: 1))
     try requester.handleVersion(responder.respond(to: .plain(requester.getVersionRequest()))!.bytes)
     try requester.handleCapabilities(responder.respond(to: .plain(requester.getCapabilitiesRequest()))!.bytes)
-    try requester.handleAlgorithms(responder.respond(to: .plain(requester.negotiateAlgorithmsRequest()))!.bytes)
+    try requester.handleAlgorithms(
+      responder.respond(to: .plain(requester.negotiateAlgorithmsRequest()))!.bytes)
     return (responder, requester)
   }
 
@@ -42,7 +45,8 @@ import Testing
     #expect(try error(&responder, algorithms.encode()) == (.unexpectedRequest, 0))
     // FINISH outside a session after VCA.
     var (negotiated, _) = try negotiated(device)
-    #expect(try error(&negotiated, [0x12, 0xE5, 0, 0] + [UInt8](repeating: 0, count: 48)) == (.sessionRequired, 0))
+    #expect(
+      try error(&negotiated, [0x12, 0xE5, 0, 0] + [UInt8](repeating: 0, count: 48)) == (.sessionRequired, 0))
   }
 
   @Test func unknownCodeIsUnsupportedRequestNamingTheCode() throws {
@@ -68,7 +72,8 @@ import Testing
   @Test func malformedIsInvalidRequest() throws {
     let device = try TestDevice()
     var (responder, _) = try negotiated(device)
-    #expect(try error(&responder, [0x12, 0x82, 0, 0, 0]) == (.invalidRequest, 0))  // truncated GET_CERTIFICATE
+    // A truncated GET_CERTIFICATE.
+    #expect(try error(&responder, [0x12, 0x82, 0, 0, 0]) == (.invalidRequest, 0))
     #expect(try error(&responder, [0x12, 0x81, 0, 0, 0xAA]) == (.invalidRequest, 0))  // trailing byte
     #expect(try error(&responder, [0x12]) == (.invalidRequest, 0))
     #expect(try error(&responder, []) == (.invalidRequest, 0))
@@ -79,7 +84,9 @@ import Testing
   @Test func responderKeepsServingAfterEveryError() throws {
     let device = try TestDevice()
     var responder = device.responder()
-    for bad: [UInt8] in [[], [0x12], [0x12, 0x81, 0, 0], [0x10, 0x84, 0, 0, 1], [0x99, 0x84, 0, 0], [0x12, 0xFF, 0, 0]] {
+    for bad: [UInt8] in [
+      [], [0x12], [0x12, 0x81, 0, 0], [0x10, 0x84, 0, 0, 1], [0x99, 0x84, 0, 0], [0x12, 0xFF, 0, 0],
+    ] {
       #expect(responder.respond(to: .plain(bad)) != nil)
     }
     #expect(responder.respond(to: .secured([1, 2, 3])) != nil)

@@ -27,7 +27,8 @@ import Testing
     let python = try runPython(
       script: fixturePath("aesgcm_seal.py"),
       input: [
-        "key": Hex.encode(keys.key), "iv": Hex.encode(SecuredMessage.recordIV(keys.iv, sequenceNumber: 0x0102)),
+        "key": Hex.encode(keys.key),
+        "iv": Hex.encode(SecuredMessage.recordIV(keys.iv, sequenceNumber: 0x0102)),
         "plaintext": "0400" + Hex.encode(message), "aad": Hex.encode(record[0..<6]),
       ])
     #expect(python["sealed"] == Hex.encode(record[6...]))
@@ -55,7 +56,9 @@ import Testing
     let record = try SecuredMessage.seal(sessionID: 7, message: [1, 2, 3], keys: &sending)
     var ahead = keys
     ahead.sequenceNumber += 1
-    #expect(throws: SecuredMessageError.authenticationFailed) { try SecuredMessage.open(record, keys: &ahead) }
+    #expect(throws: SecuredMessageError.authenticationFailed) {
+      try SecuredMessage.open(record, keys: &ahead)
+    }
   }
 
   @Test func malformedRecordsAreTypedErrors() {

@@ -9,7 +9,9 @@ enum SpecTable {
     let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
       .deletingLastPathComponent().deletingLastPathComponent()
     let text = (try? String(contentsOf: root.appendingPathComponent("specs/\(name)"), encoding: .utf8)) ?? ""
-    return text.split(separator: "\n").filter { !$0.hasPrefix("#") }.map { $0.split(separator: "\t").map(String.init) }
+    return text.split(separator: "\n").filter { !$0.hasPrefix("#") }.map {
+      $0.split(separator: "\t").map(String.init)
+    }
   }
 
   static func byte(_ text: String) -> UInt8 { UInt8(text.dropFirst(2), radix: 16)! }
@@ -37,12 +39,17 @@ enum SpecTable {
     var driver = device.driver()
     try driver.initializeConnection()
     let version = try #require(driver.requester.version)
-    guard case .plain(let answer)? = driver.transport.responder.respond(to: .plain([version.rawValue, request, 0, 0])) else {
+    guard
+      case .plain(let answer)? = driver.transport.responder.respond(
+        to: .plain([version.rawValue, request, 0, 0]))
+    else {
       Issue.record("no answer to \(row[1])")
       return
     }
     let unsupported =
-      (try? ErrorResponse(parsing: answer)).map { $0.errorCode == .unsupportedRequest && $0.errorData == request } ?? false
+      (try? ErrorResponse(parsing: answer)).map {
+        $0.errorCode == .unsupportedRequest && $0.errorData == request
+      } ?? false
     #expect(unsupported == (row[4] == "unsupported"), "\(row[1]) should be \(row[4])")
   }
 

@@ -6,7 +6,9 @@ import Testing
 /// A man in the middle or a lying device: each deviation is caught by its own check.
 @Suite struct TamperingTests {
   /// Flips one byte of the first plain response to `code`, at `offsetFromEnd` bytes before its end.
-  static func flip(code: SPDMRequestCode, offsetFromEnd: Int) -> (SPDMTransportMessage, SPDMTransportMessage) -> SPDMTransportMessage {
+  static func flip(code: SPDMRequestCode, offsetFromEnd: Int) -> (SPDMTransportMessage, SPDMTransportMessage)
+    -> SPDMTransportMessage
+  {
     { request, response in
       guard case .plain(let bytes) = request, bytes.count > 1, bytes[1] == code.rawValue,
         case .plain(var out) = response, out.count > offsetFromEnd
@@ -54,7 +56,8 @@ import Testing
       configuration.measurements[1] = MeasurementBlock(
         index: 2,
         dmtf: DMTFMeasurement(
-          valueType: .mutableFirmware, isRawBitStream: false, value: HashAlgorithm.sha384.hash(Array("evil".utf8))))
+          valueType: .mutableFirmware, isRawBitStream: false,
+          value: HashAlgorithm.sha384.hash(Array("evil".utf8))))
     }
     var driver = device.driver(responder: responder)
     try driver.initializeConnection()
@@ -103,7 +106,8 @@ import Testing
 
   @Test func expiredDeviceCertificateIsRejected() throws {
     let device = try TestDevice()
-    var driver = device.driver(policy: device.policy { $0.validationTime = TestDevice.notBefore + 11 * 365 * 86_400 })
+    var driver = device.driver(
+      policy: device.policy { $0.validationTime = TestDevice.notBefore + 11 * 365 * 86_400 })
     try driver.initializeConnection()
     #expect {
       try driver.retrieveCertificateChain()

@@ -12,7 +12,8 @@ struct TestDevice {
   let measurements: [MeasurementBlock]
 
   init(seed: UInt64 = 7, curve: EllipticCurve = .p384) throws {
-    pki = try TestPKI.generate(entropy: SeededEntropy(seed: seed), notBefore: Self.notBefore, validityDays: 3650)
+    pki = try TestPKI.generate(
+      entropy: SeededEntropy(seed: seed), notBefore: Self.notBefore, validityDays: 3650)
     measurements = (1...4).map { index in
       MeasurementBlock(
         index: UInt8(index),
@@ -23,7 +24,8 @@ struct TestDevice {
   }
 
   func responderConfiguration() -> SPDMResponderConfiguration {
-    SPDMResponderConfiguration(certificateChain: pki.chainRootToLeaf, signingKey: pki.deviceKey, measurements: measurements)
+    SPDMResponderConfiguration(
+      certificateChain: pki.chainRootToLeaf, signingKey: pki.deviceKey, measurements: measurements)
   }
 
   func responder(

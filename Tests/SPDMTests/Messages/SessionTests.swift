@@ -86,7 +86,8 @@ struct SessionTests {
       + repeated(0x5A, 32)  // MeasurementSummaryHash
       + hex("0C 00")  // OpaqueDataLength 12
       + Self.selectedOpaque
-    let expected = beforeSignature + repeated(0x5B, 64) + repeated(0x7D, 32)  // Signature, ResponderVerifyData
+    // Signature, then ResponderVerifyData.
+    let expected = beforeSignature + repeated(0x5B, 64) + repeated(0x7D, 32)
     #expect(message.encode() == expected)
     var unsigned = message
     unsigned.signature = []
