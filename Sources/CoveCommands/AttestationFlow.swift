@@ -1,4 +1,4 @@
-public import CoveCrypto
+import CoveCrypto
 import CoveWire
 public import SPDM
 

@@ -1,5 +1,5 @@
 public import CoveCrypto
-public import CoveWire
+import CoveWire
 
 /// An SPDM requester (the host TSM's side of DSP0274 1.2/1.3) as a state machine that does no I/O.
 ///
@@ -10,7 +10,7 @@ public import CoveWire
 /// by one byte is caught. ``SPDMRequesterDriver`` runs these pairs over a transport.
 public struct SPDMRequester {
   public let policy: SPDMRequesterPolicy
-  /// Set by DW-padded transports (DOE): see ``decode(_:_:)``.
+  /// Set by DW-padded transports (DOE): see ``TransportPadding``.
   public var allowsTransportPadding = false
   public private(set) var version: SPDMVersion?
   public private(set) var responderVersions: [SPDMVersion] = []
@@ -87,25 +87,15 @@ public struct SPDMRequester {
     do { return try body() } catch { throw .malformedResponse(error) }
   }
 
-  /// Decodes a response; under a DW-padded transport (DOE) a response followed by up to three zero
-  /// bytes is accepted and `response` is trimmed to the message itself, which is what transcripts
-  /// hash (PCIe 6.x §6.30.1: objects are whole DWs; SPDM messages are not).
+  /// Decodes a response, trimming DOE padding when the transport pads (``TransportPadding``).
   private func decode<Message>(
     _ response: inout [UInt8], _ body: ([UInt8]) throws(WireError) -> Message
   ) throws(SPDMRequesterError) -> Message {
-    let firstError: WireError
-    do { return try body(response) } catch { firstError = error }
-    if allowsTransportPadding {
-      var trimmed = response
-      while let last = trimmed.last, last == 0, response.count - trimmed.count < 3 {
-        trimmed.removeLast()
-        if let message = try? body(trimmed) {
-          response = trimmed
-          return message
-        }
-      }
+    do {
+      return try TransportPadding.decode(&response, allowsPadding: allowsTransportPadding, body)
+    } catch {
+      throw .malformedResponse(error)
     }
-    throw .malformedResponse(firstError)
   }
 
   private mutating func take() throws(SPDMRequesterError) -> Pending {

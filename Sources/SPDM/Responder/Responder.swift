@@ -1,5 +1,5 @@
 public import CoveCrypto
-public import CoveWire
+import CoveWire
 
 /// An SPDM responder (the device security manager's side of DSP0274 1.2/1.3) as a state machine that
 /// does no I/O: the transport hands it each request and sends back what it returns.
@@ -30,7 +30,7 @@ public struct SPDMResponder {
   /// Errors this responder sent, most recent last (for traces and tests).
   public private(set) var errorsSent: [SPDMErrorCode] = []
   public var vendorDefinedHandler: (any SPDMVendorDefinedHandler)?
-  /// Set by DW-padded transports (DOE): see ``parse(_:_:)``.
+  /// Set by DW-padded transports (DOE): see ``TransportPadding``.
   public var allowsTransportPadding = false
 
   private let entropy: any EntropySource
@@ -215,25 +215,15 @@ public struct SPDMResponder {
     do { return try body() } catch { throw ResponderFailure(.invalidRequest, wire: error) }
   }
 
-  /// Decodes a request; under a DW-padded transport (DOE) a request followed by up to three zero
-  /// bytes is accepted and `request` is trimmed to the message itself, which is what transcripts
-  /// hash (PCIe 6.x §6.30.1: objects are whole DWs; SPDM messages are not).
+  /// Decodes a request, trimming DOE padding when the transport pads (``TransportPadding``).
   private func parse<Message>(
     _ request: inout [UInt8], _ body: ([UInt8]) throws(WireError) -> Message
   ) throws -> Message {
-    let firstError: WireError
-    do { return try body(request) } catch { firstError = error }
-    if allowsTransportPadding {
-      var trimmed = request
-      while let last = trimmed.last, last == 0, request.count - trimmed.count < 3 {
-        trimmed.removeLast()
-        if let message = try? body(trimmed) {
-          request = trimmed
-          return message
-        }
-      }
+    do {
+      return try TransportPadding.decode(&request, allowsPadding: allowsTransportPadding, body)
+    } catch {
+      throw ResponderFailure(.invalidRequest, wire: error)
     }
-    throw ResponderFailure(.invalidRequest, wire: firstError)
   }
 
   // MARK: VCA

@@ -1,4 +1,4 @@
-public import CoveWire
+import CoveWire
 public import PCIe
 
 /// The device side of SPDM over PCIe DOE (PCIe 6.x §6.30, the CMA/SPDM binding DSP0274 over DOE):
