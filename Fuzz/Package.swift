@@ -7,7 +7,7 @@ import PackageDescription
 func harness(_ name: String, _ products: [String]) -> Target {
   .executableTarget(
     name: name,
-    dependencies: ["CLibFuzzer"] + products.map { .product(name: $0, package: "Cove") },
+    dependencies: ["FuzzSupport"] + products.map { .product(name: $0, package: "Cove") },
     swiftSettings: [.swiftLanguageMode(.v6)]
   )
 }
@@ -25,6 +25,7 @@ let package = Package(
   ],
   targets: [
     .target(name: "CLibFuzzer"),
+    .target(name: "FuzzSupport", dependencies: ["CLibFuzzer"], swiftSettings: [.swiftLanguageMode(.v6)]),
     harness("FuzzDOE", ["PCIe"]),
     harness("FuzzSPDMDecoders", ["SPDM", "CoveWire", "CoveCrypto"]),
     harness("FuzzResponder", ["SPDM", "CoveCrypto"]),

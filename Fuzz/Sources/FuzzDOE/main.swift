@@ -1,31 +1,10 @@
 // libFuzzer entry point for the PCIe DOE layer: data object and discovery decoders, the read-side
 // assembler, BDF text parsing, and a DOE mailbox driven by the input as a sequence of register
 // accesses. A crash, an ASan report, or a failed invariant below is a bug; typed errors are fine.
-import CLibFuzzer
+import FuzzSupport
 import PCIe
 
-#if canImport(Glibc)
-  import Glibc
-#elseif canImport(Darwin)
-  import Darwin
-#endif
-
-// SwiftPM turns this file's top-level code into the executable's main; it hands control to libFuzzer,
-// which then calls the entry point below once per input.
-var argc = CommandLine.argc
-var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv
-let status = LLVMFuzzerRunDriver(&argc, &argv) { data, size in
-  // libFuzzer may pass a null pointer for the empty input.
-  fuzzInput(data.map { Array(UnsafeBufferPointer(start: $0, count: size)) } ?? [])
-  return 0
-}
-exit(status)
-
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
-  fuzzInput(Array(UnsafeBufferPointer(start: data, count: size)))
-  return 0
-}
+runLibFuzzer(fuzzInput)
 
 private func fuzzInput(_ bytes: [UInt8]) {
   fuzzDataObject(bytes)

@@ -1,16 +1,12 @@
+import CoveCrypto
 // libFuzzer entry point for the SPDM responder's request handling. Each input is a sequence of
 // requests (length byte, then bytes) sent to a responder in one of three starting states, chosen by
 // the first byte: fresh, after VCA and certificate retrieval, or with an established session, in
 // which case requests are sealed with the session's requester keys so the fuzzer reaches in-session
 // dispatch. Invariants: no crash; every plain request gets an answer; the responder still answers
 // GET_VERSION afterwards (DSP0274: it survives every bad request).
-import CLibFuzzer
-import CoveCrypto
+import FuzzSupport
 import SPDM
-
-#if canImport(Glibc)
-  import Glibc
-#endif
 
 /// Snapshots taken once: the state machines are value types, so each input starts from a copy.
 struct Snapshots {
@@ -51,19 +47,7 @@ struct Snapshots {
 // Fuzzing is single-threaded; the snapshots are only ever copied.
 nonisolated(unsafe) let snapshots = Snapshots()
 
-var argc = CommandLine.argc
-var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv
-let status = LLVMFuzzerRunDriver(&argc, &argv) { data, size in
-  fuzzInput(data.map { Array(UnsafeBufferPointer(start: $0, count: size)) } ?? [])
-  return 0
-}
-exit(status)
-
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
-  fuzzInput(Array(UnsafeBufferPointer(start: data, count: size)))
-  return 0
-}
+runLibFuzzer(fuzzInput)
 
 func fuzzInput(_ input: [UInt8]) {
   guard let mode = input.first else { return }

@@ -1,29 +1,13 @@
+import CoveCrypto
+import CoveWire
 // libFuzzer entry point for every SPDM decoder (DSP0274 messages, certificate chains, measurement
 // records, DSP0277 opaque data and secured records). The first input byte picks the algorithm sizes
 // the size-dependent decoders are given; the rest is the message. A decoder may throw WireError;
 // it may not crash, and whatever it accepts must re-encode to something it decodes identically.
-import CLibFuzzer
-import CoveCrypto
-import CoveWire
+import FuzzSupport
 import SPDM
 
-#if canImport(Glibc)
-  import Glibc
-#endif
-
-var argc = CommandLine.argc
-var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv
-let status = LLVMFuzzerRunDriver(&argc, &argv) { data, size in
-  fuzzInput(data.map { Array(UnsafeBufferPointer(start: $0, count: size)) } ?? [])
-  return 0
-}
-exit(status)
-
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
-  fuzzInput(Array(UnsafeBufferPointer(start: data, count: size)))
-  return 0
-}
+runLibFuzzer(fuzzInput)
 
 /// Decodes, and if that works, checks decode(encode(x)) == x.
 func roundTrip<Message: Equatable>(
