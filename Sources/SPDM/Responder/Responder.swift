@@ -28,7 +28,16 @@ public struct SPDMResponder {
   /// Sessions by session ID.
   public private(set) var sessions: [UInt32: SPDMSessionKeys] = [:]
   /// Errors this responder sent, most recent last (for traces and tests).
+  /// The most recent errors this responder sent (at most ``errorHistoryLimit``), for traces and
+  /// tests; `errorCount` counts them all.
   public private(set) var errorsSent: [SPDMErrorCode] = []
+  public private(set) var errorCount = 0
+  public static let errorHistoryLimit = 64
+  /// Largest transcript (message B, or one L1) the responder keeps. DSP0274 sets no bound, but a
+  /// requester that never finishes a CHALLENGE or never asks for a signature must not grow it without
+  /// end; like libspdm's fixed buffers, overflowing it resets that transcript and answers
+  /// Unspecified. 256 KiB holds the largest certificate chain (64 KiB) several times over.
+  public static let transcriptLimit = 1 << 18
   public var vendorDefinedHandler: (any SPDMVendorDefinedHandler)?
   /// Set by DW-padded transports (DOE): see ``TransportPadding``.
   public var allowsTransportPadding = false
@@ -340,7 +349,7 @@ public struct SPDMResponder {
       version: algorithms.version, supportedSlotMask: algorithms.version >= .v13 ? 0x01 : 0,
       provisionedSlotMask: 0x01, digests: [algorithms.hash.hash(chain)]
     ).encode()
-    if sessionID == nil { messageB += request + response }
+    if sessionID == nil { try appendMessageB(request + response) }
     return response
   }
 
@@ -363,7 +372,7 @@ public struct SPDMResponder {
       version: algorithms.version, slotID: 0, portion: Array(chain[start..<start + portion]),
       remainderLength: UInt16(chain.count - start - portion)
     ).encode()
-    if sessionID == nil { messageB += request + response }
+    if sessionID == nil { try appendMessageB(request + response) }
     return response
   }
 
@@ -391,6 +400,14 @@ public struct SPDMResponder {
     response.signature = try sign(.challengeAuth, transcript: transcript, algorithms: algorithms)
     messageB = []
     return response.encode()
+  }
+
+  private mutating func appendMessageB(_ bytes: [UInt8]) throws {
+    guard messageB.count + bytes.count <= Self.transcriptLimit else {
+      messageB = []
+      throw ResponderFailure(.unspecified)
+    }
+    messageB += bytes
   }
 
   private func sign(
@@ -439,6 +456,10 @@ public struct SPDMResponder {
     let unsigned = response.encode()
     var accumulated = sessionID.map { sessionMessageM[$0] ?? [] } ?? messageM
     accumulated += request + unsigned
+    guard messageA.count + accumulated.count <= Self.transcriptLimit else {
+      if let sessionID { sessionMessageM[sessionID] = [] } else { messageM = [] }
+      throw ResponderFailure(.unspecified)
+    }
     if message.signatureRequested {
       // L1 = A ‖ (GET_MEASUREMENTS ‖ MEASUREMENTS)* with the last response unsigned (DSP0274 1.2 §10.9).
       response.signature = try sign(.measurements, transcript: messageA + accumulated, algorithms: algorithms)
@@ -594,7 +615,11 @@ public struct SPDMResponder {
 
   private mutating func errorResponse(_ error: any Error) -> [UInt8] {
     let failure = (error as? ResponderFailure) ?? ResponderFailure(.unspecified)
+    errorCount += 1
     errorsSent.append(failure.code)
+    if errorsSent.count > Self.errorHistoryLimit {
+      errorsSent.removeFirst(errorsSent.count - Self.errorHistoryLimit)
+    }
     // Before a version is chosen, errors are sent as version 1.0 (DSP0274 §10.2).
     return ErrorResponse(
       version: version ?? .v10, errorCode: failure.code, errorData: failure.data, extendedData: []

@@ -158,3 +158,46 @@ import Testing
     #expect(try ErrorResponse(parsing: error).errorCode == .unexpectedRequest)
   }
 }
+
+/// A requester that never asks for a signature cannot grow the responder's L1 without bound.
+@Suite struct ResponderBoundsTests {
+  @Test func unsignedMeasurementsOverflowResetsL1() throws {
+    let device = try TestDevice()
+    var driver = device.driver()
+    try driver.initializeConnection()
+    try driver.retrieveCertificateChain()
+    // (A do/catch with a pattern inside this loop crashes the Swift 6.3 compiler, hence Result.)
+    var failure: SPDMRequesterError?
+    var attempts = 0
+    while failure == nil, attempts < 20_000 {
+      attempts += 1
+      if case .failure(let error) = Result(catching: { () throws(SPDMRequesterError) in
+        try driver.measurements(signed: false)
+      }) {
+        failure = error
+      }
+    }
+    #expect(failure == .responderError(.unspecified, data: 0))
+    // L1 = A ‖ k exchanges; the k that first exceeds the cap fails.
+    let transport = driver.transport
+    let messageA = [SPDMRequestCode.getVersion, .getCapabilities, .negotiateAlgorithms].compactMap {
+      transport.plainExchange(code: $0)
+    }.reduce(0) { $0 + $1.request.count + $1.response.count }
+    let exchange = try #require(transport.plainExchange(code: .getMeasurements))
+    let perExchange = exchange.request.count + exchange.response.count
+    #expect(attempts == (SPDMResponder.transcriptLimit - messageA) / perExchange + 1)
+    // L1 was reset: a signed request now verifies (the requester resets its own L1 on the error too).
+    var fresh = device.driver(responder: driver.transport.responder)
+    try fresh.initializeConnection()
+    try fresh.retrieveCertificateChain()
+    _ = try fresh.measurements(signed: true)
+  }
+
+  @Test func errorHistoryIsBounded() throws {
+    let device = try TestDevice()
+    var responder = device.responder()
+    for _ in 0..<200 { _ = responder.respond(to: .plain([])) }
+    #expect(responder.errorCount == 200)
+    #expect(responder.errorsSent.count == SPDMResponder.errorHistoryLimit)
+  }
+}
