@@ -17,6 +17,7 @@ let package = Package(
     .library(name: "CoveWire", targets: ["CoveWire"]),
     .library(name: "PCIe", targets: ["PCIe"]),
     .library(name: "SPDM", targets: ["SPDM"]),
+    .library(name: "IOMMU", targets: ["IOMMU"]),
     .library(name: "CoveCommands", targets: ["CoveCommands"]),
   ],
   dependencies: [
@@ -33,6 +34,7 @@ let package = Package(
     .target(name: "CoveWire", swiftSettings: strictSettings),
     .target(name: "PCIe", dependencies: ["CoveWire"], swiftSettings: strictSettings),
     .target(name: "SPDM", dependencies: ["CoveWire", "CoveCrypto", "PCIe"], swiftSettings: strictSettings),
+    .target(name: "IOMMU", dependencies: ["PCIe"], swiftSettings: strictSettings),
     .target(
       name: "CoveCommands",
       dependencies: [
@@ -48,12 +50,13 @@ let package = Package(
     ),
     .executableTarget(
       name: "cove-bench",
-      dependencies: ["CoveCrypto", "CoveWire", "PCIe", "SPDM", "CoveCommands"],
+      dependencies: ["CoveCrypto", "CoveWire", "PCIe", "SPDM", "IOMMU", "CoveCommands"],
       swiftSettings: strictSettings
     ),
     .testTarget(name: "CoveWireTests", dependencies: ["CoveWire"], swiftSettings: strictSettings),
     .testTarget(name: "CoveCryptoTests", dependencies: ["CoveCrypto"], swiftSettings: strictSettings),
     .testTarget(name: "PCIeTests", dependencies: ["PCIe", "CoveWire"], swiftSettings: strictSettings),
+    .testTarget(name: "IOMMUTests", dependencies: ["IOMMU", "PCIe"], swiftSettings: strictSettings),
     .testTarget(
       name: "SPDMTests",
       dependencies: ["SPDM", "PCIe", "CoveWire", "CoveCrypto"],
