@@ -43,8 +43,10 @@ public struct SPDMDOEEndpoint {
     }
   }
 
-  /// Answers one request object: discovery, SPDM, or secured SPDM; nil means "no response" (ERROR).
-  mutating func serve(_ object: DOEDataObject) -> DOEDataObject? {
+  /// Answers one whole request object: discovery, SPDM, or secured SPDM; nil means "no response"
+  /// (the mailbox would set ERROR). The register path calls this on GO; a transport that moves whole
+  /// objects (e.g. the spdm-emu socket protocol) calls it directly.
+  public mutating func serve(_ object: DOEDataObject) -> DOEDataObject? {
     guard object.vendorID == DOEProtocol.pciSIGVendorID else { return nil }
     switch DOEDataObjectType(rawValue: object.type) {
     case .discovery:
@@ -161,5 +163,35 @@ public struct DOERequesterTransport: SPDMRequesterTransport {
   private mutating func write(_ access: DOERegisterWrite) {
     registerAccesses += 1
     endpoint.writeRegister(offset: access.offset, value: access.value)
+  }
+}
+
+/// Moves whole DOE objects to the endpoint without the register interface: the framing is the same
+/// as on the mailbox path, only the DW-by-DW movement is skipped.
+public struct WholeObjectDOETransport: SPDMRequesterTransport {
+  public var endpoint: SPDMDOEEndpoint
+  public private(set) var objects: [DOEDataObject] = []
+
+  public init(endpoint: SPDMDOEEndpoint) {
+    self.endpoint = endpoint
+  }
+
+  public mutating func exchange(_ message: SPDMTransportMessage) throws(SPDMRequesterError) -> SPDMTransportMessage {
+    var request: DOEDataObject
+    switch message {
+    case .plain(let bytes): request = DOEDataObject(protocol: .spdm, payload: bytes)
+    case .secured(let bytes): request = DOEDataObject(protocol: .securedSPDM, payload: bytes)
+    }
+    request.payload += [UInt8](repeating: 0, count: (4 - request.payload.count % 4) % 4)
+    objects.append(request)
+    guard var response = endpoint.serve(request) else { throw .transport("DOE: the device refused the object") }
+    // As on the wire, the response payload arrives padded to a whole DW.
+    response.payload += [UInt8](repeating: 0, count: (4 - response.payload.count % 4) % 4)
+    objects.append(response)
+    switch DOEDataObjectType(rawValue: response.type) {
+    case .spdm: return .plain(response.payload)
+    case .securedSPDM: return .secured(response.payload)
+    default: throw .transport("DOE response of unexpected type \(response.type)")
+    }
   }
 }

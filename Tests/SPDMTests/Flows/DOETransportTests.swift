@@ -94,3 +94,33 @@ import Testing
     #expect(driver.transport.endpoint.objectsServed == 3)
   }
 }
+
+/// The same flow over whole DOE objects and over the DW-by-DW mailbox produces the same sequence of
+/// objects (types and sizes; signatures differ because ECDSA nonces are random).
+@Suite struct WholeObjectVersusMailboxTests {
+  func run<T: SPDMRequesterTransport>(_ transport: T) throws -> SPDMRequesterDriver<T> {
+    let device = try TestDevice()
+    var requester = SPDMRequester(policy: device.policy(), entropy: SeededEntropy(seed: 21))
+    requester.allowsTransportPadding = true
+    var driver = SPDMRequesterDriver(requester: requester, transport: transport)
+    try driver.initializeConnection()
+    try driver.retrieveCertificateChain()
+    try driver.challenge()
+    _ = try driver.measurements()
+    let sessionID = try driver.startSession()
+    try driver.keyUpdate(sessionID: sessionID, operation: .updateKey)
+    try driver.endSession(sessionID: sessionID)
+    return driver
+  }
+
+  @Test func sameObjectsEitherWay() throws {
+    let device = try TestDevice()
+    let whole = try run(WholeObjectDOETransport(endpoint: SPDMDOEEndpoint(responder: device.responder())))
+    let mailbox = try run(DOERequesterTransport(endpoint: SPDMDOEEndpoint(responder: device.responder())))
+    let shape = { (objects: [DOEDataObject]) in objects.map { "\($0.type):\($0.payload.count)" } }
+    #expect(shape(whole.transport.objects) == shape(mailbox.transport.objects))
+    // VCA (3), GET_DIGESTS, 2 certificate portions, CHALLENGE, GET_MEASUREMENTS, KEY_EXCHANGE, FINISH,
+    // KEY_UPDATE, END_SESSION: 12 exchanges.
+    #expect(whole.transport.objects.count == 2 * 12)
+  }
+}
