@@ -84,8 +84,7 @@ public struct DOERequesterTransport: SPDMRequesterTransport {
   /// One request object in, one response object out, through the registers.
   public mutating func exchange(object: DOEDataObject) throws(SPDMRequesterError) -> DOEDataObject {
     // Record the object as the wire carries it: payload zero-padded to a whole DW.
-    var object = object
-    object.payload += [UInt8](repeating: 0, count: (4 - object.payload.count % 4) % 4)
+    let object = object.paddedToDW()
     var status = DOEStatus(rawValue: read(DOERegister.status))
     if status.contains(.busy) || status.contains(.error) || status.contains(.dataObjectReady) {
       write(DOEMailboxDriver.abort)
@@ -182,16 +181,25 @@ public struct WholeObjectDOETransport: SPDMRequesterTransport {
     case .plain(let bytes): request = DOEDataObject(protocol: .spdm, payload: bytes)
     case .secured(let bytes): request = DOEDataObject(protocol: .securedSPDM, payload: bytes)
     }
-    request.payload += [UInt8](repeating: 0, count: (4 - request.payload.count % 4) % 4)
+    request = request.paddedToDW()
     objects.append(request)
-    guard var response = endpoint.serve(request) else { throw .transport("DOE: the device refused the object") }
+    guard let served = endpoint.serve(request) else { throw .transport("DOE: the device refused the object") }
     // As on the wire, the response payload arrives padded to a whole DW.
-    response.payload += [UInt8](repeating: 0, count: (4 - response.payload.count % 4) % 4)
+    let response = served.paddedToDW()
     objects.append(response)
     switch DOEDataObjectType(rawValue: response.type) {
     case .spdm: return .plain(response.payload)
     case .securedSPDM: return .secured(response.payload)
     default: throw .transport("DOE response of unexpected type \(response.type)")
     }
+  }
+}
+
+extension DOEDataObject {
+  /// The object as the mailbox carries it: payload zero-padded to a whole DW (PCIe 6.x §6.30.1).
+  func paddedToDW() -> DOEDataObject {
+    var padded = self
+    padded.payload += [UInt8](repeating: 0, count: (4 - payload.count % 4) % 4)
+    return padded
   }
 }
