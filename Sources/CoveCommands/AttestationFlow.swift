@@ -137,8 +137,8 @@ public enum AttestationFlow {
       step(
         "KEY_UPDATE (UpdateAllKeys, then VerifyNewKey)",
         { () throws(SPDMRequesterError) in
+          // The driver follows the update with VerifyNewKey under the new key.
           try driver.keyUpdate(sessionID: sessionID, operation: .updateAllKeys)
-          try driver.keyUpdate(sessionID: sessionID, operation: .verifyNewKey)
           try driver.heartbeat(sessionID: sessionID)
           return ["both directions re-keyed; the new keys carried VerifyNewKey and a HEARTBEAT"]
         })

@@ -32,6 +32,10 @@ public struct SPDMRequester {
   private var messageM: [UInt8] = []
   private var sessionMessageM: [UInt32: [UInt8]] = [:]
   private var certificateBuffer: [UInt8] = []
+  /// Whether a CHALLENGE completed on this connection: until then, a request that skips it
+  /// (measurements, key exchange, in-session requests) discards message B (DSP0274 "skipped
+  /// CHALLENGE completion").
+  private var challengeCompleted = false
   private var leafKey: ECPublicKey?
 
   private enum Pending {
@@ -117,6 +121,7 @@ public struct SPDMRequester {
     algorithms = nil
     sessions = [:]
     committedSummaryHash = nil
+    challengeCompleted = false
     digests = []
     certificateChain = []
     spdmCertificateChain = nil
@@ -176,7 +181,15 @@ public struct SPDMRequester {
       version: version, measurementSpecification: .dmtf, otherParamsSupport: 0x02,
       baseAsymAlgorithms: policy.baseAsymAlgorithms, baseHashAlgorithms: policy.baseHashAlgorithms,
       dheGroups: policy.dheGroups, aeadCipherSuites: policy.aeadCipherSuites,
-      requesterBaseAsymAlgorithms: [], keySchedules: .spdm
+      requesterBaseAsymAlgorithms: [], keySchedules: .spdm,
+      // Only tables with something in them: a responder rejects an AlgStruct whose AlgSupported is 0
+      // (libspdm does, with InvalidRequest). Cove's requester has no key of its own, so no
+      // ReqBaseAsymAlg table.
+      algStructTypes: [
+        policy.dheGroups.isEmpty ? nil : AlgStructType.dhe,
+        policy.aeadCipherSuites.isEmpty ? nil : .aead,
+        .keySchedule,
+      ].compactMap { $0 }
     ).encode()
     pending = .algorithms(request: request)
     return request
@@ -226,6 +239,8 @@ public struct SPDMRequester {
     guard responderCapabilities.contains(.cert) else { throw .missingCapability("CERT_CAP") }
     let request = GetDigestsRequest(version: algorithms.version).encode()
     messageM = []
+    // GET_DIGESTS starts message B afresh (DSP0274 transcript rules; libspdm does the same).
+    messageB = []
     pending = .digests(request: request)
     return request
   }
@@ -360,7 +375,17 @@ public struct SPDMRequester {
         transcriptHash: algorithms.hash.hash(transcript))
     else { throw .signatureInvalid("CHALLENGE_AUTH") }
     messageB = []
+    challengeCompleted = true
     if summaryType != .none { committedSummaryHash = (summaryType, message.measurementSummaryHash) }
+  }
+
+  /// Applies the transcript resets a request other than GET_MEASUREMENTS implies: the L1 of its
+  /// scope, and message B while no CHALLENGE has completed.
+  private mutating func resetTranscripts(sessionID: UInt32?, keepingL1: Bool = false) {
+    if !keepingL1 {
+      if let sessionID { sessionMessageM[sessionID] = [] } else { messageM = [] }
+    }
+    if !challengeCompleted { messageB = [] }
   }
 
   // MARK: Measurements (DSP0274 §10.9)
@@ -381,6 +406,7 @@ public struct SPDMRequester {
       operation: operation, nonce: signed ? entropy.bytes(count: 32) : nil, slotID: 0,
       requesterContext: algorithms.version >= .v13 ? entropy.bytes(count: 8) : [])
     let request = message.encode()
+    resetTranscripts(sessionID: sessionID, keepingL1: true)
     pending = .measurements(request: request, message: message, sessionID: sessionID)
     return request
   }
@@ -394,7 +420,13 @@ public struct SPDMRequester {
       throw .outOfOrder("MEASUREMENTS")
     }
     let algorithms = try negotiated()
-    try check(response, expected: .measurements)
+    do {
+      try check(response, expected: .measurements)
+    } catch {
+      // A failed GET_MEASUREMENTS ends the L1 sequence on both sides (libspdm resets message M).
+      if let sessionID { sessionMessageM[sessionID] = [] } else { messageM = [] }
+      throw error
+    }
     let decoded = try decode(&response) { bytes throws(WireError) in
       try MeasurementsResponse(
         parsing: bytes, signatureSize: message.signatureRequested ? algorithms.signatureSize : nil)
@@ -419,9 +451,14 @@ public struct SPDMRequester {
         }
       }
     }
-    if message.operation == 0xFF, let committed = committedSummaryHash {
+    // The "all" summary the device committed to covers every block in digest form; the TCB subset
+    // is the device's own choice, so only the "all" summary can be recomputed here.
+    if message.operation == 0xFF, let committed = committedSummaryHash, committed.type == .all,
+      let measurementHash = algorithms.measurementHash.coveHash
+    {
       let recomputed = MeasurementSummary.hash(
-        type: committed.type, blocks: decoded.blocks, algorithm: algorithms.hash)
+        type: .all, digestBlocks: decoded.blocks.map { $0.digestForm(using: measurementHash) },
+        algorithm: algorithms.hash)
       guard ConstantTime.equals(recomputed, committed.hash) else { throw .measurementSummaryMismatch }
     }
     return decoded
@@ -434,6 +471,10 @@ public struct SPDMRequester {
   ) throws(SPDMRequesterError) -> [UInt8] {
     let algorithms = try negotiated()
     guard responderCapabilities.contains(.keyEx) else { throw .missingCapability("KEY_EX_CAP") }
+    // Cove's sessions encrypt and authenticate; MAC-only sessions are not implemented.
+    guard responderCapabilities.contains(.encrypt), responderCapabilities.contains(.mac) else {
+      throw .missingCapability("ENCRYPT_CAP and MAC_CAP")
+    }
     guard let dheCurve = algorithms.dheCurve else { throw .algorithmMismatch("no DHE group") }
     guard spdmCertificateChain != nil else { throw .outOfOrder("KEY_EXCHANGE before the certificate chain") }
     let ephemeral: ECPrivateKey
@@ -449,7 +490,7 @@ public struct SPDMRequester {
       exchangeData: ephemeral.publicKey.rawXY,
       opaqueData: SecuredMessageOpaqueData.encode([.supportedVersions([0x1100, 0x1000])])
     ).encode()
-    messageM = []
+    resetTranscripts(sessionID: nil)
     pending = .keyExchange(
       request: request, ephemeral: ephemeral, summaryType: summaryType, requesterSessionID: requesterSessionID
     )
@@ -471,6 +512,17 @@ public struct SPDMRequester {
         responderVerifyDataPresent: true)
     }
     guard let chain = spdmCertificateChain, let leafKey else { throw .outOfOrder("no certificate chain") }
+    // Cove's requester has no identity of its own, so it never offers MUT_AUTH_CAP; a responder that
+    // asks for mutual authentication anyway, or sets a heartbeat period without HBEAT_CAP on both
+    // sides, violates DSP0274 KEY_EXCHANGE_RSP rules.
+    guard message.mutAuthRequested & 0x07 == 0 else {
+      throw .missingCapability("MUT_AUTH_CAP (the responder requested mutual authentication)")
+    }
+    if message.heartbeatPeriod != 0,
+      !(policy.capabilities.contains(.hbeat) && responderCapabilities.contains(.hbeat))
+    {
+      throw .malformedResponse(WireError(.invalidValue, at: 2, field: "HeartbeatPeriod without HBEAT_CAP"))
+    }
     if !message.opaqueData.isEmpty {
       let elements = try decode { () throws(WireError) in
         try SecuredMessageOpaqueData.parse(message.opaqueData)
@@ -557,6 +609,7 @@ public struct SPDMRequester {
 
   public mutating func heartbeatRequest(sessionID: UInt32) throws(SPDMRequesterError) -> [UInt8] {
     let session = try established(sessionID)
+    resetTranscripts(sessionID: sessionID)
     pending = .heartbeat(sessionID: sessionID)
     return try seal(HeartbeatRequest(version: session.algorithms.version).encode(), sessionID: sessionID)
   }
@@ -574,6 +627,7 @@ public struct SPDMRequester {
     let session = try established(sessionID)
     guard responderCapabilities.contains(.keyUpd) else { throw .missingCapability("KEY_UPD_CAP") }
     let tag = entropy.bytes(count: 1)[0]
+    resetTranscripts(sessionID: sessionID)
     pending = .keyUpdate(sessionID: sessionID, operation: operation, tag: tag)
     return try seal(
       KeyUpdateRequest(version: session.algorithms.version, operation: operation, tag: tag).encode(),
@@ -586,23 +640,22 @@ public struct SPDMRequester {
     guard case .keyUpdate(let sessionID, let operation, let tag) = try take() else {
       throw .outOfOrder("KEY_UPDATE_ACK")
     }
+    // UpdateAllKeys: the responder switches its key before sending the ACK (libspdm does), so the
+    // ACK is opened with the new responder key.
+    if operation == .updateAllKeys { sessions[sessionID]?.updateResponderKeys() }
     var response = try open(record, sessionID: sessionID)
     try check(response, expected: .keyUpdateAck)
     let ack = try decode(&response) { bytes throws(WireError) in try KeyUpdateAck(parsing: bytes) }
     guard ack.operation == operation, ack.tag == tag else {
       throw .malformedResponse(WireError(.invalidValue, at: 2, field: "KEY_UPDATE_ACK operation/tag"))
     }
-    switch operation {
-    case .updateKey: sessions[sessionID]!.updateRequesterKeys()
-    case .updateAllKeys:
-      sessions[sessionID]!.updateRequesterKeys()
-      sessions[sessionID]!.updateResponderKeys()
-    default: break
-    }
+    // The requester's own key changes once the ACK confirms the responder has it.
+    if operation == .updateKey || operation == .updateAllKeys { sessions[sessionID]!.updateRequesterKeys() }
   }
 
   public mutating func endSessionRequest(sessionID: UInt32) throws(SPDMRequesterError) -> [UInt8] {
     let session = try established(sessionID)
+    resetTranscripts(sessionID: sessionID)
     pending = .endSession(sessionID: sessionID)
     return try seal(
       EndSessionRequest(version: session.algorithms.version, preserveNegotiatedState: false).encode(),
@@ -627,6 +680,7 @@ public struct SPDMRequester {
       version: version, standardID: standardID, vendorID: vendorID, payload: payload
     )
     .encode()
+    resetTranscripts(sessionID: sessionID)
     pending = .vendorDefined(sessionID: sessionID)
     guard let sessionID else { return .plain(request) }
     _ = try established(sessionID)

@@ -85,10 +85,15 @@ public struct SPDMRequesterDriver<Transport: SPDMRequesterTransport> {
     try requester.handleHeartbeatAck(try secured(try requester.heartbeatRequest(sessionID: sessionID)))
   }
 
+  /// KEY_UPDATE (UpdateKey or UpdateAllKeys), then VerifyNewKey under the new requester key, as
+  /// DSP0274 requires before another update (and as libspdm's requester does).
   public mutating func keyUpdate(sessionID: UInt32, operation: KeyUpdateOperation) throws(SPDMRequesterError)
   {
     try requester.handleKeyUpdateAck(
       try secured(try requester.keyUpdateRequest(sessionID: sessionID, operation: operation)))
+    guard operation != .verifyNewKey else { return }
+    try requester.handleKeyUpdateAck(
+      try secured(try requester.keyUpdateRequest(sessionID: sessionID, operation: .verifyNewKey)))
   }
 
   public mutating func endSession(sessionID: UInt32) throws(SPDMRequesterError) {

@@ -5,7 +5,9 @@ public import CoveCrypto
 /// NEGOTIATE_ALGORITHMS, so a responder that selects anything else is rejected (DSP0274 §10.4).
 public struct SPDMRequesterPolicy: Sendable {
   public var versions: [SPDMVersion] = [.v12, .v13]
-  public var capabilities: RequesterCapabilities = [.cert, .chal, .encrypt, .mac, .keyEx, .hbeat, .keyUpd]
+  /// What the requester advertises: only what it implements (it has no certificate of its own, so no
+  /// CERT_CAP, CHAL_CAP or MUT_AUTH_CAP).
+  public var capabilities: RequesterCapabilities = [.encrypt, .mac, .keyEx, .hbeat, .keyUpd]
   public var ctExponent: UInt8 = 0
   public var dataTransferSize: UInt32 = 4096
   public var maxSPDMMessageSize: UInt32 = 4096

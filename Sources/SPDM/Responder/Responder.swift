@@ -81,27 +81,29 @@ public struct SPDMResponder {
 
   private mutating func handleSecured(_ record: [UInt8]) -> SPDMTransportMessage? {
     guard let sessionID = try? SecuredMessage.sessionID(of: record), var session = sessions[sessionID] else {
-      // No session to decrypt with: answer in the clear (DSP0277 §6: the record cannot be trusted).
-      return .plain(errorResponse(ResponderFailure(.invalidRequest)))
+      // No session to decrypt with: no answer (libspdm drops it too); over DOE the mailbox reports
+      // ERROR for a request that gets no response.
+      unansweredRecords += 1
+      return nil
     }
     let request: [UInt8]
     do {
       request = try session.openFromRequester(record, allowsPadding: allowsTransportPadding)
     } catch {
-      // DSP0274 §10.11: DecryptError, and the session is terminated; answered in the clear since the
-      // keys may be what failed.
+      // DSP0274 ERROR DecryptError, sealed under the session's current response key (the requester
+      // can still open it, as libspdm's does), then the session is terminated.
+      let error = errorResponse(ResponderFailure(.decryptError))
+      let sealed = try? session.sealFromResponder(error)
       endSession(sessionID)
-      return .plain(errorResponse(ResponderFailure(.decryptError)))
+      return sealed.map { .secured($0) } ?? .plain(error)
     }
     sessions[sessionID] = session
     let response: [UInt8]
     var endAfterSending = false
-    var updateResponderKeyAfterSending = false
     do {
       let outcome = try dispatchSecured(request, sessionID: sessionID)
       response = outcome.response
       endAfterSending = outcome.endSession
-      updateResponderKeyAfterSending = outcome.updateResponderKey
     } catch let failure as ResponderFailure where failure.code == .decryptError {
       // FINISH verify data mismatch: DecryptError inside the session, then teardown.
       response = errorResponse(failure)
@@ -117,7 +119,6 @@ public struct SPDMResponder {
       endSession(sessionID)
       return .plain(errorResponse(ResponderFailure(.unspecified)))
     }
-    if updateResponderKeyAfterSending { current.updateResponderKeys() }
     sessions[sessionID] = current
     if pendingEstablish.remove(sessionID) != nil {
       sessions[sessionID]?.establish()
@@ -128,11 +129,23 @@ public struct SPDMResponder {
 
   /// Sessions whose FINISH_RSP is being sealed with handshake keys; they switch to data keys after.
   private var pendingEstablish: Set<UInt32> = []
+  /// KEY_UPDATE operations awaiting VerifyNewKey, per session (DSP0274 KEY_UPDATE: a new update may
+  /// not start before the previous one was verified).
+  private var pendingKeyUpdate: [UInt32: KeyUpdateOperation] = [:]
+  /// Secured records for no known session, which get no answer.
+  public private(set) var unansweredRecords = 0
+  /// Whether a CHALLENGE completed on this connection; until then, requests that skip it discard
+  /// message B (DSP0274 "skipped CHALLENGE completion"; libspdm resets B the same way).
+  private var challengeCompleted = false
+  /// The requester's DataTransferSize and MaxSPDMmsgSize from GET_CAPABILITIES.
+  private var requesterDataTransferSize = UInt32.max
+  private var requesterMaxMessageSize = UInt32.max
 
   private mutating func endSession(_ sessionID: UInt32) {
     sessions[sessionID] = nil
     sessionMessageM[sessionID] = nil
     pendingEstablish.remove(sessionID)
+    pendingKeyUpdate[sessionID] = nil
   }
 
   // MARK: Dispatch
@@ -140,7 +153,6 @@ public struct SPDMResponder {
   private struct SecuredOutcome {
     var response: [UInt8]
     var endSession = false
-    var updateResponderKey = false
   }
 
   private mutating func dispatch(_ request: [UInt8], sessionID: UInt32?) throws -> [UInt8] {
@@ -151,13 +163,19 @@ public struct SPDMResponder {
     if code == .getVersion { return try handleGetVersion(request, header: header) }
     try checkVersion(header, code: code)
     if code != .getMeasurements { messageM = [] }
+    resetMessageB(for: code)
     switch code {
     case .getCapabilities: return try handleGetCapabilities(request)
     case .negotiateAlgorithms: return try handleNegotiateAlgorithms(request)
     case .getDigests: return try handleGetDigests(request, sessionID: sessionID)
     case .getCertificate: return try handleGetCertificate(request, sessionID: sessionID)
     case .challenge: return try handleChallenge(request)
-    case .getMeasurements: return try handleGetMeasurements(request, sessionID: sessionID)
+    case .getMeasurements:
+      do { return try handleGetMeasurements(request, sessionID: nil) } catch {
+        // A failed GET_MEASUREMENTS ends the L1 sequence (libspdm resets message M on every error).
+        messageM = []
+        throw error
+      }
     case .keyExchange: return try handleKeyExchange(request)
     case .vendorDefinedRequest: return try handleVendorDefined(request, sessionID: nil)
     case .finish, .heartbeat, .keyUpdate, .endSession:
@@ -175,6 +193,10 @@ public struct SPDMResponder {
     let header: SPDMHeader
     do { header = try SPDMHeader(parsing: &reader) } catch { throw ResponderFailure(.invalidRequest) }
     let code = SPDMRequestCode(rawValue: header.code)
+    // Connection-level requests are not allowed inside a session, whatever their version byte.
+    if [.getVersion, .getCapabilities, .negotiateAlgorithms, .keyExchange, .challenge].contains(code) {
+      throw ResponderFailure(.unexpectedRequest)
+    }
     try checkVersion(header, code: code)
     guard let session = sessions[sessionID] else { throw ResponderFailure(.invalidRequest) }
     if session.phase == .handshake {
@@ -183,6 +205,7 @@ public struct SPDMResponder {
       return SecuredOutcome(response: try handleFinish(request, sessionID: sessionID))
     }
     if code != .getMeasurements { sessionMessageM[sessionID] = [] }
+    resetMessageB(for: code)
     switch code {
     case .heartbeat:
       _ = try parse(&request) { bytes throws(WireError) in try HeartbeatRequest(parsing: bytes) }
@@ -195,7 +218,10 @@ public struct SPDMResponder {
     case .vendorDefinedRequest:
       return SecuredOutcome(response: try handleVendorDefined(request, sessionID: sessionID))
     case .getMeasurements:
-      return SecuredOutcome(response: try handleGetMeasurements(request, sessionID: sessionID))
+      do { return SecuredOutcome(response: try handleGetMeasurements(request, sessionID: sessionID)) } catch {
+        sessionMessageM[sessionID] = []
+        throw error
+      }
     case .getDigests: return SecuredOutcome(response: try handleGetDigests(request, sessionID: sessionID))
     case .getCertificate:
       return SecuredOutcome(response: try handleGetCertificate(request, sessionID: sessionID))
@@ -204,6 +230,18 @@ public struct SPDMResponder {
       throw ResponderFailure(.unexpectedRequest)
     default:
       throw ResponderFailure(.unsupportedRequest, data: header.code)
+    }
+  }
+
+  /// GET_DIGESTS starts message B afresh; requests that skip CHALLENGE discard it while no CHALLENGE
+  /// has completed (libspdm `libspdm_reset_message_buffer_via_request_code`).
+  private mutating func resetMessageB(for code: SPDMRequestCode) {
+    if code == .getDigests {
+      messageB = []
+    } else if !challengeCompleted,
+      [.getMeasurements, .keyExchange, .finish, .keyUpdate, .heartbeat, .endSession].contains(code)
+    {
+      messageB = []
     }
   }
 
@@ -240,12 +278,21 @@ public struct SPDMResponder {
   private mutating func handleGetVersion(_ request: [UInt8], header: SPDMHeader) throws -> [UInt8] {
     var request = request
     // GET_VERSION is always version 1.0 (DSP0274 §10.2) and restarts the connection, ending sessions.
-    guard header.version == .v10 else { throw ResponderFailure(.versionMismatch) }
-    _ = try parse(&request) { bytes throws(WireError) in try GetVersionRequest(parsing: bytes) }
+    // Errors to GET_VERSION are always sent as version 1.0 (libspdm: generate_invalid_version_error).
+    guard header.version == .v10 else { throw ResponderFailure(.versionMismatch, version: .v10) }
+    do {
+      _ = try parse(&request) { bytes throws(WireError) in try GetVersionRequest(parsing: bytes) }
+    } catch var failure as ResponderFailure {
+      failure.version = .v10
+      throw failure
+    }
     state = .awaitingVersion
     version = nil
     algorithms = nil
     certificateChain = nil
+    challengeCompleted = false
+    requesterDataTransferSize = .max
+    requesterMaxMessageSize = .max
     messageA = []
     messageB = []
     messageM = []
@@ -270,6 +317,10 @@ public struct SPDMResponder {
     }
     version = message.version
     requesterCapabilities = message.flags
+    if message.version >= .v12 {
+      requesterDataTransferSize = message.dataTransferSize
+      requesterMaxMessageSize = message.maxSPDMMessageSize
+    }
     let response = CapabilitiesResponse(
       version: message.version, ctExponent: configuration.ctExponent, flags: configuration.capabilities,
       dataTransferSize: configuration.dataTransferSize, maxSPDMMessageSize: configuration.maxSPDMMessageSize
@@ -297,19 +348,27 @@ public struct SPDMResponder {
     let aead = selectPreferred(
       AEADCipherSuites.preferenceOrder, offered: message.aeadCipherSuites,
       supported: configuration.aeadCipherSuites)
-    let measurementHash = selectPreferred(
-      MeasurementHashAlgorithms.preferenceOrder, offered: configuration.measurementHashAlgorithms,
-      supported: configuration.measurementHashAlgorithms)
     let keySchedule: KeyScheduleAlgorithms = message.keySchedules.contains(.spdm) ? .spdm : []
     let measurementSpec: MeasurementSpecification =
       message.measurementSpecification.contains(.dmtf) ? .dmtf : []
+    // MeasurementHashAlgo is selected only when measurements are possible: a measurement
+    // specification in common and MEAS_CAP (libspdm leaves it 0 otherwise).
+    let measures = !configuration.capabilities.intersection([.measNoSig, .measSig]).isEmpty
+    let measurementHash =
+      measurementSpec.isEmpty || !measures
+      ? MeasurementHashAlgorithms()
+      : selectPreferred(
+        MeasurementHashAlgorithms.preferenceOrder, offered: configuration.measurementHashAlgorithms,
+        supported: configuration.measurementHashAlgorithms)
     // OtherParams: Cove speaks opaque data format 1 (DSP0274 1.2 Table "OtherParamsSupport").
     let otherParams: UInt8 = message.otherParamsSupport & 0x02
     let response = AlgorithmsResponse(
       version: version, measurementSpecificationSelection: measurementSpec,
       otherParamsSelection: otherParams, measurementHashAlgorithm: measurementHash,
       baseAsymSelection: baseAsym, baseHashSelection: baseHash, dheGroup: dhe, aeadCipherSuite: aead,
-      requesterBaseAsymAlgorithm: [], keySchedule: keySchedule
+      requesterBaseAsymAlgorithm: [], keySchedule: keySchedule,
+      // Answer exactly the AlgStruct tables the requester sent (libspdm echoes them).
+      algStructTypes: message.algStructTypes
     ).encode()
     messageA += request + response
     // A selection of 0 tells the requester there is nothing in common; it ends the connection. The
@@ -365,7 +424,7 @@ public struct SPDMResponder {
     guard Int(message.offset) < chain.count else { throw ResponderFailure(.invalidRequest) }
     // The portion is bounded by what was asked, what is left, and what fits in one message
     // (DataTransferSize minus the 8-byte CERTIFICATE header), DSP0274 §10.6.
-    let capacity = Int(configuration.dataTransferSize) - 8
+    let capacity = Int(min(configuration.dataTransferSize, requesterDataTransferSize)) - 8
     let portion = min(Int(message.length), chain.count - Int(message.offset), capacity)
     let start = Int(message.offset)
     let response = CertificateResponse(
@@ -393,13 +452,21 @@ public struct SPDMResponder {
       version: algorithms.version, slotID: 0, slotMask: 0x01, certChainHash: algorithms.hash.hash(chain),
       nonce: entropy.bytes(count: 32),
       measurementSummaryHash: MeasurementSummary.hash(
-        type: summaryType, blocks: configuration.measurements, algorithm: algorithms.hash),
+        type: summaryType, digestBlocks: digestBlocks(algorithms), algorithm: algorithms.hash),
       opaqueData: [], requesterContext: message.requesterContext, signature: [])
     let unsigned = response.encode()
     let transcript = messageA + messageB + request + unsigned
     response.signature = try sign(.challengeAuth, transcript: transcript, algorithms: algorithms)
     messageB = []
+    challengeCompleted = true
     return response.encode()
+  }
+
+  /// The device's blocks in digest form under the negotiated measurement hash (what the summary
+  /// hash covers).
+  private func digestBlocks(_ algorithms: SPDMNegotiatedAlgorithms) -> [MeasurementBlock] {
+    guard let hash = algorithms.measurementHash.coveHash else { return configuration.measurements }
+    return configuration.measurements.map { $0.digestForm(using: hash) }
   }
 
   private mutating func appendMessageB(_ bytes: [UInt8]) throws {
@@ -435,7 +502,10 @@ public struct SPDMResponder {
       guard configuration.capabilities.contains(.measSig) else { throw ResponderFailure(.invalidRequest) }
       guard message.slotID == 0 else { throw ResponderFailure(.invalidRequest) }
     }
-    let blocks = configuration.measurements.sorted { $0.index < $1.index }
+    // Raw bit streams only when asked for; otherwise their digests (DSP0274 GET_MEASUREMENTS
+    // RawBitStreamRequested).
+    let blocks = (message.rawBitStreamRequested ? configuration.measurements : digestBlocks(algorithms))
+      .sorted { $0.index < $1.index }
     let selected: [MeasurementBlock]
     var totalIndices: UInt8 = 0
     switch message.operation {
@@ -454,6 +524,12 @@ public struct SPDMResponder {
       blocks: selected, nonce: entropy.bytes(count: 32), opaqueData: [],
       requesterContext: message.requesterContext, signature: [])
     let unsigned = response.encode()
+    // DSP0274 ResponseTooLarge: the response must fit the requester's MaxSPDMmsgSize (Cove does not
+    // implement chunking).
+    let signatureBytes = message.signatureRequested ? algorithms.signatureSize : 0
+    guard UInt64(unsigned.count + signatureBytes) <= UInt64(requesterMaxMessageSize) else {
+      throw ResponderFailure(.responseTooLarge)
+    }
     var accumulated = sessionID.map { sessionMessageM[$0] ?? [] } ?? messageM
     accumulated += request + unsigned
     guard messageA.count + accumulated.count <= Self.transcriptLimit else {
@@ -475,6 +551,11 @@ public struct SPDMResponder {
     var request = request
     let algorithms = try requireNegotiated()
     guard configuration.capabilities.contains(.keyEx), let dheCurve = algorithms.dheCurve else {
+      throw ResponderFailure(.unsupportedRequest, data: request[1])
+    }
+    // Cove's sessions encrypt and authenticate; a requester without ENCRYPT_CAP and MAC_CAP would
+    // need a MAC-only session, which Cove does not implement.
+    guard requesterCapabilities.contains(.encrypt), requesterCapabilities.contains(.mac) else {
       throw ResponderFailure(.unsupportedRequest, data: request[1])
     }
     let message = try parse(&request) { bytes throws(WireError) in
@@ -517,11 +598,13 @@ public struct SPDMResponder {
       || sessions[UInt32(message.requesterSessionID) << 16 | UInt32(responderSessionID)] != nil
     let sessionID = UInt32(message.requesterSessionID) << 16 | UInt32(responderSessionID)
     var response = KeyExchangeResponse(
-      version: algorithms.version, heartbeatPeriod: configuration.heartbeatPeriod,
+      version: algorithms.version,
+      // A heartbeat period only when both sides support HEARTBEAT (DSP0274 KEY_EXCHANGE_RSP Param1).
+      heartbeatPeriod: requesterCapabilities.contains(.hbeat) ? configuration.heartbeatPeriod : 0,
       responderSessionID: responderSessionID, mutAuthRequested: 0, requesterSlotIDParam: 0,
       randomData: entropy.bytes(count: 32), exchangeData: ephemeral.publicKey.rawXY,
       measurementSummaryHash: MeasurementSummary.hash(
-        type: summaryType, blocks: configuration.measurements, algorithm: algorithms.hash),
+        type: summaryType, digestBlocks: digestBlocks(algorithms), algorithm: algorithms.hash),
       opaqueData: opaqueResponse, signature: [], responderVerifyData: [])
     // The signature covers Hash(A ‖ Hash(cert chain) ‖ KEY_EXCHANGE ‖ KEY_EXCHANGE_RSP before it).
     var transcript = IncrementalHash(algorithms.hash)
@@ -582,18 +665,21 @@ public struct SPDMResponder {
     )
     .encode()
     switch message.operation {
-    case .updateKey:
-      // The requester's direction changes now; the ACK still goes under the current responder key.
+    case .updateKey, .updateAllKeys:
+      // One update at a time: the previous one must have been verified (VerifyNewKey) first.
+      guard pendingKeyUpdate[sessionID] == nil else { throw ResponderFailure(.invalidRequest) }
+      // The requester's direction changes now. For UpdateAllKeys the responder's changes too,
+      // before the ACK, so the ACK travels under the new responder key (as libspdm does).
       session.updateRequesterKeys()
+      if message.operation == .updateAllKeys { session.updateResponderKeys() }
       sessions[sessionID] = session
+      pendingKeyUpdate[sessionID] = message.operation
       return SecuredOutcome(response: ack)
-    case .updateAllKeys:
-      // Both directions change: requester's at once, the responder's after this ACK is sent.
-      session.updateRequesterKeys()
-      sessions[sessionID] = session
-      return SecuredOutcome(response: ack, updateResponderKey: true)
     case .verifyNewKey:
-      // Reaching here means the request decrypted under the new key: nothing more to do.
+      // It decrypted under the new requester key; it is legal only after an update.
+      guard pendingKeyUpdate.removeValue(forKey: sessionID) != nil else {
+        throw ResponderFailure(.invalidRequest)
+      }
       return SecuredOutcome(response: ack)
     default:
       throw ResponderFailure(.invalidRequest)
@@ -608,7 +694,11 @@ public struct SPDMResponder {
     else {
       throw ResponderFailure(.unsupportedRequest, data: request[1])
     }
-    return response.encode()
+    let bytes = response.encode()
+    guard UInt64(bytes.count) <= UInt64(requesterMaxMessageSize) else {
+      throw ResponderFailure(.responseTooLarge)
+    }
+    return bytes
   }
 
   // MARK: Errors
@@ -622,7 +712,8 @@ public struct SPDMResponder {
     }
     // Before a version is chosen, errors are sent as version 1.0 (DSP0274 §10.2).
     return ErrorResponse(
-      version: version ?? .v10, errorCode: failure.code, errorData: failure.data, extendedData: []
+      version: failure.version ?? version ?? .v10, errorCode: failure.code, errorData: failure.data,
+      extendedData: []
     ).encode()
   }
 }
@@ -632,10 +723,13 @@ struct ResponderFailure: Error {
   var code: SPDMErrorCode
   var data: UInt8
   var wire: WireError?
+  /// The header version of the ERROR when it must differ from the negotiated one (GET_VERSION).
+  var version: SPDMVersion?
 
-  init(_ code: SPDMErrorCode, data: UInt8 = 0, wire: WireError? = nil) {
+  init(_ code: SPDMErrorCode, data: UInt8 = 0, wire: WireError? = nil, version: SPDMVersion? = nil) {
     self.code = code
     self.data = data
     self.wire = wire
+    self.version = version
   }
 }

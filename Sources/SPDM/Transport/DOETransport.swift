@@ -175,7 +175,9 @@ public struct WholeObjectDOETransport: SPDMRequesterTransport {
     self.endpoint = endpoint
   }
 
-  public mutating func exchange(_ message: SPDMTransportMessage) throws(SPDMRequesterError) -> SPDMTransportMessage {
+  public mutating func exchange(_ message: SPDMTransportMessage) throws(SPDMRequesterError)
+    -> SPDMTransportMessage
+  {
     var request: DOEDataObject
     switch message {
     case .plain(let bytes): request = DOEDataObject(protocol: .spdm, payload: bytes)

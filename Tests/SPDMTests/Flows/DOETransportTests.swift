@@ -28,7 +28,6 @@ import Testing
     let sessionID = try driver.startSession()
     _ = try driver.measurements(signed: true, sessionID: sessionID)
     try driver.keyUpdate(sessionID: sessionID, operation: .updateAllKeys)
-    try driver.keyUpdate(sessionID: sessionID, operation: .verifyNewKey)
     try driver.endSession(sessionID: sessionID)
     let objects = driver.transport.objects
     #expect(objects.count % 2 == 0)
@@ -120,7 +119,7 @@ import Testing
     let shape = { (objects: [DOEDataObject]) in objects.map { "\($0.type):\($0.payload.count)" } }
     #expect(shape(whole.transport.objects) == shape(mailbox.transport.objects))
     // VCA (3), GET_DIGESTS, 2 certificate portions, CHALLENGE, GET_MEASUREMENTS, KEY_EXCHANGE, FINISH,
-    // KEY_UPDATE, END_SESSION: 12 exchanges.
-    #expect(whole.transport.objects.count == 2 * 12)
+    // KEY_UPDATE, VerifyNewKey, END_SESSION: 13 exchanges.
+    #expect(whole.transport.objects.count == 2 * 13)
   }
 }

@@ -81,10 +81,9 @@ import Testing
     let inSession = try driver.measurements(signed: true, sessionID: sessionID)
     #expect(inSession.blocks.count == 4)
     try driver.heartbeat(sessionID: sessionID)
+    // Each update is followed by VerifyNewKey under the new key (the driver sends it).
     try driver.keyUpdate(sessionID: sessionID, operation: .updateKey)
-    try driver.keyUpdate(sessionID: sessionID, operation: .verifyNewKey)
     try driver.keyUpdate(sessionID: sessionID, operation: .updateAllKeys)
-    try driver.keyUpdate(sessionID: sessionID, operation: .verifyNewKey)
     try driver.heartbeat(sessionID: sessionID)
     try driver.endSession(sessionID: sessionID)
     #expect(driver.requester.sessions.isEmpty)
@@ -104,7 +103,8 @@ import Testing
     try driver.keyUpdate(sessionID: sessionID, operation: .updateKey)
     let after = driver.requester.sessions[sessionID]!
     #expect(after.requesterKeys.key != before.requesterKeys.key)
-    #expect(after.requesterKeys.sequenceNumber == 0)
+    // The new key restarted at sequence 0 and has carried one record: VerifyNewKey.
+    #expect(after.requesterKeys.sequenceNumber == 1)
     // UpdateKey changes only the requester's direction.
     #expect(after.responderKeys.key == before.responderKeys.key)
     let schedule = SPDMKeySchedule(hash: .sha384, version: after.algorithms.version)
