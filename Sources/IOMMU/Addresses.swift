@@ -28,6 +28,7 @@ public struct PASID: RawRepresentable, Hashable, Comparable, Sendable, CustomStr
   public var rawValue: UInt32
   public init(rawValue: UInt32) { self.rawValue = rawValue }
   public init(_ value: UInt32) { self.rawValue = value }
+  // swift-format-ignore: DontRepeatTypeInStaticProperties
   public static let noPASID = PASID(rawValue: 0)
   /// 2^20: PASIDs are 20 bits wide (PCIe 6.x §6.20).
   public static let limit: UInt32 = 1 << 20
