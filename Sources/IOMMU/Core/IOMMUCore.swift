@@ -172,7 +172,8 @@ public final class IOMMUCore {
     let untrusted = devices.contains { $0.untrusted }
     if let needsIdentity = devices.first(where: { $0.requiresIdentity }) {
       if untrusted {
-        throw IOMMUError(.EINVAL, "\(needsIdentity.bdf) requires identity in a group with an untrusted device")
+        throw IOMMUError(
+          .EINVAL, "\(needsIdentity.bdf) requires identity in a group with an untrusted device")
       }
       if configuration.confidentialPlatform {
         throw IOMMUError(

@@ -208,7 +208,8 @@ final class ConformanceRunner {
         VirtualAddress(number(arg(1))), to: PhysicalAddress(number(arg(2))), writable: arg(3) == "rw")
     case "mm-unmap": try named(spaces, arg(0)).unmap(VirtualAddress(number(arg(1))), size: number(arg(2)))
     case "mm-exit": try named(spaces, arg(0)).exit()
-    case "bind": bonds[try arg(0)] = try core.svaBind(device: bdf(arg(1)), addressSpace: named(spaces, arg(2)))
+    case "bind":
+      bonds[try arg(0)] = try core.svaBind(device: bdf(arg(1)), addressSpace: named(spaces, arg(2)))
     case "bind-group":
       bonds[try arg(0)] = try core.svaBindGroup(group(arg(1)), addressSpace: named(spaces, arg(2)))
     case "unbind": try core.svaUnbind(named(bonds, arg(0)))
@@ -237,7 +238,9 @@ final class ConformanceRunner {
       try check(type.rawValue == arg(1), "default domain type \(type)")
     case "pasid-domain":
       let table = try core.pasidTable(of: bdf(arg(0)))
-      guard let attached = table[try pasid(arg(1))!] else { throw RowFailure("PASID \(args[1]) not attached") }
+      guard let attached = table[try pasid(arg(1))!] else {
+        throw RowFailure("PASID \(args[1]) not attached")
+      }
       let want = try arg(2)
       if let domain = domains[want] {
         try check(attached === domain, "\(attached) ≠ \(domain)")
@@ -255,7 +258,8 @@ final class ConformanceRunner {
       try check(core.devices(in: group(arg(0))).count == Int(try number(arg(1))), "group size")
     case "mm-pasid":
       let actual = core.pasid(of: try named(spaces, arg(0)))
-      try check(actual == (arg(1) == "none" ? nil : try pasid(arg(1))), "mm PASID \(String(describing: actual))")
+      try check(
+        actual == (arg(1) == "none" ? nil : try pasid(arg(1))), "mm PASID \(String(describing: actual))")
     case "xlate":
       let result = try core.translate(
         device: bdf(arg(0)), pasid: pasid(arg(1)), iova: IOVA(number(arg(2))), access: access(arg(3)))
