@@ -123,14 +123,18 @@ public final class IOMMUCore {
   }
 
   /// Removes a device (Linux iommu_release_device). The driver core unbinds drivers first, so:
-  /// EBUSY while a driver is bound or a user claim on this device is held, or if it is the last
-  /// device of a group that still has PASIDs attached. ENODEV if unknown. An emptied group goes away.
+  /// EBUSY while a driver is bound, a user claim or a kernel DMA PASID of this device is held, or if
+  /// it is the last device of a group that still has PASIDs attached. ENODEV if unknown. An emptied
+  /// group goes away.
   public func removeDevice(_ bdf: BDF) throws(IOMMUError) {
     let device = try device(bdf)
     guard device.driver == nil, device.kernelUses == 0 else {
       throw IOMMUError(.EBUSY, "\(bdf) still has a kernel driver bound")
     }
     guard device.userClaims == 0 else { throw IOMMUError(.EBUSY, "\(bdf) is still claimed by a user") }
+    guard kernelDMAPASIDs[bdf, default: []].isEmpty else {
+      throw IOMMUError(.EBUSY, "\(bdf) still has kernel DMA PASIDs enabled")
+    }
     let group = groupsByID[device.group]!
     if group.devices.count == 1 {
       guard group.pasids.isEmpty else {
