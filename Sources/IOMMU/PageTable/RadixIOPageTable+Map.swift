@@ -38,7 +38,9 @@ extension RadixIOPageTable {
       let pageSize = Self.largestPageSize(iova: va, physical: pa, remaining: size - offset)
       guard installLeaf(iova: va, physical: pa, pageSize: pageSize, attributes: attributes) else {
         var removed: UInt64 = 0
-        _ = unmapRange(root.rawValue, level: levels, tableIOVA: 0, start: start, end: end, unmapped: &removed)
+        _ = unmapRange(
+          root.rawValue, level: levels, tableIOVA: 0, start: start, end: end, pruneUntouched: true,
+          unmapped: &removed)
         precondition(removed == offset, "rollback removed \(removed) bytes of the \(offset) mapped")
         throw IOMMUError(.ENOMEM, "table memory exhausted mapping \(iova) + 0x\(String(size, radix: 16))")
       }
@@ -70,7 +72,9 @@ extension RadixIOPageTable {
       )
     }
     var unmapped: UInt64 = 0
-    _ = unmapRange(root.rawValue, level: levels, tableIOVA: 0, start: start, end: end, unmapped: &unmapped)
+    _ = unmapRange(
+      root.rawValue, level: levels, tableIOVA: 0, start: start, end: end, pruneUntouched: false,
+      unmapped: &unmapped)
     mappedBytes -= unmapped
     return unmapped
   }
@@ -167,12 +171,16 @@ extension RadixIOPageTable {
   // MARK: - Unmap internals
 
   /// Clears the leaves of `[start, end)` from `start` upward in the table at `table` (at `level`,
-  /// translating from `tableIOVA`), stopping at the first hole; frees child tables left empty, also on
-  /// the path to the hole (that is how a failed map's empty new tables go). Every leaf met lies wholly
-  /// inside the range: `unmap` refused straddles before, and a map rollback only meets its own leaves.
-  /// Returns true when it stopped at a hole.
+  /// translating from `tableIOVA`), stopping at the first hole, and frees child tables left empty. Every
+  /// leaf met lies wholly inside the range: `unmap` refused straddles before, and a map rollback only
+  /// meets its own leaves. Returns true when it stopped at a hole.
+  ///
+  /// A child is tested for emptiness (up to 512 loads) only when a leaf below it was cleared — an unmap
+  /// that finds a hole at once costs one path walk — except with `pruneUntouched`, which a map rollback
+  /// sets: the tables it allocated on the path to the failed allocation hold nothing and must go too.
   func unmapRange(
-    _ table: UInt64, level: Int, tableIOVA: UInt64, start: UInt64, end: UInt64, unmapped: inout UInt64
+    _ table: UInt64, level: Int, tableIOVA: UInt64, start: UInt64, end: UInt64, pruneUntouched: Bool,
+    unmapped: inout UInt64
   ) -> Bool {
     let shift = Self.shift(ofLevel: level)
     let span: UInt64 = 1 << shift
@@ -189,10 +197,11 @@ extension RadixIOPageTable {
         unmapped += span
       } else {
         let child = entry.address.rawValue
+        let unmappedBefore = unmapped
         let stopped = unmapRange(
           child, level: level - 1, tableIOVA: entryIOVA, start: max(start, entryIOVA),
-          end: min(end, entryIOVA + span), unmapped: &unmapped)
-        if isEmptyTable(child) {
+          end: min(end, entryIOVA + span), pruneUntouched: pruneUntouched, unmapped: &unmapped)
+        if (pruneUntouched || unmapped != unmappedBefore) && isEmptyTable(child) {
           store(0, at: address)
           memory.freeTablePage(PhysicalAddress(child))
           tablePages -= 1

@@ -96,9 +96,13 @@ public final class RadixIOPageTable: IOPageTableProtocol {
 
   /// Whether the table page at `table` has no present entry.
   func isEmptyTable(_ table: UInt64) -> Bool {
-    for index in 0..<UInt64(TablePagePool.entriesPerPage)
-    where load(table | (index << 3)) & (RadixPageTableEntry.readBit | RadixPageTableEntry.writeBit) != 0 {
-      return false
+    if let pool { return !pool.hasPresentEntry(inPage: table) }
+    var offset: UInt64 = 0
+    while offset < TablePagePool.pageBytes {
+      if load(table | offset) & (RadixPageTableEntry.readBit | RadixPageTableEntry.writeBit) != 0 {
+        return false
+      }
+      offset += 8
     }
     return true
   }
@@ -106,8 +110,8 @@ public final class RadixIOPageTable: IOPageTableProtocol {
   /// Frees the table at `table` (at `level`) and every table below it.
   private func freeSubtree(_ table: UInt64, level: Int) {
     if level > 1 {
-      for index in 0..<UInt64(TablePagePool.entriesPerPage) {
-        let entry = RadixPageTableEntry(rawValue: load(table | (index << 3)))
+      for index in 0..<TablePagePool.entriesPerPage {
+        let entry = RadixPageTableEntry(rawValue: load(table | UInt64(index) << 3))
         if entry.isPresent && !entry.isLeaf(atLevel: level) {
           freeSubtree(entry.address.rawValue, level: level - 1)
         }
@@ -129,10 +133,10 @@ public final class RadixIOPageTable: IOPageTableProtocol {
     _ table: UInt64, level: Int, tableIOVA: UInt64, into result: inout [IOLeafMapping]
   ) {
     let shift = Self.shift(ofLevel: level)
-    for index in 0..<UInt64(TablePagePool.entriesPerPage) {
-      let entry = RadixPageTableEntry(rawValue: load(table | (index << 3)))
+    for index in 0..<TablePagePool.entriesPerPage {
+      let entry = RadixPageTableEntry(rawValue: load(table | UInt64(index) << 3))
       guard entry.isPresent else { continue }
-      let iova = tableIOVA | (index << shift)
+      let iova = tableIOVA | (UInt64(index) << shift)
       if entry.isLeaf(atLevel: level) {
         result.append(
           IOLeafMapping(

@@ -89,7 +89,9 @@ public final class TablePagePool: IOTableMemory {
     let pageNumber = checkedPageNumber(page.rawValue)
     precondition(page.rawValue % Self.pageBytes == 0, "freeing \(page), which is not a page address")
     let first = pageNumber * Self.entriesPerPage
-    for index in first..<(first + Self.entriesPerPage) { words[index] = 0 }
+    words.withUnsafeMutableBufferPointer { buffer in
+      UnsafeMutableBufferPointer(rebasing: buffer[first..<(first + Self.entriesPerPage)]).update(repeating: 0)
+    }
     allocatedBitmap[pageNumber >> 6] &= ~(1 << UInt64(pageNumber & 63))
     allocatedPages -= 1
     freePageNumbers.append(pageNumber)
@@ -108,6 +110,26 @@ public final class TablePagePool: IOTableMemory {
   @inline(__always)
   func loadOwnEntry(_ address: UInt64) -> UInt64 {
     words[Int(truncatingIfNeeded: (address &- base.rawValue) >> 3)]
+  }
+
+  /// Whether the page at `page`, one of this pool's table pages, has an entry with R or W set
+  /// (`RadixPageTableEntry.isPresent`): a plain scan over the page's 512 words.
+  func hasPresentEntry(inPage page: UInt64) -> Bool {
+    let first = Int(truncatingIfNeeded: (page &- base.rawValue) >> 3)
+    precondition(first >= 0 && first + Self.entriesPerPage <= words.count, "not a page of this pool")
+    return words.withUnsafeBufferPointer { buffer in
+      let rw = RadixPageTableEntry.readBit | RadixPageTableEntry.writeBit
+      var index = first
+      let end = first + Self.entriesPerPage
+      while index < end {  // eight at a time: few branches, and an early exit for the usual busy table
+        let present =
+          buffer[index] | buffer[index + 1] | buffer[index + 2] | buffer[index + 3] | buffer[index + 4]
+          | buffer[index + 5] | buffer[index + 6] | buffer[index + 7]
+        if present & rw != 0 { return true }
+        index += 8
+      }
+      return false
+    }
   }
 
   @inline(__always)
