@@ -90,9 +90,10 @@ extension RadixIOPageTable {
     }
   }
 
-  static func validateAlignment(_ bits: UInt64, what: String) throws(IOMMUError) {
+  /// `what` is built only for the error: formatting it on every call would cost more than the map.
+  static func validateAlignment(_ bits: UInt64, what: @autoclosure () -> String) throws(IOMMUError) {
     guard bits & (PageSize.size4K.bytes - 1) == 0 else {
-      throw IOMMUError(.EINVAL, "\(what): address or size not 4 KiB aligned")
+      throw IOMMUError(.EINVAL, "\(what()): address or size not 4 KiB aligned")
     }
   }
 
@@ -108,10 +109,9 @@ extension RadixIOPageTable {
 
   /// iommu_pgsize's choice: the largest leaf no bigger than what remains, aligned at both addresses.
   static func largestPageSize(iova: UInt64, physical: UInt64, remaining: UInt64) -> PageSize {
-    for pageSize in [PageSize.size1G, .size2M]
-    where pageSize.bytes <= remaining && (iova | physical) & (pageSize.bytes - 1) == 0 {
-      return pageSize
-    }
+    let alignment = iova | physical
+    if remaining >= PageSize.size1G.bytes && alignment & (PageSize.size1G.bytes - 1) == 0 { return .size1G }
+    if remaining >= PageSize.size2M.bytes && alignment & (PageSize.size2M.bytes - 1) == 0 { return .size2M }
     return .size4K
   }
 

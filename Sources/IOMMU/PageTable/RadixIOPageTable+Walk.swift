@@ -85,7 +85,7 @@ extension RadixIOPageTable {
       }
       rights &= raw
       if leaf {
-        let offsetMask: UInt64 = (1 << shift(ofLevel: level)) - 1
+        let offsetMask: UInt64 = (1 &<< shift(ofLevel: level)) &- 1
         var protection = IOProtection(rawValue: UInt8(truncatingIfNeeded: rights))  // R, W: bits 0, 1
         if raw & RadixPageTableEntry.sharedBit != 0 { protection.insert(.shared) }
         return .translated(
@@ -94,7 +94,7 @@ extension RadixIOPageTable {
             protection: protection, pageSize: .leaf(atLevel: level)))
       }
       table = raw & RadixPageTableEntry.addressMask
-      level -= 1
+      level &-= 1
     }
   }
 }

@@ -74,12 +74,12 @@ public final class RadixIOPageTable: IOPageTableProtocol {
 
   /// log2 of the bytes one entry at `level` covers: 12 + 9 × (level − 1).
   @inline(__always)
-  static func shift(ofLevel level: Int) -> UInt64 { UInt64(3 + 9 * level) }
+  static func shift(ofLevel level: Int) -> UInt64 { UInt64(truncatingIfNeeded: 3 &+ 9 &* level) }
 
   /// The address of the entry for `iova` in the table at `table`, which is at `level`.
   @inline(__always)
   static func entryAddress(table: UInt64, level: Int, iova: UInt64) -> UInt64 {
-    table | (((iova >> shift(ofLevel: level)) & 511) << 3)
+    table | (((iova &>> shift(ofLevel: level)) & 511) &<< 3)
   }
 
   @inline(__always)
