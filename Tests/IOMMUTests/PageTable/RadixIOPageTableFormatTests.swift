@@ -50,6 +50,30 @@ import Testing
         == IOTranslation(physical: PhysicalAddress(0x40_3FFF_FFF8), protection: .write, pageSize: .size1G))
   }
 
+  /// The public builders produce what `map` writes, so a guest IOMMU driver can build Cove tables itself.
+  @Test func entryBuildersMatchTheFormat() {
+    #expect(RadixPageTableEntry.table(PhysicalAddress(0x1_0000_3000)).rawValue == 0x1_0000_3003)
+    #expect(
+      RadixPageTableEntry.leaf(PhysicalAddress(0xA_BCDE_F000), pageSize: .size4K, protection: .readWrite)
+        .rawValue
+        == 0xA_BCDE_F003)
+    #expect(
+      RadixPageTableEntry.leaf(
+        PhysicalAddress(0x2_0060_0000), pageSize: .size2M, protection: [.read, .shared]
+      )
+      .rawValue == 0x2_0060_0881)
+    #expect(
+      RadixPageTableEntry.leaf(PhysicalAddress(0x40_0000_0000), pageSize: .size1G, protection: .write)
+        .rawValue
+        == 0x40_0000_0082)
+    let entry = RadixPageTableEntry(rawValue: 0x2_0060_0881)
+    #expect(entry.isPresent && entry.isLeaf(atLevel: 2) && !entry.isLeaf(atLevel: 4))
+    #expect(!entry.hasReservedBits(atLevel: 2))
+    #expect(entry.hasReservedBits(atLevel: 1))  // PS is reserved at level 1
+    #expect(entry.address == PhysicalAddress(0x2_0060_0000))
+    #expect(!RadixPageTableEntry(rawValue: 0x2_0060_0880).isPresent)
+  }
+
   @Test(arguments: [
     IOProtection.read, .write, .readWrite, [.read, .shared], [.write, .shared], [.read, .write, .shared],
   ])
