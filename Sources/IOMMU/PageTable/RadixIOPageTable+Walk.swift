@@ -1,0 +1,137 @@
+/// Page walks: `translate` (the hot path, no allocation, no trace), `walk` (with its trace) and the
+/// static walk over tables in any memory, which the vIOMMU uses on guest-owned tables.
+///
+/// All three run the same loop (VT-d "Second-Level Translation": index with 9 IOVA bits per level,
+/// stop at a leaf; R and W are ANDed over the levels), specialised at compile time for the table memory
+/// and for whether a trace is kept, so the translate path makes no existential call when the memory is
+/// a `TablePagePool` and does not allocate.
+extension RadixIOPageTable {
+  public func translate(_ iova: IOVA) -> IOTranslation? {
+    guard iova.rawValue < inputLimit else { return nil }
+    var noTrace = NoWalkTrace()
+    let outcome: IOPageWalk.Outcome
+    if let pool {
+      outcome = Self.walkTables(
+        OwnPoolReader(pool: pool), root: root.rawValue, levels: levels, iova: iova.rawValue, trace: &noTrace)
+    } else {
+      outcome = Self.walkTables(
+        MemoryReader(memory: memory), root: root.rawValue, levels: levels, iova: iova.rawValue,
+        trace: &noTrace)
+    }
+    if case .translated(let translation) = outcome { return translation }
+    return nil
+  }
+
+  /// The walk for `iova` with every entry it read, top level first.
+  public func walk(_ iova: IOVA) -> IOPageWalk {
+    guard iova.rawValue < inputLimit else {
+      return IOPageWalk(iova: iova, steps: [], outcome: .faulted(.addressOutOfRange))
+    }
+    var trace = StepTrace()
+    trace.steps.reserveCapacity(levels)
+    let outcome: IOPageWalk.Outcome
+    if let pool {
+      outcome = Self.walkTables(
+        OwnPoolReader(pool: pool), root: root.rawValue, levels: levels, iova: iova.rawValue, trace: &trace)
+    } else {
+      outcome = Self.walkTables(
+        MemoryReader(memory: memory), root: root.rawValue, levels: levels, iova: iova.rawValue, trace: &trace)
+    }
+    return IOPageWalk(iova: iova, steps: trace.steps, outcome: outcome)
+  }
+
+  /// Walks tables in Cove's format rooted at `root` in any `memory`: the vIOMMU's walk of a guest's
+  /// tables in guest memory. Entries are trusted no further than the format: reserved bits fault.
+  ///
+  /// - Throws: EINVAL when `root` is not 4 KiB aligned inside the 52-bit address space or the width is
+  ///   not 39 or 48 bits (a context entry that names such a table is refused before any walk).
+  public static func walk(
+    root: PhysicalAddress, memory: any IOTableMemory, iova: IOVA, inputAddressBits: Int = 48
+  ) throws(IOMMUError) -> IOPageWalk {
+    let levels = try Self.levels(forInputAddressBits: inputAddressBits)
+    guard root.rawValue % TablePagePool.pageBytes == 0,
+      root.rawValue < RadixPageTableEntry.outputAddressLimit
+    else {
+      throw IOMMUError(.EINVAL, "page-table root \(root) is not a 4 KiB-aligned 52-bit address")
+    }
+    guard iova.rawValue < 1 << UInt64(inputAddressBits) else {
+      return IOPageWalk(iova: iova, steps: [], outcome: .faulted(.addressOutOfRange))
+    }
+    var trace = StepTrace()
+    trace.steps.reserveCapacity(levels)
+    let outcome = walkTables(
+      MemoryReader(memory: memory), root: root.rawValue, levels: levels, iova: iova.rawValue, trace: &trace)
+    return IOPageWalk(iova: iova, steps: trace.steps, outcome: outcome)
+  }
+
+  /// The one walk loop. `iova` is inside the table's width.
+  @inline(__always)
+  static func walkTables<Reader: TableEntryReader, Trace: WalkTrace>(
+    _ reader: Reader, root: UInt64, levels: Int, iova: UInt64, trace: inout Trace
+  ) -> IOPageWalk.Outcome {
+    let rw = RadixPageTableEntry.readBit | RadixPageTableEntry.writeBit
+    var table = root
+    var level = levels
+    var rights = rw
+    while true {
+      let address = entryAddress(table: table, level: level, iova: iova)
+      let raw = reader.load(address)
+      trace.record(level: level, address: address, entry: raw)
+      guard raw & rw != 0 else { return .faulted(.notPresent(level: level)) }
+      let entry = RadixPageTableEntry(rawValue: raw)
+      let leaf = entry.isLeaf(atLevel: level)
+      guard raw & RadixPageTableEntry.reservedMask(level: level, leaf: leaf) == 0 else {
+        return .faulted(.reservedBitsSet(level: level))
+      }
+      rights &= raw
+      if leaf {
+        let offsetMask: UInt64 = (1 &<< shift(ofLevel: level)) &- 1
+        var protection = IOProtection(rawValue: UInt8(truncatingIfNeeded: rights))  // R, W: bits 0, 1
+        if raw & RadixPageTableEntry.sharedBit != 0 { protection.insert(.shared) }
+        return .translated(
+          IOTranslation(
+            physical: PhysicalAddress((raw & RadixPageTableEntry.addressMask) | (iova & offsetMask)),
+            protection: protection, pageSize: .leaf(atLevel: level)))
+      }
+      table = raw & RadixPageTableEntry.addressMask
+      level &-= 1
+    }
+  }
+}
+
+/// Reads entries for a walk; specialised per memory so the pool path makes direct calls.
+protocol TableEntryReader {
+  func load(_ address: UInt64) -> UInt64
+}
+
+/// A table's own pool: entries this table wrote, read without the allocation check.
+struct OwnPoolReader: TableEntryReader {
+  let pool: TablePagePool
+  @inline(__always) func load(_ address: UInt64) -> UInt64 { pool.loadOwnEntry(address) }
+}
+
+/// Any table memory, through the protocol (checked loads).
+struct MemoryReader: TableEntryReader {
+  let memory: any IOTableMemory
+  @inline(__always) func load(_ address: UInt64) -> UInt64 { memory.loadEntry(PhysicalAddress(address)) }
+}
+
+/// Receives each entry a walk reads.
+protocol WalkTrace {
+  mutating func record(level: Int, address: UInt64, entry: UInt64)
+}
+
+/// No trace: compiles away on the translate path.
+struct NoWalkTrace: WalkTrace {
+  @inline(__always) mutating func record(level: Int, address: UInt64, entry: UInt64) {}
+}
+
+/// The steps of `IOPageWalk`.
+struct StepTrace: WalkTrace {
+  var steps: [IOPageWalk.Step] = []
+  mutating func record(level: Int, address: UInt64, entry: UInt64) {
+    steps.append(
+      IOPageWalk.Step(
+        level: level, entryAddress: PhysicalAddress(address), entry: RadixPageTableEntry(rawValue: entry)))
+  }
+}

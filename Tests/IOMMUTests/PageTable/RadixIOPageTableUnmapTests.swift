@@ -1,0 +1,103 @@
+import IOMMU
+import Testing
+
+/// unmap's contract, on the radix table and the reference alike.
+@Suite struct RadixIOPageTableUnmapTests {
+  /// Both implementations, each with a fresh table; the pool is nil for the reference.
+  static func bothTables() throws -> [(TablePagePool?, any IOPageTableProtocol)] {
+    let (pool, table) = try makeTable()
+    return [(pool, table), (nil, try ReferenceIOPageTable())]
+  }
+
+  @Test func unmappingAHoleReturnsZero() throws {
+    for (_, table) in try Self.bothTables() {
+      #expect(try table.unmap(IOVA(0x1000), size: 0x1000) == 0)
+      try table.map(IOVA(0x10_0000), to: PhysicalAddress(0), size: 0x1000, protection: .read)
+      #expect(try table.unmap(IOVA(0xF_F000), size: 0x2000) == 0)  // starts in a hole
+      #expect(table.mappedBytes == 0x1000)
+    }
+  }
+
+  @Test func unmapStopsAtTheFirstHole() throws {
+    for (_, table) in try Self.bothTables() {
+      try table.map(IOVA(0x10000), to: PhysicalAddress(0x80000), size: 0x3000, protection: .read)  // A
+      // B, after a one-page hole.
+      try table.map(IOVA(0x14000), to: PhysicalAddress(0x90000), size: 0x2000, protection: .read)
+      #expect(try table.unmap(IOVA(0x10000), size: 0x10000) == 0x3000)
+      #expect(table.translate(IOVA(0x10000)) == nil)
+      #expect(table.translate(IOVA(0x12000)) == nil)
+      #expect(table.translate(IOVA(0x14000))?.physical == PhysicalAddress(0x90000))
+      #expect(table.mappedBytes == 0x2000)
+      #expect(try table.unmap(IOVA(0x14000), size: 0x10000) == 0x2000)
+      #expect(table.mappedBytes == 0)
+    }
+  }
+
+  @Test func unmapAcrossLeavesOfEverySize() throws {
+    for (_, table) in try Self.bothTables() {
+      let start: UInt64 = 0x3FDF_F000
+      let size: UInt64 = 0x1000 + 0x20_0000 + 0x4000_0000 + 0x20_0000 + 0x1000
+      try table.map(IOVA(start), to: PhysicalAddress(start), size: size, protection: .read)
+      #expect(try table.unmap(IOVA(start), size: 0x1000 + 0x20_0000) == 0x20_1000)
+      #expect(try table.unmap(IOVA(0x4000_0000), size: size) == 0x4020_1000)
+      #expect(table.mappedBytes == 0)
+    }
+  }
+
+  @Test func unmapThatWouldSplitALargeLeafIsEINVALAndUnmapsNothing() throws {
+    for (_, table) in try Self.bothTables() {
+      try table.map(IOVA(0x20_0000), to: PhysicalAddress(0x4000_0000), size: 0x20_0000, protection: .read)
+      try table.map(IOVA(0x1F_F000), to: PhysicalAddress(0x5000), size: 0x1000, protection: .read)
+      let splitting: [(UInt64, UInt64)] = [
+        (0x20_0000, 0x1000),  // end inside the leaf
+        (0x30_0000, 0x10_0000),  // start inside the leaf
+        (0x1F_F000, 0x2000),  // a 4 KiB leaf wholly inside, then the 2 MiB leaf's first page
+        (0x10_0000, 0x20_0000),  // starts in a hole, ends inside the leaf
+      ]
+      for (iova, size) in splitting {
+        #expect(thrownErrno { _ = try table.unmap(IOVA(iova), size: size) } == .EINVAL)
+        #expect(table.mappedBytes == 0x20_1000)
+        #expect(table.translate(IOVA(0x3F_FFFF))?.physical == PhysicalAddress(0x401F_FFFF))
+        #expect(table.translate(IOVA(0x1F_F000)) != nil)
+      }
+      #expect(try table.unmap(IOVA(0x1F_F000), size: 0x20_1000) == 0x20_1000)
+    }
+  }
+
+  @Test func badArgumentsAreRefused() throws {
+    for (_, table) in try Self.bothTables() {
+      #expect(thrownErrno { _ = try table.unmap(IOVA(0x800), size: 0x1000) } == .EINVAL)
+      #expect(thrownErrno { _ = try table.unmap(IOVA(0x1000), size: 0x800) } == .EINVAL)
+      #expect(thrownErrno { _ = try table.unmap(IOVA(1 << 48), size: 0x1000) } == .ERANGE)
+      #expect(thrownErrno { _ = try table.unmap(IOVA(0xFFFF_FFFF_FFFF_F000), size: 0x2000) } == .ERANGE)
+      #expect(try table.unmap(IOVA(1 << 48), size: 0) == 0)
+    }
+  }
+
+  @Test func emptiedTablesReturnToThePool() throws {
+    let (pool, table) = try makeTable()
+    try table.map(IOVA(0), to: PhysicalAddress(0x1000), size: 0x3000, protection: .read)
+    // Two pages either side of the boundary between level-4 entries 0 and 1.
+    try table.map(IOVA(0x7F_FFFF_F000), to: PhysicalAddress(0), size: 0x2000, protection: .read)
+    try table.map(IOVA(0xFFFF_C000_0000), to: PhysicalAddress(0), size: 0x4000_0000, protection: .read)
+    try table.map(IOVA(0x1234_5620_0000), to: PhysicalAddress(0x1000), size: 0x40_0000, protection: .read)
+    #expect(table.tablePages == pool.allocatedPages)
+    // Root; 3 for the low pages; 2 + 3 for the pair across level-4 entries 0 and 1; 1 for the 1 GiB
+    // leaf; 2 + 2 for the 4 MiB of 4 KiB leaves.
+    #expect(table.tablePages == 1 + 3 + 5 + 1 + 4)
+
+    #expect(try table.unmap(IOVA(0x1000), size: 0x1000) == 0x1000)  // the level-1 table still holds two
+    #expect(table.tablePages == 14)
+    #expect(try table.unmap(IOVA(0x7F_FFFF_F000), size: 0x2000) == 0x2000)
+    #expect(table.tablePages == 9)
+    #expect(try table.unmap(IOVA(0), size: 0x1000) == 0x1000)
+    #expect(try table.unmap(IOVA(0x2000), size: 0x1000) == 0x1000)
+    #expect(table.tablePages == 6)
+    #expect(try table.unmap(IOVA(0xFFFF_C000_0000), size: 0x4000_0000) == 0x4000_0000)
+    #expect(try table.unmap(IOVA(0x1234_5620_0000), size: 0x40_0000) == 0x40_0000)
+    #expect(table.tablePages == 1)
+    #expect(pool.allocatedPages == 1)
+    #expect(table.mappedBytes == 0)
+    #expect(memoryDump(pool) == [table.root: Array(repeating: 0, count: 512)])
+  }
+}
