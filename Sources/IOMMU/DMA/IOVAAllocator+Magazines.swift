@@ -30,7 +30,9 @@ extension IOVAAllocator {
   /// IOVAs sitting in magazines (allocated in the tree, not live).
   public var cachedCount: Int { rcaches.reduce(0) { $0 + $1.count } }
 
-  var hasCachedBlocks: Bool { rcaches.contains { !$0.loaded.isEmpty || !$0.previous.isEmpty || !$0.depot.isEmpty } }
+  var hasCachedBlocks: Bool {
+    rcaches.contains { !$0.loaded.isEmpty || !$0.previous.isEmpty || !$0.depot.isEmpty }
+  }
 
   /// Returns every cached block to the tree (Linux `free_cpu_cached_iovas` + `free_global_cached_iovas`).
   public func flushCaches() {

@@ -10,7 +10,9 @@
 extension IOVAAllocator {
   /// The summary of a wholly free span of `2^(slotOrder[level] + height)` granules.
   @inline(__always)
-  func fullValue(_ level: Int, _ height: Int) -> UInt8 { UInt8(truncatingIfNeeded: slotOrder[level] + height + 1) }
+  func fullValue(_ level: Int, _ height: Int) -> UInt8 {
+    UInt8(truncatingIfNeeded: slotOrder[level] + height + 1)
+  }
 
   /// A node whose slots are all free or all in use.
   func newNode(level: Int, full: Bool) -> Int32 {
@@ -124,7 +126,8 @@ extension IOVAAllocator {
   func searchTree(order: Int, limitGranule: UInt64) -> UInt64? {
     let top = levelBits.count - 1
     return search(
-      level: top, node: 0, nodeBase: 0, position: 1, height: levelBits[top], order: order, limit: limitGranule)
+      level: top, node: 0, nodeBase: 0, position: 1, height: levelBits[top], order: order, limit: limitGranule
+    )
   }
 
   private func search(
@@ -186,10 +189,12 @@ extension IOVAAllocator {
       let child = children[level][(Int(node) << bits) + index]
       guard child >= 0 else { return child == Self.freeChild }
       return rangeIsFree(
-        level: level - 1, node: child, nodeBase: spanLo, position: 1, height: levelBits[level - 1], lo: lo, hi: hi)
+        level: level - 1, node: child, nodeBase: spanLo, position: 1, height: levelBits[level - 1], lo: lo,
+        hi: hi)
     }
     return rangeIsFree(
-      level: level, node: node, nodeBase: nodeBase, position: 2 * position, height: height - 1, lo: lo, hi: hi)
+      level: level, node: node, nodeBase: nodeBase, position: 2 * position, height: height - 1, lo: lo, hi: hi
+    )
       && rangeIsFree(
         level: level, node: node, nodeBase: nodeBase, position: 2 * position + 1, height: height - 1, lo: lo,
         hi: hi)
