@@ -5,7 +5,7 @@
 /// which is exactly why strict DMA unmap must sync before the IOVA is reused (SEMANTICS.md §2).
 ///
 /// Why this layout: the hit path is benchmarked against a plain open-addressing hash table, so the
-/// cache *is* one — a preallocated power-of-two array of 32-byte slots at load ≤ 1/2, linear probing,
+/// cache *is* one — a preallocated power-of-two array of 24-byte slots at load ≤ 1/2, linear probing,
 /// Fibonacci hashing of (page number, tag), backward-shift deletion (no tombstones, so probe chains
 /// never grow). No allocation, existential or dictionary on `lookup`. A lookup probes the 4 KiB page
 /// base first, then 2 MiB, then 1 GiB — but only sizes with at least one live entry, so a cache of
@@ -18,33 +18,47 @@ public final class IOTLB {
   public let capacity: Int
 
   struct Slot {
-    /// 0 = empty; else (domain << 32) | (pasid << 8) | (size code << 1) | 1.
-    var tag: UInt64
+    /// 0 = empty; else (domain << 32) | (pasid << 8) | (protection << 3) | (size code << 1) | 1.
+    /// The protection rides in the tag so a slot is 24 bytes; key comparisons mask it out.
+    var tagAndProtection: UInt64
     /// IOVA of the leaf's first byte.
     var iovaBase: UInt64
     /// Output address of the leaf's first byte.
     var physicalBase: UInt64
-    var protection: UInt8
-    static let empty = Slot(tag: 0, iovaBase: 0, physicalBase: 0, protection: 0)
+    static let empty = Slot(tagAndProtection: 0, iovaBase: 0, physicalBase: 0)
+    static let protectionMask: UInt64 = 0b111 << 3
+    @inline(__always) var tag: UInt64 { tagAndProtection & ~Slot.protectionMask }
+    @inline(__always) var protection: UInt8 { UInt8(truncatingIfNeeded: (tagAndProtection >> 3) & 0b111) }
   }
 
-  var slots: ContiguousArray<Slot>
+  private var slots: ContiguousArray<Slot>
   /// Survivors of a full-table invalidation, preallocated so invalidation does not allocate either.
-  var scratch: ContiguousArray<Slot>
+  private var scratch: ContiguousArray<Slot>
   let slotMask: Int
   let hashShift: UInt64
-  var sizeCounts: (Int, Int, Int) = (0, 0, 0)
-  var randomState: UInt64 = 0x2545_F491_4F6C_DD1D
+  private var sizeCounts: (Int, Int, Int) = (0, 0, 0)
+  private var randomState: UInt64 = 0x2545_F491_4F6C_DD1D
 
-  public private(set) var count = 0
-  public private(set) var hits = 0
-  public private(set) var misses = 0
-  public private(set) var insertions = 0
-  public private(set) var evictions = 0
+  // Counters are stored privately behind public getters: a `public` stored property of a class keeps
+  // its dynamic exclusivity check on every `+= 1`, which would show on the hit path.
+  private var storedCount = 0
+  private var storedHits = 0
+  private var storedMisses = 0
+  private var storedInsertions = 0
+  private var storedEvictions = 0
+  private var storedInvalidations = 0
+  private var storedInvalidatedEntries = 0
+
+  /// Entries held.
+  public var count: Int { storedCount }
+  public var hits: Int { storedHits }
+  public var misses: Int { storedMisses }
+  public var insertions: Int { storedInsertions }
+  public var evictions: Int { storedEvictions }
   /// Invalidation requests (any kind).
-  public private(set) var invalidations = 0
+  public var invalidations: Int { storedInvalidations }
   /// Entries removed by invalidation.
-  public private(set) var invalidatedEntries = 0
+  public var invalidatedEntries: Int { storedInvalidatedEntries }
 
   /// - Parameter capacity: entries held before eviction; clamped to 1...2^24 (a model, not a memory hog).
   public init(capacity: Int) {
@@ -103,7 +117,7 @@ public final class IOTLB {
   public func lookup(domain: DomainID, pasid: PASID, iova: IOVA) -> IOTranslation? {
     let address = iova.rawValue
     guard pasid.rawValue < PASID.limit else {
-      misses += 1
+      storedMisses += 1
       return nil
     }
     if sizeCounts.0 > 0, let hit = probe(domain, pasid, address, code: 0, mask: PageSize.size4K.bytes - 1) {
@@ -115,7 +129,7 @@ public final class IOTLB {
     if sizeCounts.2 > 0, let hit = probe(domain, pasid, address, code: 2, mask: PageSize.size1G.bytes - 1) {
       return hit
     }
-    misses += 1
+    storedMisses += 1
     return nil
   }
 
@@ -127,7 +141,7 @@ public final class IOTLB {
     guard let index = find(tag: Self.tag(domain: domain, pasid: pasid, sizeCode: code), iovaBase: base) else {
       return nil
     }
-    hits += 1
+    storedHits += 1
     let slot = slots[index]
     return IOTranslation(
       physical: PhysicalAddress(slot.physicalBase &+ (address & mask)),
@@ -145,14 +159,14 @@ public final class IOTLB {
     let base = iova.rawValue & ~mask
     let tag = Self.tag(domain: domain, pasid: pasid, sizeCode: code)
     let entry = Slot(
-      tag: tag, iovaBase: base, physicalBase: translation.physical.rawValue &- (iova.rawValue & mask),
-      protection: translation.protection.rawValue)
-    insertions += 1
+      tagAndProtection: tag | (UInt64(translation.protection.rawValue & 0b111) << 3), iovaBase: base,
+      physicalBase: translation.physical.rawValue &- (iova.rawValue & mask))
+    storedInsertions += 1
     if let index = find(tag: tag, iovaBase: base) {
       slots[index] = entry
       return true
     }
-    if count >= capacity { evictOne() }
+    if storedCount >= capacity { evictOne() }
     place(entry)
     return true
   }
@@ -161,7 +175,7 @@ public final class IOTLB {
     var index = home(tag: entry.tag, iovaBase: entry.iovaBase)
     while slots[index].tag != 0 { index = (index + 1) & slotMask }
     slots[index] = entry
-    count += 1
+    storedCount += 1
     adjustSizeCount(entry.tag, by: 1)
   }
 
@@ -181,14 +195,14 @@ public final class IOTLB {
     var index = Int(truncatingIfNeeded: randomState) & slotMask
     while slots[index].tag == 0 { index = (index + 1) & slotMask }
     remove(at: index)
-    evictions += 1
+    storedEvictions += 1
   }
 
   /// Backward-shift deletion: later members of the probe chain move into the hole so lookups never
   /// need tombstones.
   private func remove(at index: Int) {
     adjustSizeCount(slots[index].tag, by: -1)
-    count -= 1
+    storedCount -= 1
     var hole = index
     var next = index
     while true {
@@ -222,7 +236,7 @@ public final class IOTLB {
   /// that overlaps `range` — the range-based flush behind `iommu_iotlb_sync`. A small range with a
   /// PASID is removed leaf by leaf; otherwise the table is swept.
   public func invalidate(domain: DomainID, pasid: PASID?, range: Range<IOVA>) {
-    invalidations += 1
+    storedInvalidations += 1
     guard !range.isEmpty else { return }
     let lo = range.lowerBound.rawValue
     let hi = range.upperBound.rawValue
@@ -238,7 +252,7 @@ public final class IOTLB {
           while base < hi {
             if let index = find(tag: tag, iovaBase: base) {
               remove(at: index)
-              invalidatedEntries += 1
+              storedInvalidatedEntries += 1
             }
             let (nextBase, overflow) = base.addingReportingOverflow(size.bytes)
             if overflow { break }
@@ -258,23 +272,23 @@ public final class IOTLB {
 
   /// Invalidates every entry of (domain, pasid) — PASID-selective invalidation.
   public func invalidate(domain: DomainID, pasid: PASID) {
-    invalidations += 1
+    storedInvalidations += 1
     let wanted = Self.tag(domain: domain, pasid: pasid, sizeCode: 0) & ~UInt64(0b110)
     sweep { slot in slot.tag & ~UInt64(0b110) == wanted }
   }
 
   /// Invalidates every entry of `domain`, all PASIDs (`flush_iotlb_all`).
   public func invalidate(domain: DomainID) {
-    invalidations += 1
+    storedInvalidations += 1
     sweep { slot in slot.tag >> 32 == UInt64(domain.rawValue) }
   }
 
   /// Invalidates everything (a global invalidation).
   public func invalidateAll() {
-    invalidations += 1
-    invalidatedEntries += count
+    storedInvalidations += 1
+    storedInvalidatedEntries += count
     for index in slots.indices { slots[index] = .empty }
-    count = 0
+    storedCount = 0
     sizeCounts = (0, 0, 0)
   }
 
@@ -292,9 +306,9 @@ public final class IOTLB {
     }
     guard removed > 0 else { return }
     for index in slots.indices { slots[index] = .empty }
-    count = 0
+    storedCount = 0
     sizeCounts = (0, 0, 0)
     for slot in scratch { place(slot) }
-    invalidatedEntries += removed
+    storedInvalidatedEntries += removed
   }
 }
