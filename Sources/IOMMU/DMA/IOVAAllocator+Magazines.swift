@@ -10,7 +10,9 @@ extension IOVAAllocator {
   public static let magazineSize = 127
   /// Full magazines kept in the depot per size class: MAX_GLOBAL_MAGS in iova.c.
   public static let maxDepotMagazines = 32
+}
 
+extension IOVAAllocatorState {
   struct SizeClassCache {
     var loaded = ContiguousArray<UInt64>()
     var previous = ContiguousArray<UInt64>()
@@ -28,16 +30,16 @@ extension IOVAAllocator {
   }
 
   /// IOVAs sitting in magazines (allocated in the tree, not live).
-  public var cachedCount: Int { rcaches.reduce(0) { $0 + $1.count } }
+  var cachedCount: Int { rcaches.reduce(0) { $0 + $1.count } }
 
   var hasCachedBlocks: Bool {
     rcaches.contains { !$0.loaded.isEmpty || !$0.previous.isEmpty || !$0.depot.isEmpty }
   }
 
-  /// Returns every cached block to the tree (Linux `free_cpu_cached_iovas` + `free_global_cached_iovas`).
-  public func flushCaches() {
+  /// See `IOVAAllocator.flushCaches`.
+  mutating func flushCaches() {
     guard hasCachedBlocks else { return }
-    statistics.cacheFlushes += 1
+    counters.cacheFlushes += 1
     for order in rcaches.indices {
       var cache = rcaches[order]
       rcaches[order] = SizeClassCache()
@@ -60,16 +62,16 @@ extension IOVAAllocator {
   /// `iova_rcache_insert`: loaded if it has room; else swap with previous if that has room; else the
   /// loaded magazine goes to the depot (or, with the depot full, back to the tree) and an empty one
   /// is loaded.
-  func cachePush(_ g: UInt64, order: Int) {
-    setBit(&cachedBits, granule: g, to: true)
-    if rcaches[order].loaded.count >= Self.magazineSize {
-      if rcaches[order].previous.count < Self.magazineSize {
+  mutating func cachePush(_ g: UInt64, order: Int) {
+    radix.setCached(g, true)
+    if rcaches[order].loaded.count >= IOVAAllocator.magazineSize {
+      if rcaches[order].previous.count < IOVAAllocator.magazineSize {
         rcaches[order].swapLoadedAndPrevious()
       } else {
         var fresh = rcaches[order].spare.popLast() ?? ContiguousArray()
-        fresh.reserveCapacity(Self.magazineSize)
+        fresh.reserveCapacity(IOVAAllocator.magazineSize)
         swap(&fresh, &rcaches[order].loaded)
-        if rcaches[order].depot.count < Self.maxDepotMagazines {
+        if rcaches[order].depot.count < IOVAAllocator.maxDepotMagazines {
           rcaches[order].depot.append(fresh)
         } else {
           for cached in fresh { releaseToTree(cached, order: order) }
@@ -78,14 +80,16 @@ extension IOVAAllocator {
         }
       }
     }
-    if rcaches[order].loaded.capacity == 0 { rcaches[order].loaded.reserveCapacity(Self.magazineSize) }
+    if rcaches[order].loaded.capacity == 0 {
+      rcaches[order].loaded.reserveCapacity(IOVAAllocator.magazineSize)
+    }
     rcaches[order].loaded.append(g)
   }
 
   /// `iova_rcache_get`: pop from loaded; else swap in previous; else take a full magazine from the
   /// depot. Like `iova_magazine_pop`, the loaded magazine is searched from the top for a block that
   /// ends at or below the limit.
-  func cachePop(order: Int, limitGranule: UInt64) -> UInt64? {
+  mutating func cachePop(order: Int, limitGranule: UInt64) -> UInt64? {
     if rcaches[order].loaded.isEmpty {
       if !rcaches[order].previous.isEmpty {
         rcaches[order].swapLoadedAndPrevious()
@@ -103,7 +107,7 @@ extension IOVAAllocator {
       if g + size <= limitGranule {
         let last = rcaches[order].loaded.removeLast()
         if index < rcaches[order].loaded.count { rcaches[order].loaded[index] = last }
-        setBit(&cachedBits, granule: g, to: false)
+        radix.setCached(g, false)
         return g
       }
       index -= 1

@@ -1,4 +1,6 @@
-/// The sparse radix of segment trees behind `IOVAAllocator`.
+/// The sparse radix of segment trees behind `IOVAAllocator`. A struct driven through `mutating`
+/// methods so that one exclusive access covers a whole operation (class stored properties would pay a
+/// dynamic exclusivity check on every element access).
 ///
 /// Each node at level `l` has `2^bits` slots. A slot of the leaf level is one granule; a slot of an
 /// upper level is a child node, or — when that whole subtree is free or whole in use (reserved/out of
@@ -7,7 +9,74 @@
 /// top-down search descends right-first and prunes every subtree whose summary is too small or which
 /// starts at or above the limit, like iova.c's rbtree walk from `cached_node` downward but without one
 /// node per allocation.
-extension IOVAAllocator {
+struct IOVARadix {
+  /// Per level (0 = leaf chunks): log2 of the fan-out of one node.
+  var levelBits: [Int] = []
+  /// Per level: log2 (in granules) of the span of one slot of a node at that level.
+  var slotOrder: [Int] = []
+  /// Per level: the implicit segment trees of every node, `2 << bits` bytes per node (index 0 unused,
+  /// root at 1, leaves at `1 << bits ..< 2 << bits`). Value = order + 1 of the largest free aligned
+  /// block below, 0 = none.
+  var trees: [ContiguousArray<UInt8>] = []
+  /// Per upper level: the child of every slot: a node index, `freeChild` or `fullChild`.
+  var children: [ContiguousArray<Int32>] = []
+  /// Per level: nodes released back when a subtree collapsed to wholly free or wholly reserved.
+  var spareNodes: [[Int32]] = []
+  /// Leaf level: head-of-allocation and cached-in-magazine bits, `headWordsPerNode` words per node.
+  var headBits = ContiguousArray<UInt64>()
+  var cachedBits = ContiguousArray<UInt64>()
+  var headWordsPerNode = 1
+  var nodeCount: [Int] = []
+
+  static let freeChild: Int32 = -1
+  static let fullChild: Int32 = -2
+  /// Fan-out of a chunk: 2^12 granules (16 MiB of IOVA at 4 KiB) per leaf chunk, 2^12 slots above.
+  static let chunkBits = 12
+
+  /// A radix over [0, 2^totalBits) granules, all free.
+  init(totalBits: Int) {
+    var remaining = totalBits
+    var order = 0
+    while remaining > 0 {
+      let bits = min(Self.chunkBits, remaining)
+      levelBits.append(bits)
+      slotOrder.append(order)
+      order += bits
+      remaining -= bits
+      trees.append([])
+      children.append([])
+      spareNodes.append([])
+      nodeCount.append(0)
+    }
+    headWordsPerNode = max(1, (1 << levelBits[0]) / 64)
+    let root = newNode(level: levelBits.count - 1, full: false)
+    precondition(root == 0, "the root is the first node of the top level")
+  }
+
+  var memoryFootprint: Int {
+    var bytes = headBits.capacity * 8 + cachedBits.capacity * 8
+    for tree in trees { bytes += tree.capacity }
+    for child in children { bytes += child.capacity * 4 }
+    for spare in spareNodes { bytes += spare.capacity * 4 }
+    return bytes
+  }
+
+  /// Marks granules [lo, hi) in use or free (see `markRange`).
+  mutating func mark(_ lo: UInt64, _ hi: UInt64, used: Bool, collapse: Bool) {
+    _ = markRange(
+      level: levelBits.count - 1, node: 0, nodeBase: 0, lo: lo, hi: hi, used: used, collapse: collapse)
+  }
+
+  mutating func setHead(_ g: UInt64, _ value: Bool) {
+    guard let (word, mask) = bitLocation(g) else { return }
+    if value { headBits[word] |= mask } else { headBits[word] &= ~mask }
+  }
+
+  mutating func setCached(_ g: UInt64, _ value: Bool) {
+    guard let (word, mask) = bitLocation(g) else { return }
+    if value { cachedBits[word] |= mask } else { cachedBits[word] &= ~mask }
+  }
+
   /// The summary of a wholly free span of `2^(slotOrder[level] + height)` granules.
   @inline(__always)
   func fullValue(_ level: Int, _ height: Int) -> UInt8 {
@@ -15,7 +84,7 @@ extension IOVAAllocator {
   }
 
   /// A node whose slots are all free or all in use.
-  func newNode(level: Int, full: Bool) -> Int32 {
+  mutating func newNode(level: Int, full: Bool) -> Int32 {
     let bits = levelBits[level]
     let stride = 2 << bits
     let node: Int32
@@ -52,7 +121,7 @@ extension IOVAAllocator {
   }
 
   /// Returns a subtree's nodes to the spare lists.
-  func releaseSubtree(level: Int, node: Int32) {
+  mutating func releaseSubtree(level: Int, node: Int32) {
     if level > 0 {
       let childBase = Int(node) << levelBits[level]
       for s in 0..<(1 << levelBits[level]) {
@@ -66,7 +135,7 @@ extension IOVAAllocator {
   /// Marks granules [lo, hi) (inside the node's span) in use or free and returns the node's new root
   /// summary. With `collapse`, slots wholly covered become unmaterialised free/full subtrees; without it
   /// (allocations, whose head bit must live in a leaf chunk) the path down to the leaves is built.
-  func markRange(
+  mutating func markRange(
     level: Int, node: Int32, nodeBase: UInt64, lo: UInt64, hi: UInt64, used: Bool, collapse: Bool
   ) -> UInt8 {
     let bits = levelBits[level]
@@ -226,14 +295,13 @@ extension IOVAAllocator {
     return (used, headBits[word] & mask != 0, cachedBits[word] & mask != 0)
   }
 
-  /// Sets or clears granule `g`'s bit in a leaf-level bitmap; `g` must lie in a materialised chunk
-  /// (every allocated granule does).
-  func setBit(_ bitmap: inout ContiguousArray<UInt64>, granule g: UInt64, to value: Bool) {
+  /// The word and mask of granule `g`'s head/cached bits; nil if its chunk is not materialised
+  /// (every allocated granule's is).
+  @inline(__always)
+  func bitLocation(_ g: UInt64) -> (word: Int, mask: UInt64)? {
     let node = leafNode(g)
-    guard node >= 0 else { return }
+    guard node >= 0 else { return nil }
     let slot = Int(g & ((1 << UInt64(levelBits[0])) - 1))
-    let word = Int(node) * headWordsPerNode + slot >> 6
-    let mask = UInt64(1) << UInt64(slot & 63)
-    if value { bitmap[word] |= mask } else { bitmap[word] &= ~mask }
+    return (Int(node) * headWordsPerNode + slot >> 6, UInt64(1) << UInt64(slot & 63))
   }
 }

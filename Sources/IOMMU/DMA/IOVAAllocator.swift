@@ -22,47 +22,7 @@
 /// Single-threaded like the rest of the simulation core (STYLE.md rule 8): Linux's per-CPU rcache
 /// becomes one "CPU" with a loaded and a previous magazine per size class, plus a shared depot.
 public final class IOVAAllocator {
-  /// The allocation unit in bytes (a power of two; Linux's `iovad->granule`, the smallest IOMMU page).
-  public let granule: UInt64
-  /// The first IOVA that may be handed out.
-  public let start: IOVA
-  /// The first IOVA past the allocatable space (exclusive).
-  public let end: IOVA
-
-  let granuleShift: UInt64
-  let startGranule: UInt64
-  let endGranule: UInt64
-  /// log2 of the number of granules the radix covers: [0, 2^totalBits) ⊇ [start, end).
-  let totalBits: Int
-
-  /// Per level (0 = leaf chunks): log2 of the fan-out of one node.
-  var levelBits: [Int] = []
-  /// Per level: log2 (in granules) of the span of one slot of a node at that level.
-  var slotOrder: [Int] = []
-  /// Per level: the implicit segment trees of every node, `2 << bits` bytes per node (index 0 unused,
-  /// root at 1, leaves at `1 << bits ..< 2 << bits`). Value = order + 1 of the largest free aligned
-  /// block below, 0 = none.
-  var trees: [ContiguousArray<UInt8>] = []
-  /// Per upper level: the child of every slot: a node index, `freeChild` or `fullChild`.
-  var children: [ContiguousArray<Int32>] = []
-  /// Per level: nodes released back when a subtree collapsed to wholly free or wholly reserved.
-  var spareNodes: [[Int32]] = []
-  /// Leaf level: head-of-allocation and cached-in-magazine bits, `headWordsPerNode` words per node.
-  var headBits = ContiguousArray<UInt64>()
-  var cachedBits = ContiguousArray<UInt64>()
-  var headWordsPerNode = 1
-  var nodeCount: [Int] = []
-
-  /// Reserved granule ranges, sorted and merged (Linux `reserve_iova`). Kept apart from the tree so
-  /// that `free` can refuse a range that was never handed out even though the tree says "in use".
-  var reservedGranules: [Range<UInt64>] = []
-
-  /// Magazines per size class (IOVAAllocator+Magazines.swift).
-  var rcaches: [SizeClassCache] = []
-
-  /// Live allocations (handed out and not freed; cached IOVAs are not live but stay allocated).
-  public internal(set) var liveAllocations = 0
-  public internal(set) var statistics = Statistics()
+  var state: IOVAAllocatorState
 
   /// Counters for tests and the bench.
   public struct Statistics: Sendable, Hashable {
@@ -82,10 +42,96 @@ public final class IOVAAllocator {
     public var failures = 0
   }
 
-  static let freeChild: Int32 = -1
-  static let fullChild: Int32 = -2
-  /// Fan-out of a chunk: 2^12 granules (16 MiB of IOVA at 4 KiB) per leaf chunk, 2^12 slots above.
-  static let chunkBits = 12
+  /// - Parameters:
+  ///   - granule: allocation unit, a power of two ≥ 512 (Linux `init_iova_domain` requires a power of
+  ///     two no larger than the CPU page; Cove accepts any power of two from 512 B).
+  ///   - start: first allocatable IOVA, rounded up to the granule. Linux never hands out IOVA 0 (the
+  ///     DMA layer passes at least one page, as dma-iommu's `base_pfn = max(1, ...)` does).
+  ///   - end: end of the allocatable space, exclusive, rounded down to the granule.
+  /// - Throws: EINVAL for a granule that is not a power of two, or an empty space.
+  public init(granule: UInt64 = 4096, start: IOVA, end: IOVA) throws(IOMMUError) {
+    state = try IOVAAllocatorState(granule: granule, start: start, end: end)
+  }
+
+  /// The allocation unit in bytes (Linux's `iovad->granule`).
+  public var granule: UInt64 { state.granule }
+  /// The first IOVA that may be handed out.
+  public var start: IOVA { state.start }
+  /// The first IOVA past the allocatable space (exclusive).
+  public var end: IOVA { state.end }
+  /// Live allocations (handed out and not freed; cached IOVAs are not live but stay allocated).
+  public var liveAllocations: Int { state.liveCount }
+  public var statistics: Statistics { state.counters }
+  /// IOVAs sitting in magazines (allocated in the tree, not live).
+  public var cachedCount: Int { state.cachedCount }
+  /// The reserved ranges, merged, in bytes.
+  public var reservedRanges: [Range<IOVA>] { state.reservedRanges }
+  /// Bytes held by the allocator's own structures (array capacities), for the memory budget.
+  public var memoryFootprint: Int { state.memoryFootprint }
+
+  /// Reserves `range` so that it is never handed out (Linux `reserve_iova`; dma-iommu reserves the MSI
+  /// doorbell window 0xFEE00000–0xFEEFFFFF and PCI host-bridge windows this way). Partial granules are
+  /// reserved whole. Parts outside [start, end) are already unavailable and are accepted.
+  /// - Throws: EINVAL for an empty range; EBUSY if part of it is currently allocated (after flushing
+  ///   the magazines).
+  public func reserve(_ range: Range<IOVA>) throws(IOMMUError) { try state.reserve(range) }
+
+  /// Allocates `size` bytes rounded up to a power-of-two number of granules, aligned to that size, as
+  /// high as possible with the whole block below `limit` (exclusive) — Linux `alloc_iova_fast` with
+  /// `size_aligned`. Small sizes come from the magazines first (most recently freed first, as the
+  /// rcache does); if the tree has no room, the magazines are flushed and the search retried once
+  /// (`alloc_iova_fast(..., flush_rcache = true)`).
+  /// - Returns: the block's first IOVA, or nil when no block fits (the caller's ENOMEM/ENOSPC); also
+  ///   nil for a zero size.
+  public func allocate(size: UInt64, limit: IOVA) -> IOVA? { state.allocate(size: size, limit: limit) }
+
+  /// Frees a block handed out by `allocate` with the same size (Linux `free_iova_fast`). Small blocks go
+  /// to a magazine and stay allocated in the tree until the magazines are flushed.
+  /// - Throws: EINVAL if `(iova, size)` is not exactly a live allocation (never allocated, already
+  ///   freed or cached, wrong size, misaligned, reserved or out of range). Nothing changes then.
+  public func free(_ iova: IOVA, size: UInt64) throws(IOMMUError) { try state.free(iova, size: size) }
+
+  /// Whether `(iova, size)` is exactly one live allocation — what `free` would accept.
+  public func isAllocated(_ iova: IOVA, size: UInt64) -> Bool { state.isAllocated(iova, size: size) }
+
+  /// The number of bytes a block of `size` really occupies (power-of-two granules), or nil if `size`
+  /// is zero or larger than the space.
+  public func allocationSize(for size: UInt64) -> UInt64? { state.allocationSize(for: size) }
+
+  /// Returns every cached block to the tree (Linux `free_cpu_cached_iovas` + `free_global_cached_iovas`).
+  public func flushCaches() { state.flushCaches() }
+}
+
+/// All of `IOVAAllocator`'s state and logic, as a struct driven through `mutating` methods: the class
+/// below holds it in one stored property, so one call costs one dynamic exclusivity check
+/// instead of one per touched property (the swift-nio pattern of a class wrapping a state struct).
+struct IOVAAllocatorState {
+  /// The allocation unit in bytes (a power of two; Linux's `iovad->granule`, the smallest IOMMU page).
+  let granule: UInt64
+  /// The first IOVA that may be handed out.
+  let start: IOVA
+  /// The first IOVA past the allocatable space (exclusive).
+  let end: IOVA
+
+  let granuleShift: UInt64
+  let startGranule: UInt64
+  let endGranule: UInt64
+  /// log2 of the number of granules the radix covers: [0, 2^totalBits) ⊇ [start, end).
+  let totalBits: Int
+
+  /// The free/used summaries and head/cached bits (IOVAAllocator+Tree.swift).
+  var radix: IOVARadix
+
+  /// Reserved granule ranges, sorted and merged (Linux `reserve_iova`). Kept apart from the tree so
+  /// that `free` can refuse a range that was never handed out even though the tree says "in use".
+  var reservedGranules: [Range<UInt64>] = []
+
+  /// Magazines per size class (IOVAAllocator+Magazines.swift).
+  var rcaches: [SizeClassCache] = []
+
+  /// Live allocations (handed out and not freed; cached IOVAs are not live but stay allocated).
+  var liveCount = 0
+  var counters = IOVAAllocator.Statistics()
 
   /// - Parameters:
   ///   - granule: allocation unit, a power of two ≥ 512 (Linux `init_iova_domain` requires a power of
@@ -94,7 +140,7 @@ public final class IOVAAllocator {
   ///     DMA layer passes `max(1 page, aperture start)`, as dma-iommu's `iova_reserve_...` does).
   ///   - end: end of the allocatable space, exclusive, rounded down to the granule.
   /// - Throws: EINVAL for a granule that is not a power of two, or an empty space.
-  public init(granule: UInt64 = 4096, start: IOVA, end: IOVA) throws(IOMMUError) {
+  init(granule: UInt64 = 4096, start: IOVA, end: IOVA) throws(IOMMUError) {
     guard granule >= 512, granule & (granule - 1) == 0 else {
       throw IOMMUError(.EINVAL, "IOVA granule \(granule) is not a power of two ≥ 512")
     }
@@ -113,36 +159,12 @@ public final class IOVAAllocator {
     var bits = 1
     while bits < 64 && (UInt64(1) << UInt64(bits)) < endG { bits += 1 }
     self.totalBits = bits
-    buildLevels()
+    radix = IOVARadix(totalBits: bits)
     // Everything outside [start, end) is permanently in use, as if reserved.
-    let top = levelBits.count - 1
-    if startG > 0 {
-      _ = markRange(level: top, node: 0, nodeBase: 0, lo: 0, hi: startG, used: true, collapse: true)
-    }
+    if startG > 0 { radix.mark(0, startG, used: true, collapse: true) }
     let coverEnd = UInt64(1) << UInt64(totalBits)
-    if endG < coverEnd {
-      _ = markRange(level: top, node: 0, nodeBase: 0, lo: endG, hi: coverEnd, used: true, collapse: true)
-    }
-    rcaches = (0...Self.maxCachedOrder).map { _ in SizeClassCache() }
-  }
-
-  private func buildLevels() {
-    var remaining = totalBits
-    var order = 0
-    while remaining > 0 {
-      let bits = min(Self.chunkBits, remaining)
-      levelBits.append(bits)
-      slotOrder.append(order)
-      order += bits
-      remaining -= bits
-      trees.append([])
-      children.append([])
-      spareNodes.append([])
-      nodeCount.append(0)
-    }
-    headWordsPerNode = max(1, (1 << levelBits[0]) / 64)
-    let root = newNode(level: levelBits.count - 1, full: false)
-    precondition(root == 0, "the root is the first node of the top level")
+    if endG < coverEnd { radix.mark(endG, coverEnd, used: true, collapse: true) }
+    rcaches = (0...IOVAAllocator.maxCachedOrder).map { _ in SizeClassCache() }
   }
 
   // MARK: - Public API
@@ -151,7 +173,7 @@ public final class IOVAAllocator {
   /// doorbell window 0xFEE00000–0xFEEFFFFF and PCI host-bridge windows this way). Partial granules are
   /// reserved whole. Parts outside [start, end) are already unavailable and are accepted.
   /// - Throws: EINVAL for an empty range; EBUSY if part of it is currently allocated.
-  public func reserve(_ range: Range<IOVA>) throws(IOMMUError) {
+  mutating func reserve(_ range: Range<IOVA>) throws(IOMMUError) {
     guard !range.isEmpty else { throw IOMMUError(.EINVAL, "empty reserved range") }
     let lo = range.lowerBound.rawValue >> granuleShift
     let upper = range.upperBound.rawValue
@@ -166,15 +188,13 @@ public final class IOVAAllocator {
           throw IOMMUError(.EBUSY, "reserved range \(range) overlaps a live IOVA allocation")
         }
       }
-      _ = markRange(
-        level: levelBits.count - 1, node: 0, nodeBase: 0, lo: clampedLo, hi: clampedHi, used: true,
-        collapse: true)
+      radix.mark(clampedLo, clampedHi, used: true, collapse: true)
     }
     insertReserved(lo..<hi)
   }
 
   /// The reserved ranges, merged, in bytes.
-  public var reservedRanges: [Range<IOVA>] {
+  var reservedRanges: [Range<IOVA>] {
     reservedGranules.map { IOVA($0.lowerBound << granuleShift)..<IOVA($0.upperBound << granuleShift) }
   }
 
@@ -185,33 +205,31 @@ public final class IOVAAllocator {
   /// (`alloc_iova_fast(..., flush_rcache = true)`).
   /// - Returns: the block's first IOVA, or nil when no block fits (the caller's ENOMEM/ENOSPC); also
   ///   nil for a zero size.
-  public func allocate(size: UInt64, limit: IOVA) -> IOVA? {
+  mutating func allocate(size: UInt64, limit: IOVA) -> IOVA? {
     guard let order = order(forSize: size) else { return nil }
     let limitG = min(limit.rawValue >> granuleShift, endGranule)
-    if order <= Self.maxCachedOrder {
+    if order <= IOVAAllocator.maxCachedOrder {
       if let g = cachePop(order: order, limitGranule: limitG) {
-        statistics.cacheHits += 1
-        statistics.allocations += 1
-        liveAllocations += 1
+        counters.cacheHits += 1
+        counters.allocations += 1
+        liveCount += 1
         return IOVA(g << granuleShift)
       }
-      statistics.cacheMisses += 1
+      counters.cacheMisses += 1
     }
-    var found = searchTree(order: order, limitGranule: limitG)
+    var found = radix.searchTree(order: order, limitGranule: limitG)
     if found == nil && hasCachedBlocks {
       flushCaches()
-      found = searchTree(order: order, limitGranule: limitG)
+      found = radix.searchTree(order: order, limitGranule: limitG)
     }
     guard let g = found else {
-      statistics.failures += 1
+      counters.failures += 1
       return nil
     }
-    _ = markRange(
-      level: levelBits.count - 1, node: 0, nodeBase: 0, lo: g, hi: g + (1 << UInt64(order)), used: true,
-      collapse: false)
-    setBit(&headBits, granule: g, to: true)
-    statistics.allocations += 1
-    liveAllocations += 1
+    radix.mark(g, g + (1 << UInt64(order)), used: true, collapse: false)
+    radix.setHead(g, true)
+    counters.allocations += 1
+    liveCount += 1
     return IOVA(g << granuleShift)
   }
 
@@ -219,42 +237,39 @@ public final class IOVAAllocator {
   /// to a magazine and stay allocated in the tree until the magazines are flushed.
   /// - Throws: EINVAL if `(iova, size)` is not exactly a live allocation (never allocated, already
   ///   freed, wrong size, misaligned, reserved or out of range). Nothing changes then.
-  public func free(_ iova: IOVA, size: UInt64) throws(IOMMUError) {
+  mutating func free(_ iova: IOVA, size: UInt64) throws(IOMMUError) {
     guard let order = order(forSize: size) else {
       throw IOMMUError(.EINVAL, "free of \(iova) with invalid size \(size)")
     }
     guard let g = liveBlockGranule(iova, order: order) else {
       throw IOMMUError(.EINVAL, "free of \(iova) size 0x\(String(size, radix: 16)): not a live allocation")
     }
-    liveAllocations -= 1
-    statistics.frees += 1
-    if order <= Self.maxCachedOrder {
+    liveCount -= 1
+    counters.frees += 1
+    if order <= IOVAAllocator.maxCachedOrder {
       cachePush(g, order: order)
-      statistics.cachedFrees += 1
+      counters.cachedFrees += 1
     } else {
       releaseToTree(g, order: order)
     }
   }
 
   /// Whether `(iova, size)` is exactly one live allocation — what `free` would accept.
-  public func isAllocated(_ iova: IOVA, size: UInt64) -> Bool {
+  func isAllocated(_ iova: IOVA, size: UInt64) -> Bool {
     guard let order = order(forSize: size) else { return false }
     return liveBlockGranule(iova, order: order) != nil
   }
 
   /// The number of bytes a block of `size` really occupies (power-of-two granules), or nil if `size`
   /// is zero or larger than the space.
-  public func allocationSize(for size: UInt64) -> UInt64? {
+  func allocationSize(for size: UInt64) -> UInt64? {
     guard let order = order(forSize: size) else { return nil }
     return (UInt64(1) << UInt64(order)) << granuleShift
   }
 
   /// Bytes held by the allocator's own structures (array capacities), for the memory budget.
-  public var memoryFootprint: Int {
-    var bytes = headBits.capacity * 8 + cachedBits.capacity * 8 + reservedGranules.capacity * 16
-    for tree in trees { bytes += tree.capacity }
-    for child in children { bytes += child.capacity * 4 }
-    for spare in spareNodes { bytes += spare.capacity * 4 }
+  var memoryFootprint: Int {
+    var bytes = radix.memoryFootprint + reservedGranules.capacity * 16
     for cache in rcaches { bytes += cache.memoryFootprint }
     return bytes
   }
@@ -278,11 +293,11 @@ public final class IOVAAllocator {
       return nil
     }
     guard !overlapsReserved(g, g + count) else { return nil }
-    let head = granuleInfo(g)
+    let head = radix.granuleInfo(g)
     guard head.used, head.head, !head.cached else { return nil }
     var i: UInt64 = 1
     while i < count {
-      let info = granuleInfo(g + i)
+      let info = radix.granuleInfo(g + i)
       guard info.used, !info.head else { return nil }
       i += 1
     }
@@ -290,19 +305,17 @@ public final class IOVAAllocator {
     // block, reserved, or outside the space.
     let next = g + count
     if next < endGranule && !overlapsReserved(next, next + 1) {
-      let info = granuleInfo(next)
+      let info = radix.granuleInfo(next)
       if info.used && !info.head { return nil }
     }
     return g
   }
 
   /// Puts a block back into the tree (not into a magazine).
-  func releaseToTree(_ g: UInt64, order: Int) {
-    setBit(&headBits, granule: g, to: false)
-    setBit(&cachedBits, granule: g, to: false)
-    _ = markRange(
-      level: levelBits.count - 1, node: 0, nodeBase: 0, lo: g, hi: g + (1 << UInt64(order)), used: false,
-      collapse: true)
+  mutating func releaseToTree(_ g: UInt64, order: Int) {
+    radix.setHead(g, false)
+    radix.setCached(g, false)
+    radix.mark(g, g + (1 << UInt64(order)), used: false, collapse: true)
   }
 
   // MARK: - Reserved ranges
@@ -318,7 +331,7 @@ public final class IOVAAllocator {
     return low < reservedGranules.count && reservedGranules[low].lowerBound < hi
   }
 
-  private func insertReserved(_ range: Range<UInt64>) {
+  private mutating func insertReserved(_ range: Range<UInt64>) {
     var merged = range
     var kept: [Range<UInt64>] = []
     kept.reserveCapacity(reservedGranules.count + 1)
@@ -338,9 +351,9 @@ public final class IOVAAllocator {
   private func gapsAreFree(_ lo: UInt64, _ hi: UInt64) -> Bool {
     var cursor = lo
     for r in reservedGranules where r.upperBound > cursor && r.lowerBound < hi {
-      if r.lowerBound > cursor && !rangeIsFree(cursor, r.lowerBound) { return false }
+      if r.lowerBound > cursor && !radix.rangeIsFree(cursor, r.lowerBound) { return false }
       cursor = max(cursor, r.upperBound)
     }
-    return cursor >= hi || rangeIsFree(cursor, hi)
+    return cursor >= hi || radix.rangeIsFree(cursor, hi)
   }
 }
