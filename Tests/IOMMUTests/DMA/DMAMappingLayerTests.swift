@@ -8,7 +8,7 @@ import Testing
 
   func make(
     _ mode: DMAMappingLayer.InvalidationMode, aperture: Range<IOVA> = IOVA(0)..<IOVA(1 << 48),
-    dmaLimit: IOVA = IOVA(1 << 48), table: DictionaryPageTable = DictionaryPageTable(),
+    dmaLimit: IOVA = IOVA(1 << 48), table: FaultInjectingPageTable = FaultInjectingPageTable(),
     tlb: IOTLB = IOTLB(capacity: 256)
   ) throws -> DMAMappingLayer {
     try DMAMappingLayer(
@@ -18,7 +18,7 @@ import Testing
   }
 
   @Test func mapKeepsTheOffsetAndMapsEveryPage() throws {
-    let table = DictionaryPageTable()
+    let table = FaultInjectingPageTable()
     let layer = try make(.strict, table: table)
     let iova = try layer.map(physical: PhysicalAddress(0x1234_5678), size: 0x2000, protection: .read)
     #expect(iova.rawValue & 0xFFF == 0x678)
@@ -34,7 +34,7 @@ import Testing
   }
 
   @Test func strictUnmapLeavesNoStaleTranslation() throws {
-    let table = DictionaryPageTable()
+    let table = FaultInjectingPageTable()
     let tlb = IOTLB(capacity: 256)
     let layer = try make(.strict, table: table, tlb: tlb)
     let iova = try layer.map(physical: PhysicalAddress(0x4000_0000), size: 4 * 4096, protection: .readWrite)
@@ -60,7 +60,7 @@ import Testing
   }
 
   @Test func strictGatherRecordsLargeLeaves() throws {
-    let table = DictionaryPageTable(useLargeLeaves: true)
+    let table = FaultInjectingPageTable()
     let tlb = IOTLB(capacity: 64)
     let layer = try make(.strict, table: table, tlb: tlb)
     let iova = try layer.map(physical: PhysicalAddress(0x4000_0000), size: 1 << 21, protection: .read)
@@ -188,7 +188,7 @@ import Testing
   }
 
   @Test func aFailedMapLeaksNoIOVA() throws {
-    let table = DictionaryPageTable()
+    let table = FaultInjectingPageTable()
     let layer = try make(.strict, table: table)
     table.failNextMap = IOMMUError(.ENOMEM, "table pages exhausted")
     do {
@@ -206,7 +206,7 @@ import Testing
 
   @Test(arguments: [DMAMappingLayer.InvalidationMode.strict, .lazy(queueCapacity: 4)])
   func badUnmapsAreEINVALAndChangeNothing(mode: DMAMappingLayer.InvalidationMode) throws {
-    let table = DictionaryPageTable()
+    let table = FaultInjectingPageTable()
     let layer = try make(mode, table: table)
     let iova = try layer.map(physical: PhysicalAddress(0x5000), size: 4096, protection: .read)
     for (address, size) in [
