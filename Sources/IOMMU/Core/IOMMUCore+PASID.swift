@@ -32,6 +32,7 @@ extension IOMMUCore {
       throw IOMMUError(.EINVAL, "\(pasid) of \(bdf) belongs to an SVA bond; unbind it")
     }
     group.pasids[pasid] = nil
+    iotlb.invalidate(domain: domain.id, pasid: pasid)
   }
 
   /// The device's PASID table: every attached PASID and its domain.
@@ -82,6 +83,7 @@ extension IOMMUCore {
       throw IOMMUError(.EINVAL, "\(pasid) is not a kernel DMA PASID of \(bdf)")
     }
     kernelDMAPASIDs[bdf]!.remove(at: index)
+    if let domain = group.pasids[pasid]?.domain { iotlb.invalidate(domain: domain.id, pasid: pasid) }
     group.pasids[pasid] = nil
     try pasidAllocator.free(pasid)
   }

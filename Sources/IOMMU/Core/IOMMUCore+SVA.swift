@@ -74,6 +74,9 @@ extension IOMMUCore {
     else { throw IOMMUError(.EINVAL, "\(bond) is not bound") }
     bond.references -= 1
     guard bond.references == 0 else { return }
+    if let domain = groupsByID[bond.group]?.pasids[bond.pasid]?.domain {
+      iotlb.invalidate(domain: domain.id, pasid: bond.pasid)
+    }
     groupsByID[bond.group]?.pasids[bond.pasid] = nil
     bound.bonds[bond.group] = nil
     if bound.bonds.isEmpty {
@@ -179,7 +182,16 @@ extension IOMMUCore {
     for bond in bound.bonds.values.sorted(by: { $0.group.rawValue < $1.group.rawValue }) {
       let invalidation = IOTLBInvalidation(
         domain: bound.domain.id, group: bond.group, pasid: bond.pasid, scope: scope)
+      switch scope {
+      case .range(let start, let size):
+        iotlb.invalidate(
+          domain: bound.domain.id, pasid: bond.pasid,
+          range: IOVA(start.rawValue)..<IOVA(start.rawValue &+ size))
+      case .all:
+        iotlb.invalidate(domain: bound.domain.id, pasid: bond.pasid)
+      }
       iotlbInvalidations.append(invalidation)
+      if iotlbInvalidations.count > Self.invalidationLogLimit { iotlbInvalidations.removeFirst() }
       iotlbInvalidationHook?(invalidation)
     }
   }

@@ -34,7 +34,18 @@ extension IOMMUCore {
     if domain.type == .sva, domain.addressSpace?.isAlive != true {
       return fault(.addressSpaceExited, domain)
     }
-    guard let translation = domain.lookup(iova) else { return fault(.notMapped, domain) }
+    // The IOTLB first (tagged by domain and PASID); a miss walks the domain and fills it. Only
+    // translated domains are cached: identity and blocked need no walk.
+    let tag = pasid ?? .noPASID
+    let cacheable = domain.type.isPaging || domain.type == .sva
+    let translation: IOTranslation
+    if cacheable, let cached = iotlb.lookup(domain: domain.id, pasid: tag, iova: iova) {
+      translation = cached
+    } else {
+      guard let walked = domain.lookup(iova) else { return fault(.notMapped, domain) }
+      if cacheable { iotlb.insert(domain: domain.id, pasid: tag, iova: iova, translation: walked) }
+      translation = walked
+    }
     guard translation.protection.contains(access.requiredProtection) else {
       return fault(.permission, domain)
     }

@@ -21,16 +21,26 @@ public final class IOMMUCore {
     public var faultQueueCapacity: Int
     /// One past the largest global PASID handed out (at most 2^20).
     public var pasidLimit: UInt32
+    /// Translations the IOTLB holds before it evicts.
+    public var iotlbCapacity: Int
+    /// Unmapped IOVAs a DMA-FQ domain queues before it forces a flush.
+    public var flushQueueCapacity: Int
+    /// The IOVA width DMA domains hand out (the device's DMA mask in Linux); 48 = the table's width.
+    public var dmaAddressBits: Int
 
     public init(
       passthrough: Bool = false, strict: Bool = false, confidentialPlatform: Bool = false,
-      faultQueueCapacity: Int = 256, pasidLimit: UInt32 = PASID.limit
+      faultQueueCapacity: Int = 256, pasidLimit: UInt32 = PASID.limit, iotlbCapacity: Int = 4096,
+      flushQueueCapacity: Int = 256, dmaAddressBits: Int = 48
     ) {
       self.passthrough = passthrough
       self.strict = strict
       self.confidentialPlatform = confidentialPlatform
       self.faultQueueCapacity = faultQueueCapacity
       self.pasidLimit = pasidLimit
+      self.iotlbCapacity = iotlbCapacity
+      self.flushQueueCapacity = flushQueueCapacity
+      self.dmaAddressBits = dmaAddressBits
     }
   }
 
@@ -50,20 +60,44 @@ public final class IOMMUCore {
   /// Kernel DMA PASIDs handed out by enableKernelDMAPASID, per device.
   var kernelDMAPASIDs: [BDF: [PASID]] = [:]
 
-  /// IOTLB invalidations requested because a shared CPU page table changed, oldest first.
+  /// The IOTLB every translation goes through, tagged by domain and PASID.
+  public let iotlb: IOTLB
+  /// The MSI doorbell window, never handed out as a DMA IOVA (iova_reserve_iommu_regions).
+  public static let msiWindow = IOVA(0xFEE0_0000)..<IOVA(0xFEF0_0000)
+
+  /// IOTLB invalidations requested because a shared CPU page table changed, oldest first; the most
+  /// recent ``invalidationLogLimit`` are kept (all are applied to the IOTLB).
   public internal(set) var iotlbInvalidations: [IOTLBInvalidation] = []
+  public static let invalidationLogLimit = 1024
   /// Called for every invalidation as it is requested (the IOTLB is wired in here later).
   public var iotlbInvalidationHook: ((IOTLBInvalidation) -> Void)?
 
-  /// EINVAL for a fault queue capacity < 1 or a PASID limit outside [2, 2^20].
+  /// EINVAL for a fault queue or IOTLB capacity < 1, a flush queue capacity < 1, a DMA width outside
+  /// [32, 48], or a PASID limit outside [2, 2^20].
   public init(
     configuration: Configuration = Configuration(),
     pageTableFactory: @escaping IOPageTableFactory
   ) throws(IOMMUError) {
+    guard configuration.iotlbCapacity >= 1, configuration.flushQueueCapacity >= 1 else {
+      throw IOMMUError(.EINVAL, "IOTLB and flush queue capacities must be at least 1")
+    }
+    guard (32...48).contains(configuration.dmaAddressBits) else {
+      throw IOMMUError(.EINVAL, "DMA address width \(configuration.dmaAddressBits) is outside 32...48")
+    }
     self.configuration = configuration
     self.pageTableFactory = pageTableFactory
     self.pasidAllocator = try GlobalPASIDAllocator(limit: configuration.pasidLimit)
     self.faultQueue = try FaultQueue(capacity: configuration.faultQueueCapacity)
+    self.iotlb = IOTLB(capacity: configuration.iotlbCapacity)
+  }
+
+  /// A core whose paging domains use Cove's 4-level radix page table, with table pages in `memory`.
+  public convenience init(configuration: Configuration = Configuration(), tableMemory: TablePagePool)
+    throws(IOMMUError)
+  {
+    try self.init(configuration: configuration) { _ throws(IOMMUError) in
+      try RadixIOPageTable(memory: tableMemory)
+    }
   }
 
   deinit {
@@ -215,10 +249,21 @@ public final class IOMMUCore {
   ) throws(IOMMUError) -> IOMMUDomain {
     let table: (any IOPageTableProtocol)? = type.isPaging ? try pageTableFactory(type) : nil
     let id = DomainID(rawValue: nextDomainID)
+    // A DMA API domain owns its IOVA space: dma-iommu's allocator, strict or with a flush queue.
+    var dma: DMAMappingLayer?
+    if let table, type == .dma || type == .dmaFQ {
+      dma = try DMAMappingLayer(
+        domainID: id, pageTable: table, iotlb: iotlb,
+        mode: type == .dma ? .strict : .lazy(queueCapacity: configuration.flushQueueCapacity),
+        aperture: IOVA(0)..<IOVA(1 << 48), reserved: [Self.msiWindow],
+        dmaLimit: IOVA(1 << UInt64(configuration.dmaAddressBits)))
+    }
     nextDomainID += 1
-    return IOMMUDomain(
+    let domain = IOMMUDomain(
       id: id, type: type, owner: ObjectIdentifier(self), pageTable: table, parent: parent,
-      addressSpace: addressSpace)
+      addressSpace: addressSpace, iotlb: iotlb, dma: dma)
+    parent?.nestedChildren.append(id)
+    return domain
   }
 
   /// The checks a hotplugged device must pass to join `group` (see ``addDevice(_:)``).

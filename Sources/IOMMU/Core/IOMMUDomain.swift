@@ -18,10 +18,17 @@ public final class IOMMUDomain: CustomStringConvertible {
   /// Identifies the core that made the domain: a domain from another core is refused (EINVAL), as
   /// Linux refuses a domain whose owner ops differ from the device's.
   let owner: ObjectIdentifier
+  /// The core's IOTLB, invalidated when this domain unmaps.
+  let iotlb: IOTLB?
+  /// The DMA API over a dma / dmaFQ domain (dma-iommu): IOVA allocation, strict or lazy unmap.
+  public let dma: DMAMappingLayer?
+  /// Nested domains whose stage 2 is this domain: their cached translations depend on its table.
+  var nestedChildren: [DomainID] = []
 
   init(
     id: DomainID, type: DomainType, owner: ObjectIdentifier, pageTable: (any IOPageTableProtocol)?,
-    parent: IOMMUDomain? = nil, addressSpace: ProcessAddressSpace? = nil
+    parent: IOMMUDomain? = nil, addressSpace: ProcessAddressSpace? = nil, iotlb: IOTLB? = nil,
+    dma: DMAMappingLayer? = nil
   ) {
     self.id = id
     self.type = type
@@ -29,6 +36,8 @@ public final class IOMMUDomain: CustomStringConvertible {
     self.pageTable = pageTable
     self.parent = parent
     self.addressSpace = addressSpace
+    self.iotlb = iotlb
+    self.dma = dma
   }
 
   public var description: String { "\(id) (\(type))" }
@@ -45,8 +54,16 @@ public final class IOMMUDomain: CustomStringConvertible {
   /// Unmaps from `iova` up to `size` bytes, stopping at the first hole; returns the bytes unmapped
   /// (iommu_unmap). EINVAL if the domain is not paging-capable (Linux returns 0 there; Cove throws so
   /// the misuse is visible).
+  ///
+  /// Like iommu_unmap, the IOTLB is synchronised before returning (every PASID of the domain, and
+  /// every nested domain built on it), so no stale translation survives an unmap.
   public func unmap(_ iova: IOVA, size: UInt64) throws(IOMMUError) -> UInt64 {
-    try pagingTable("unmap").unmap(iova, size: size)
+    let unmapped = try pagingTable("unmap").unmap(iova, size: size)
+    if unmapped > 0, let iotlb {
+      iotlb.invalidate(domain: id, pasid: nil, range: iova..<iova.advanced(by: unmapped))
+      for child in nestedChildren { iotlb.invalidate(domain: child) }
+    }
+    return unmapped
   }
 
   /// iommu_iova_to_phys: identity returns the IOVA, blocked returns nil (the access faults), a paging

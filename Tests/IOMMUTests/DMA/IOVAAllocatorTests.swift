@@ -225,4 +225,3 @@ import Testing
     for (iova, size) in live { #expect(allocator.isAllocated(IOVA(iova), size: size)) }
   }
 }
-
