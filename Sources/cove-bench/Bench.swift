@@ -11,10 +11,9 @@ import CoveCrypto
 import Foundation
 import SPDM
 
-@main
-struct CoveBench {
-  static func main() throws {
-    let runs = max(20, Int(CommandLine.arguments.dropFirst().first ?? "") ?? 30)
+/// Section 1: the SPDM connection against its crypto floor (issue: foundation, "Speed").
+enum SPDMBench {
+  static func run(runs: Int) throws {
     let device = try BuiltInDevice()
     var policy = device.requesterPolicy
     policy.baseAsymAlgorithms = .ecdsaP384
@@ -104,3 +103,26 @@ struct CoveBench {
         (ratio <= 1.3 ? "met" : "NOT MET") as NSString))
   }
 }
+
+@main
+struct CoveBench {
+  /// `cove-bench [spdm|iommu|all] [runs]`: every section by default.
+  static func main() throws {
+    let arguments = Array(CommandLine.arguments.dropFirst())
+    let section = arguments.first ?? "all"
+    let runs = max(20, arguments.dropFirst().first.flatMap { Int($0) } ?? 30)
+    switch section {
+    case "spdm": try SPDMBench.run(runs: runs)
+    case "iommu": try IOMMUBench.run()
+    case "all":
+      try SPDMBench.run(runs: runs)
+      print("")
+      try IOMMUBench.run()
+    default:
+      print("usage: cove-bench [spdm|iommu|all] [runs]")
+      throw ExitCodeError()
+    }
+  }
+}
+
+struct ExitCodeError: Error {}
