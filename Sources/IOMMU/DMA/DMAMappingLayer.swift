@@ -39,6 +39,10 @@ public final class DMAMappingLayer {
 
   public let domainID: DomainID
   public let pageTable: any IOPageTableProtocol
+  /// `pageTable` when it is a `RadixIOPageTable` (every DMA domain's is): map and unmap call it
+  /// directly, and its unmap reports the leaves it clears into the gather, so no walk per page is
+  /// needed beforehand to learn their sizes.
+  let radixTable: RadixIOPageTable?
   public let iotlb: IOTLB
   public let mode: InvalidationMode
   public let allocator: IOVAAllocator
@@ -46,13 +50,16 @@ public final class DMAMappingLayer {
   public let dmaLimit: IOVA
   /// Whether the next map tries below 4 GiB first — Linux's `pci_32bit_workaround`: on by default for
   /// devices that can address more, switched off for good the first time the 32-bit attempt fails.
-  public private(set) var tryBelow4GiBFirst: Bool
-  public private(set) var flushQueue: IOVAFlushQueue?
-  public private(set) var statistics = Statistics()
+  ///
+  /// (The mutable state below is not checked for exclusivity dynamically: the layer is single-threaded,
+  /// STYLE.md rule 8, and one check per counter update would show on the map/unmap path.)
+  @exclusivity(unchecked) public private(set) var tryBelow4GiBFirst: Bool
+  @exclusivity(unchecked) public private(set) var flushQueue: IOVAFlushQueue?
+  @exclusivity(unchecked) public private(set) var statistics = Statistics()
   /// Mappings made and not yet unmapped.
-  public private(set) var liveMappings = 0
+  @exclusivity(unchecked) public private(set) var liveMappings = 0
   /// Bytes (whole pages) currently mapped through this layer.
-  public private(set) var mappedBytes: UInt64 = 0
+  @exclusivity(unchecked) public private(set) var mappedBytes: UInt64 = 0
 
   /// The IOMMU page size the layer maps with (the page-table contract's 4 KiB granule).
   public static let pageSize: UInt64 = PageSize.size4K.bytes
@@ -80,6 +87,7 @@ public final class DMAMappingLayer {
     }
     self.domainID = domainID
     self.pageTable = pageTable
+    self.radixTable = pageTable as? RadixIOPageTable
     self.iotlb = iotlb
     self.mode = mode
     self.dmaLimit = min(dmaLimit, aperture.upperBound)
@@ -110,8 +118,13 @@ public final class DMAMappingLayer {
       throw IOMMUError(.ENOMEM, "no IOVA space for 0x\(String(length, radix: 16)) bytes below \(dmaLimit)")
     }
     do {
-      try pageTable.map(
-        iova, to: PhysicalAddress(physical.rawValue - offset), size: length, protection: protection)
+      if let radixTable {
+        try radixTable.map(
+          iova, to: PhysicalAddress(physical.rawValue - offset), size: length, protection: protection)
+      } else {
+        try pageTable.map(
+          iova, to: PhysicalAddress(physical.rawValue - offset), size: length, protection: protection)
+      }
     } catch {
       // Give the IOVA straight back: nothing was mapped, so nothing can be cached for it.
       try? allocator.free(iova, size: length)
@@ -152,29 +165,38 @@ public final class DMAMappingLayer {
     let offset = iova.rawValue & (Self.pageSize - 1)
     let base = IOVA(iova.rawValue - offset)
     guard size > 0, let length = Self.pageSpan(offset: offset, size: size),
-      let allocated = allocator.allocationSize(for: length), allocator.isAllocated(base, size: length),
-      pageTable.translate(base) != nil  // lazy mode: a queued IOVA is still allocated, but unmapped
+      let allocated = allocator.allocationSize(for: length), allocator.isAllocated(base, size: length)
     else {
-      throw IOMMUError(.EINVAL, "DMA unmap of \(iova) size 0x\(String(size, radix: 16)): not mapped here")
+      throw Self.notMapped(iova, size)
     }
-    // Learn the leaf sizes for the gather before the entries disappear.
     var gather = IOTLBGather()
-    var cursor: UInt64 = 0
-    while cursor < length {
-      let leaf = pageTable.translate(base.advanced(by: cursor))?.pageSize ?? .size4K
-      let step = min(leaf.bytes - (base.rawValue &+ cursor) & (leaf.bytes - 1), length - cursor)
-      gather.add(base.advanced(by: cursor), size: step, pageSize: leaf)
-      cursor += step
+    if let radixTable {
+      // The unmap reports each leaf it clears into the gather. A hole at `base` unmaps nothing: in lazy
+      // mode a queued IOVA is still allocated, but unmapped.
+      guard try radixTable.unmap(base, size: length, reportingLeavesTo: &gather) != 0 else {
+        throw Self.notMapped(iova, size)
+      }
+    } else {
+      guard pageTable.translate(base) != nil else { throw Self.notMapped(iova, size) }
+      // Learn the leaf sizes for the gather before the entries disappear.
+      var cursor: UInt64 = 0
+      while cursor < length {
+        let leaf = pageTable.translate(base.advanced(by: cursor))?.pageSize ?? .size4K
+        let step = min(leaf.bytes - (base.rawValue &+ cursor) & (leaf.bytes - 1), length - cursor)
+        gather.add(base.advanced(by: cursor), size: step, pageSize: leaf)
+        cursor += step
+      }
+      // A hole inside our own mapping cannot arise; the IOVA is recycled either way.
+      _ = try pageTable.unmap(base, size: length)
     }
-    let unmapped = try pageTable.unmap(base, size: length)
     statistics.unmaps += 1
     liveMappings -= 1
     mappedBytes -= length
-    _ = unmapped  // a hole inside our own mapping cannot arise; the IOVA is recycled either way.
     switch mode {
     case .strict:
       statistics.syncInvalidations += gather.flush(into: iotlb, domain: domainID, pasid: nil)
-      try allocator.free(base, size: allocated)
+      // Checked by `isAllocated` above, and nothing has touched the allocator since.
+      allocator.freeChecked(base, size: allocated)
     case .lazy:
       releaseFlushed()
       // A full queue forces a flush (dma-iommu does the same in queue_iova). With a flush of the
@@ -186,6 +208,11 @@ public final class DMAMappingLayer {
       }
       _ = flushQueue?.enqueue(base, size: allocated)
     }
+  }
+
+  /// The EINVAL of an unmap that names no live mapping of this layer (built only on that path).
+  private static func notMapped(_ iova: IOVA, _ size: UInt64) -> IOMMUError {
+    IOMMUError(.EINVAL, "DMA unmap of \(iova) size 0x\(String(size, radix: 16)): not mapped here")
   }
 
   // MARK: - Flush queue (lazy mode)
@@ -216,10 +243,13 @@ public final class DMAMappingLayer {
   }
 
   private func releaseFlushed() {
-    guard let entries = flushQueue?.drainReleasable() else { return }
-    for entry in entries {
-      // Queued entries were validated at unmap time and cannot be freed twice.
-      try? allocator.free(entry.iova, size: entry.size)
+    guard flushQueue?.hasReleasable == true else { return }
+    let allocator = allocator
+    flushQueue?.drainReleasable { entry in
+      // Queued entries were validated at unmap time (`isAllocated`) and stayed allocated and out of the
+      // magazines while queued, so they are freed without checking again.
+      assert(allocator.isAllocated(entry.iova, size: entry.size), "queued IOVA \(entry.iova) not live")
+      allocator.freeChecked(entry.iova, size: entry.size)
     }
   }
 

@@ -8,23 +8,60 @@
 /// short sorted list of disjoint ranges instead — contiguous or overlapping ones merge — so a flush never
 /// invalidates IOVAs that were not unmapped (over-invalidation would hide a missing-invalidation bug in
 /// tests) and still costs one call.
+///
+/// Storage: the first range and the freed page sizes are held inline (a range and a bit mask), so the
+/// usual gather — one unmap, one run of pages — allocates nothing; only a second disjoint range
+/// allocates the array of the others.
 public struct IOTLBGather: Sendable, Hashable {
-  /// The gathered IOVA ranges, sorted, disjoint and non-adjacent.
-  public private(set) var ranges: [Range<IOVA>] = []
-  /// Leaf sizes that were freed (Linux `gather->pgsize`, as a set since several may be gathered).
-  public private(set) var freedPageSizes: Set<PageSize> = []
+  /// The lowest gathered range; empty when nothing is gathered.
+  private var first: Range<IOVA> = IOVA(0)..<IOVA(0)
+  /// The gathered ranges after `first`, sorted, disjoint and non-adjacent.
+  private var rest: [Range<IOVA>] = []
+  /// Bit `PageSize.leafLevel - 1` per freed leaf size.
+  private var pageSizeMask: UInt8 = 0
 
   public init() {}
 
-  public var isEmpty: Bool { ranges.isEmpty }
+  /// The gathered IOVA ranges, sorted, disjoint and non-adjacent.
+  public var ranges: [Range<IOVA>] {
+    first.isEmpty ? [] : [first] + rest
+  }
+
+  /// Leaf sizes that were freed (Linux `gather->pgsize`, as a set since several may be gathered).
+  public var freedPageSizes: Set<PageSize> {
+    Set(PageSize.allCases.filter { pageSizeMask & Self.bit($0) != 0 })
+  }
+
+  public var isEmpty: Bool { first.isEmpty }
+
+  @inline(__always)
+  private static func bit(_ size: PageSize) -> UInt8 { 1 << UInt8(size.leafLevel - 1) }
 
   /// Adds an unmapped range. An empty range adds nothing; a range running past the top of the address
   /// space is clamped to it.
   public mutating func add(_ iova: IOVA, size: UInt64, pageSize: PageSize = .size4K) {
     guard size > 0 else { return }
     let (end, overflow) = iova.rawValue.addingReportingOverflow(size)
-    var merged = iova..<IOVA(overflow ? UInt64.max : end)
-    freedPageSizes.insert(pageSize)
+    let added = iova..<IOVA(overflow ? UInt64.max : end)
+    pageSizeMask |= Self.bit(pageSize)
+    if first.isEmpty {
+      first = added
+      return
+    }
+    if rest.isEmpty && added.lowerBound <= first.upperBound && first.lowerBound <= added.upperBound {
+      // Touches or overlaps the only range (the usual next page of an unmap): grow it in place.
+      first = min(first.lowerBound, added.lowerBound)..<max(first.upperBound, added.upperBound)
+      return
+    }
+    var all = ranges
+    Self.insert(added, into: &all)
+    first = all[0]
+    rest = Array(all.dropFirst())
+  }
+
+  /// Inserts `added` into the sorted, disjoint, non-adjacent `ranges`, merging what it touches.
+  private static func insert(_ added: Range<IOVA>, into ranges: inout [Range<IOVA>]) {
+    var merged = added
     // Ranges touching or overlapping `merged` form one run in the sorted list.
     var first = 0
     while first < ranges.count && ranges[first].upperBound < merged.lowerBound { first += 1 }
@@ -42,10 +79,16 @@ public struct IOTLBGather: Sendable, Hashable {
   /// - Returns: the number of range invalidations issued.
   @discardableResult
   public mutating func flush(into iotlb: IOTLB, domain: DomainID, pasid: PASID?) -> Int {
-    let issued = ranges.count
-    for range in ranges { iotlb.invalidate(domain: domain, pasid: pasid, range: range) }
-    ranges.removeAll(keepingCapacity: true)
-    freedPageSizes.removeAll(keepingCapacity: true)
+    guard !first.isEmpty else {
+      pageSizeMask = 0
+      return 0
+    }
+    iotlb.invalidate(domain: domain, pasid: pasid, range: first)
+    for range in rest { iotlb.invalidate(domain: domain, pasid: pasid, range: range) }
+    let issued = 1 + rest.count
+    first = IOVA(0)..<IOVA(0)
+    rest.removeAll(keepingCapacity: true)
+    pageSizeMask = 0
     return issued
   }
 }

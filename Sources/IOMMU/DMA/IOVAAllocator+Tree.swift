@@ -27,6 +27,14 @@ struct IOVARadix {
   var cachedBits = ContiguousArray<UInt64>()
   var headWordsPerNode = 1
   var nodeCount: [Int] = []
+  /// log2 of the granules of one leaf chunk (`levelBits[0]`).
+  var leafBits = 0
+  /// The leaf chunk last found by `setHead`/`setCached` (chunk number = granule >> leafBits) and its
+  /// node: the granule a magazine pop clears the cached bit of is the one an unmap checks and a free
+  /// sets it again on, so the walk down the radix is done once, not three times. Forgotten by `mark`,
+  /// the only thing that moves leaf chunks.
+  var lastChunk = UInt64.max
+  var lastChunkNode: Int32 = -1
 
   static let freeChild: Int32 = -1
   static let fullChild: Int32 = -2
@@ -49,6 +57,7 @@ struct IOVARadix {
       nodeCount.append(0)
     }
     headWordsPerNode = max(1, (1 << levelBits[0]) / 64)
+    leafBits = levelBits[0]
     let root = newNode(level: levelBits.count - 1, full: false)
     precondition(root == 0, "the root is the first node of the top level")
   }
@@ -63,18 +72,30 @@ struct IOVARadix {
 
   /// Marks granules [lo, hi) in use or free (see `markRange`).
   mutating func mark(_ lo: UInt64, _ hi: UInt64, used: Bool, collapse: Bool) {
+    lastChunk = UInt64.max
     _ = markRange(
       level: levelBits.count - 1, node: 0, nodeBase: 0, lo: lo, hi: hi, used: used, collapse: collapse)
   }
 
   mutating func setHead(_ g: UInt64, _ value: Bool) {
-    guard let (word, mask) = bitLocation(g) else { return }
+    guard let (word, mask) = rememberingBitLocation(g) else { return }
     if value { headBits[word] |= mask } else { headBits[word] &= ~mask }
   }
 
   mutating func setCached(_ g: UInt64, _ value: Bool) {
-    guard let (word, mask) = bitLocation(g) else { return }
+    guard let (word, mask) = rememberingBitLocation(g) else { return }
     if value { cachedBits[word] |= mask } else { cachedBits[word] &= ~mask }
+  }
+
+  /// `bitLocation`, remembering the leaf chunk found for the next lookup.
+  @inline(__always)
+  mutating func rememberingBitLocation(_ g: UInt64) -> (word: Int, mask: UInt64)? {
+    let node = leafNode(g)
+    guard node >= 0 else { return nil }
+    lastChunk = g >> UInt64(leafBits)
+    lastChunkNode = node
+    let slot = Int(g & ((1 << UInt64(leafBits)) - 1))
+    return (Int(node) * headWordsPerNode + slot >> 6, UInt64(1) << UInt64(slot & 63))
   }
 
   /// The summary of a wholly free span of `2^(slotOrder[level] + height)` granules.
@@ -272,6 +293,7 @@ struct IOVARadix {
   /// The leaf chunk holding granule `g`, or the state of the unmaterialised subtree that covers it.
   @inline(__always)
   func leafNode(_ g: UInt64) -> Int32 {
+    if g >> UInt64(leafBits) == lastChunk { return lastChunkNode }
     var level = levelBits.count - 1
     var node: Int32 = 0
     while level > 0 {
@@ -287,6 +309,12 @@ struct IOVARadix {
   func granuleInfo(_ g: UInt64) -> (used: Bool, head: Bool, cached: Bool) {
     let node = leafNode(g)
     if node < 0 { return (node == Self.fullChild, false, false) }
+    return granuleInfo(g, inLeaf: node)
+  }
+
+  /// `granuleInfo` for a granule of the materialised leaf chunk `node`.
+  @inline(__always)
+  func granuleInfo(_ g: UInt64, inLeaf node: Int32) -> (used: Bool, head: Bool, cached: Bool) {
     let bits = levelBits[0]
     let slot = Int(g & ((1 << UInt64(bits)) - 1))
     let used = trees[0][Int(node) * (2 << bits) + (1 << bits) + slot] == 0

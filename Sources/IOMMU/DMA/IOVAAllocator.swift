@@ -22,7 +22,9 @@
 /// Single-threaded like the rest of the simulation core (STYLE.md rule 8): Linux's per-CPU rcache
 /// becomes one "CPU" with a loaded and a previous magazine per size class, plus a shared depot.
 public final class IOVAAllocator {
-  var state: IOVAAllocatorState
+  /// Not checked for exclusivity dynamically: the allocator is single-threaded (STYLE.md rule 8) and no
+  /// method re-enters another, so the check would only add its cost to every allocate/free.
+  @exclusivity(unchecked) var state: IOVAAllocatorState
 
   /// Counters for tests and the bench.
   public struct Statistics: Sendable, Hashable {
@@ -92,14 +94,19 @@ public final class IOVAAllocator {
   public func free(_ iova: IOVA, size: UInt64) throws(IOMMUError) { try state.free(iova, size: size) }
 
   /// Whether `(iova, size)` is exactly one live allocation — what `free` would accept.
-  public func isAllocated(_ iova: IOVA, size: UInt64) -> Bool { state.isAllocated(iova, size: size) }
+  public func isAllocated(_ iova: IOVA, size: UInt64) -> Bool { state.isAllocatedInPlace(iova, size: size) }
 
   /// The number of bytes a block of `size` really occupies (power-of-two granules), or nil if `size`
   /// is zero or larger than the space.
-  public func allocationSize(for size: UInt64) -> UInt64? { state.allocationSize(for: size) }
+  public func allocationSize(for size: UInt64) -> UInt64? { state.allocationSizeInPlace(for: size) }
 
   /// Returns every cached block to the tree (Linux `free_cpu_cached_iovas` + `free_global_cached_iovas`).
   public func flushCaches() { state.flushCaches() }
+
+  /// `free` without its validation, for a caller that has just checked `isAllocated(iova, size:)` (or
+  /// the DMA layer's flush queue, whose entries were checked when queued) and changed nothing in the
+  /// allocator since: the check is what costs in `free`, and it would find the same answer.
+  func freeChecked(_ iova: IOVA, size: UInt64) { state.freeChecked(iova, size: size) }
 }
 
 /// All of `IOVAAllocator`'s state and logic, as a struct driven through `mutating` methods: the class
@@ -254,6 +261,26 @@ struct IOVAAllocatorState {
     }
   }
 
+  /// See `IOVAAllocator.freeChecked`.
+  mutating func freeChecked(_ iova: IOVA, size: UInt64) {
+    guard let order = order(forSize: size) else { preconditionFailure("freeChecked with size \(size)") }
+    let g = iova.rawValue >> granuleShift
+    liveCount -= 1
+    counters.frees += 1
+    if order <= IOVAAllocator.maxCachedOrder {
+      cachePush(g, order: order)
+      counters.cachedFrees += 1
+    } else {
+      releaseToTree(g, order: order)
+    }
+  }
+
+  /// `isAllocated` and `allocationSize` for the class: `mutating` only so that the call works on the
+  /// class's stored state in place — a non-mutating call on a class's struct property copies the whole
+  /// struct (and retains its arrays) first, which cost more than the check itself.
+  mutating func isAllocatedInPlace(_ iova: IOVA, size: UInt64) -> Bool { isAllocated(iova, size: size) }
+  mutating func allocationSizeInPlace(for size: UInt64) -> UInt64? { allocationSize(for: size) }
+
   /// Whether `(iova, size)` is exactly one live allocation — what `free` would accept.
   func isAllocated(_ iova: IOVA, size: UInt64) -> Bool {
     guard let order = order(forSize: size) else { return false }
@@ -292,6 +319,7 @@ struct IOVAAllocatorState {
     guard g & (count - 1) == 0, g >= startGranule, g < endGranule, endGranule - g >= count else {
       return nil
     }
+    if order == 0 { return liveSingleGranule(g) }
     guard !overlapsReserved(g, g + count) else { return nil }
     let head = radix.granuleInfo(g)
     guard head.used, head.head, !head.cached else { return nil }
@@ -308,6 +336,29 @@ struct IOVAAllocatorState {
       let info = radix.granuleInfo(next)
       if info.used && !info.head { return nil }
     }
+    return g
+  }
+
+  /// `liveBlockGranule` for one granule `g` inside the space (the usual 4 KiB DMA mapping): one radix
+  /// walk serves `g` and, inside the same chunk, the granule after it. A head bit means an allocation,
+  /// which a reserved granule never is, so the reserved ranges are consulted only for a used non-head
+  /// successor — the case the general check needs them for.
+  @inline(__always)
+  func liveSingleGranule(_ g: UInt64) -> UInt64? {
+    let node = radix.leafNode(g)
+    guard node >= 0 else { return nil }
+    let head = radix.granuleInfo(g, inLeaf: node)
+    guard head.used, head.head, !head.cached else { return nil }
+    let next = g + 1
+    guard next < endGranule else { return g }
+    let slotMask = (UInt64(1) << UInt64(IOVARadix.chunkBits)) - 1
+    let info: (used: Bool, head: Bool, cached: Bool)
+    if next & slotMask != 0 && radix.levelBits[0] == IOVARadix.chunkBits {
+      info = radix.granuleInfo(next, inLeaf: node)
+    } else {
+      info = radix.granuleInfo(next)
+    }
+    if info.used && !info.head && !overlapsReserved(next, next + 1) { return nil }
     return g
   }
 

@@ -52,7 +52,8 @@ public struct IOVAFlushQueue: Sendable {
   public mutating func enqueue(_ iova: IOVA, size: UInt64) -> Bool {
     guard count < capacity else { return false }
     let entry = Entry(iova: iova, size: size, flushStartCount: flushStartCount)
-    let tail = (head + count) % capacity
+    var tail = head + count  // head < capacity and count < capacity: one subtraction wraps it
+    if tail >= capacity { tail -= capacity }
     if tail == ring.count { ring.append(entry) } else { ring[tail] = entry }
     count += 1
     return true
@@ -74,14 +75,23 @@ public struct IOVAFlushQueue: Sendable {
   /// finish count, so a flush numbered above its tag both began after it was queued and has finished.
   public mutating func drainReleasable() -> [Entry] {
     var out: [Entry] = []
-    while count > 0 && ring[head].flushStartCount < flushFinishCount {
-      out.append(ring[head])
-      head = (head + 1) % capacity
-      count -= 1
-    }
-    released += out.count
+    drainReleasable { out.append($0) }
     return out
   }
+
+  /// `drainReleasable`, handing each entry to `body` instead of collecting an array.
+  mutating func drainReleasable(_ body: (Entry) -> Void) {
+    while count > 0 && ring[head].flushStartCount < flushFinishCount {
+      body(ring[head])
+      head += 1
+      if head == capacity { head = 0 }
+      count -= 1
+      released += 1
+    }
+  }
+
+  /// Whether `drainReleasable` would hand anything back.
+  var hasReleasable: Bool { count > 0 && ring[head].flushStartCount < flushFinishCount }
 
   /// The queued entries, oldest first.
   public var entries: [Entry] {

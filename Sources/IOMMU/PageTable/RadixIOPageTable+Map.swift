@@ -26,6 +26,17 @@ extension RadixIOPageTable {
     }
     let start = iova.rawValue
     let end = start + size
+    if size == PageSize.size4K.bytes {
+      // One 4 KiB page (every dma_map_page of a page): the EEXIST check and the install are one walk.
+      let leaf = physical.rawValue | RadixPageTableEntry.protectionBits(protection)
+      if let pool {
+        try mapOnePage(OwnPoolReader(pool: pool), start, leaf: leaf)
+      } else {
+        try mapOnePage(MemoryReader(memory: memory), start, leaf: leaf)
+      }
+      mappedBytes += size
+      return
+    }
     if let (leafIOVA, _) = firstLeaf(in: root.rawValue, level: levels, tableIOVA: 0, start: start, end: end) {
       throw IOMMUError(.EEXIST, "\(IOVA(leafIOVA)) is already mapped inside the range mapped at \(iova)")
     }
@@ -38,9 +49,10 @@ extension RadixIOPageTable {
       let pageSize = Self.largestPageSize(iova: va, physical: pa, remaining: size - offset)
       guard installLeaf(iova: va, physical: pa, pageSize: pageSize, attributes: attributes) else {
         var removed: UInt64 = 0
+        var noSink = NoUnmappedLeafSink()
         _ = unmapRange(
           root.rawValue, level: levels, tableIOVA: 0, start: start, end: end, pruneUntouched: true,
-          unmapped: &removed)
+          unmapped: &removed, sink: &noSink)
         precondition(removed == offset, "rollback removed \(removed) bytes of the \(offset) mapped")
         throw IOMMUError(.ENOMEM, "table memory exhausted mapping \(iova) + 0x\(String(size, radix: 16))")
       }
@@ -57,10 +69,32 @@ extension RadixIOPageTable {
   /// width (nothing can be mapped there). A zero size unmaps nothing. Table pages that become empty are
   /// freed to the table memory.
   public func unmap(_ iova: IOVA, size: UInt64) throws(IOMMUError) -> UInt64 {
+    var sink = NoUnmappedLeafSink()
+    return try unmap(iova, size: size, reportingLeavesTo: &sink)
+  }
+
+  /// `unmap`, also reporting every leaf it clears, in IOVA order, to `sink` (an `IOTLBGather` for the
+  /// DMA layer, which so learns the leaf sizes without a walk per page before the unmap).
+  func unmap<Sink: UnmappedLeafSink>(_ iova: IOVA, size: UInt64, reportingLeavesTo sink: inout Sink)
+    throws(IOMMUError) -> UInt64
+  {
     try Self.validateAlignment(iova.rawValue | size, what: "unmap \(iova)")
     guard size > 0 else { return 0 }
     try validateIOVARange(iova.rawValue, size: size)
     let start = iova.rawValue
+    if size == PageSize.size4K.bytes {
+      // One 4 KiB page (every dma_unmap_page of a page): one walk, unless a large leaf is over it.
+      let one =
+        if let pool {
+          unmapOnePage(OwnPoolReader(pool: pool), start)
+        } else {
+          unmapOnePage(MemoryReader(memory: memory), start)
+        }
+      if let unmapped = one {
+        if unmapped != 0 { sink.cleared(IOVA(start), pageSize: .size4K) }
+        return unmapped
+      }
+    }
     let end = start + size
     if let first = translate(IOVA(start)), start & (first.pageSize.bytes - 1) != 0 {
       throw IOMMUError(
@@ -74,7 +108,7 @@ extension RadixIOPageTable {
     var unmapped: UInt64 = 0
     _ = unmapRange(
       root.rawValue, level: levels, tableIOVA: 0, start: start, end: end, pruneUntouched: false,
-      unmapped: &unmapped)
+      unmapped: &unmapped, sink: &sink)
     mappedBytes -= unmapped
     return unmapped
   }
@@ -168,6 +202,95 @@ extension RadixIOPageTable {
     return true
   }
 
+  /// Installs the 4 KiB leaf `leaf` (frame | attribute bits) at `iova` in one walk, allocating the
+  /// tables on its path: EEXIST when the page, or a large leaf over it, is mapped; ENOMEM (with the
+  /// tables allocated on the way freed again) when table memory runs out. The range checks are done.
+  @inline(__always)
+  func mapOnePage<Access: TableEntryWriter>(_ access: Access, _ iova: UInt64, leaf: UInt64)
+    throws(IOMMUError)
+  {
+    let rw = RadixPageTableEntry.readBit | RadixPageTableEntry.writeBit
+    var table = root.rawValue
+    var level = levels
+    while level > 1 {
+      let address = Self.entryAddress(table: table, level: level, iova: iova)
+      let raw = access.load(address)
+      if raw & rw != 0 {
+        if RadixPageTableEntry(rawValue: raw).isLeaf(atLevel: level) {
+          let leafIOVA = iova & ~((1 << Self.shift(ofLevel: level)) - 1)
+          throw IOMMUError(
+            .EEXIST, "\(IOVA(leafIOVA)) is already mapped inside the range mapped at \(IOVA(iova))")
+        }
+        table = raw & RadixPageTableEntry.addressMask
+      } else {
+        guard let page = access.allocatePage() else {
+          var removed: UInt64 = 0
+          var noSink = NoUnmappedLeafSink()
+          _ = unmapRange(
+            root.rawValue, level: levels, tableIOVA: 0, start: iova, end: iova + PageSize.size4K.bytes,
+            pruneUntouched: true, unmapped: &removed, sink: &noSink)
+          throw IOMMUError(.ENOMEM, "table memory exhausted mapping \(IOVA(iova)) + 0x1000")
+        }
+        Self.checkTablePage(page)
+        tablePages += 1
+        access.store(RadixPageTableEntry.table(page).rawValue, at: address)
+        table = page.rawValue
+      }
+      level -= 1
+    }
+    let address = Self.entryAddress(table: table, level: 1, iova: iova)
+    if access.load(address) & rw != 0 {
+      throw IOMMUError(.EEXIST, "\(IOVA(iova)) is already mapped inside the range mapped at \(IOVA(iova))")
+    }
+    access.store(leaf, at: address)
+  }
+
+  /// Unmaps the one 4 KiB page at `iova` in one walk and frees the tables it leaves empty: 4096, or 0
+  /// when `iova` is a hole. Nil — nothing done — when a large leaf covers `iova`: the general path
+  /// reports the straddle.
+  @inline(__always)
+  func unmapOnePage<Access: TableEntryWriter>(_ access: Access, _ iova: UInt64) -> UInt64? {
+    let rw = RadixPageTableEntry.readBit | RadixPageTableEntry.writeBit
+    // The entry address read at each level, top first (at most 4 levels).
+    var path: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+    var table = root.rawValue
+    var level = levels
+    while true {
+      let address = Self.entryAddress(table: table, level: level, iova: iova)
+      let raw = access.load(address)
+      guard raw & rw != 0 else { return 0 }
+      switch level {
+      case 4: path.3 = address
+      case 3: path.2 = address
+      case 2: path.1 = address
+      default: path.0 = address
+      }
+      if level == 1 { break }
+      if RadixPageTableEntry(rawValue: raw).isLeaf(atLevel: level) { return nil }
+      table = raw & RadixPageTableEntry.addressMask
+      level -= 1
+    }
+    access.store(0, at: path.0)
+    mappedBytes -= PageSize.size4K.bytes
+    // Free the tables left empty, bottom up; the root stays.
+    var child = table
+    level = 2
+    while level <= levels && access.isEmptyTable(child) {
+      let parentEntry: UInt64
+      switch level {
+      case 2: parentEntry = path.1
+      case 3: parentEntry = path.2
+      default: parentEntry = path.3
+      }
+      access.store(0, at: parentEntry)
+      access.freePage(child)
+      tablePages -= 1
+      child = parentEntry & ~(TablePagePool.pageBytes - 1)
+      level += 1
+    }
+    return PageSize.size4K.bytes
+  }
+
   // MARK: - Unmap internals
 
   /// Clears the leaves of `[start, end)` from `start` upward in the table at `table` (at `level`,
@@ -178,9 +301,9 @@ extension RadixIOPageTable {
   /// A child is tested for emptiness (up to 512 loads) only when a leaf below it was cleared — an unmap
   /// that finds a hole at once costs one path walk — except with `pruneUntouched`, which a map rollback
   /// sets: the tables it allocated on the path to the failed allocation hold nothing and must go too.
-  func unmapRange(
+  func unmapRange<Sink: UnmappedLeafSink>(
     _ table: UInt64, level: Int, tableIOVA: UInt64, start: UInt64, end: UInt64, pruneUntouched: Bool,
-    unmapped: inout UInt64
+    unmapped: inout UInt64, sink: inout Sink
   ) -> Bool {
     let shift = Self.shift(ofLevel: level)
     let span: UInt64 = 1 << shift
@@ -195,12 +318,13 @@ extension RadixIOPageTable {
         precondition(entryIOVA >= start && entryIOVA + span <= end, "unmap met a straddling leaf")
         store(0, at: address)
         unmapped += span
+        sink.cleared(IOVA(entryIOVA), pageSize: .leaf(atLevel: level))
       } else {
         let child = entry.address.rawValue
         let unmappedBefore = unmapped
         let stopped = unmapRange(
           child, level: level - 1, tableIOVA: entryIOVA, start: max(start, entryIOVA),
-          end: min(end, entryIOVA + span), pruneUntouched: pruneUntouched, unmapped: &unmapped)
+          end: min(end, entryIOVA + span), pruneUntouched: pruneUntouched, unmapped: &unmapped, sink: &sink)
         if (pruneUntouched || unmapped != unmappedBefore) && isEmptyTable(child) {
           store(0, at: address)
           memory.freeTablePage(PhysicalAddress(child))
@@ -211,5 +335,21 @@ extension RadixIOPageTable {
       index += 1
     }
     return false
+  }
+}
+
+/// Receives each leaf an unmap clears.
+protocol UnmappedLeafSink {
+  mutating func cleared(_ iova: IOVA, pageSize: PageSize)
+}
+
+/// Reports nowhere: compiles away on the plain `unmap` path.
+struct NoUnmappedLeafSink: UnmappedLeafSink {
+  @inline(__always) mutating func cleared(_ iova: IOVA, pageSize: PageSize) {}
+}
+
+extension IOTLBGather: UnmappedLeafSink {
+  mutating func cleared(_ iova: IOVA, pageSize: PageSize) {
+    add(iova, size: pageSize.bytes, pageSize: pageSize)
   }
 }

@@ -104,16 +104,45 @@ protocol TableEntryReader {
   func load(_ address: UInt64) -> UInt64
 }
 
+/// Reads and writes a table's own entries and pages; specialised per memory like `TableEntryReader`,
+/// for the one-walk map and unmap of a single page.
+protocol TableEntryWriter: TableEntryReader {
+  func store(_ value: UInt64, at address: UInt64)
+  func allocatePage() -> PhysicalAddress?
+  func freePage(_ page: UInt64)
+  /// Whether the table page at `page` has no present entry.
+  func isEmptyTable(_ page: UInt64) -> Bool
+}
+
 /// A table's own pool: entries this table wrote, read without the allocation check.
-struct OwnPoolReader: TableEntryReader {
+struct OwnPoolReader: TableEntryWriter {
   let pool: TablePagePool
   @inline(__always) func load(_ address: UInt64) -> UInt64 { pool.loadOwnEntry(address) }
+  @inline(__always) func store(_ value: UInt64, at address: UInt64) { pool.storeOwnEntry(value, at: address) }
+  @inline(__always) func allocatePage() -> PhysicalAddress? { pool.allocateTablePage() }
+  @inline(__always) func freePage(_ page: UInt64) { pool.freeTablePage(PhysicalAddress(page)) }
+  @inline(__always) func isEmptyTable(_ page: UInt64) -> Bool { !pool.hasPresentEntry(inPage: page) }
 }
 
 /// Any table memory, through the protocol (checked loads).
-struct MemoryReader: TableEntryReader {
+struct MemoryReader: TableEntryWriter {
   let memory: any IOTableMemory
   @inline(__always) func load(_ address: UInt64) -> UInt64 { memory.loadEntry(PhysicalAddress(address)) }
+  @inline(__always) func store(_ value: UInt64, at address: UInt64) {
+    memory.storeEntry(value, at: PhysicalAddress(address))
+  }
+  @inline(__always) func allocatePage() -> PhysicalAddress? { memory.allocateTablePage() }
+  @inline(__always) func freePage(_ page: UInt64) { memory.freeTablePage(PhysicalAddress(page)) }
+  func isEmptyTable(_ page: UInt64) -> Bool {
+    var offset: UInt64 = 0
+    while offset < TablePagePool.pageBytes {
+      if load(page | offset) & (RadixPageTableEntry.readBit | RadixPageTableEntry.writeBit) != 0 {
+        return false
+      }
+      offset += 8
+    }
+    return true
+  }
 }
 
 /// Receives each entry a walk reads.

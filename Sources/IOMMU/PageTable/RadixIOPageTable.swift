@@ -21,9 +21,11 @@ public final class RadixIOPageTable: IOPageTableProtocol {
   /// Levels of the table: 4 for 48-bit input, 3 for 39-bit.
   public let levels: Int
   /// Bytes currently mapped.
-  public internal(set) var mappedBytes: UInt64 = 0
+  /// (Counters are not checked for exclusivity dynamically: the table is single-threaded, STYLE.md
+  /// rule 8, and a check per `+=` would show on the map/unmap path.)
+  @exclusivity(unchecked) public internal(set) var mappedBytes: UInt64 = 0
   /// Table pages this table holds, the root included.
-  public internal(set) var tablePages: Int = 1
+  @exclusivity(unchecked) public internal(set) var tablePages: Int = 1
 
   /// The same memory when it is a `TablePagePool`: a direct, devirtualised path for the hot walks.
   let pool: TablePagePool?

@@ -157,6 +157,17 @@ import Testing
 }
 
 @Suite struct IOTLBGatherTests {
+  @Test func gathersWithTheSameRangesAreEqual() {
+    var oneByOne = IOTLBGather()
+    for page: UInt64 in [5, 1, 3, 2, 4] { oneByOne.add(IOVA(page << 12), size: 4096) }
+    var atOnce = IOTLBGather()
+    atOnce.add(IOVA(0x1000), size: 0x5000)
+    #expect(oneByOne == atOnce)
+    #expect(oneByOne.ranges == [IOVA(0x1000)..<IOVA(0x6000)])
+    atOnce.add(IOVA(0x1000), size: 0x1000, pageSize: .size2M)
+    #expect(oneByOne != atOnce)
+  }
+
   @Test func contiguousAndOverlappingRangesMerge() {
     var gather = IOTLBGather()
     #expect(gather.isEmpty)

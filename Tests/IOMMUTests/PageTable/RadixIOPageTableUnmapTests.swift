@@ -100,4 +100,44 @@ import Testing
     #expect(table.mappedBytes == 0)
     #expect(memoryDump(pool) == [table.root: Array(repeating: 0, count: 512)])
   }
+
+  /// The one-walk 4 KiB paths (what every dma_map_page/dma_unmap_page of a page takes).
+  @Test func singlePageMapAndUnmapKeepTheContract() throws {
+    let (pool, table) = try makeTable()
+    try table.map(IOVA(0x20_0000), to: PhysicalAddress(0x4000_0000), size: 0x20_0000, protection: .read)
+    // A 4 KiB page under a 2 MiB leaf: EEXIST on map, EINVAL (would split) on unmap, nothing changes.
+    #expect(
+      thrownErrno { try table.map(IOVA(0x20_1000), to: PhysicalAddress(0), size: 0x1000, protection: .read) }
+        == .EEXIST)
+    #expect(thrownErrno { _ = try table.unmap(IOVA(0x20_1000), size: 0x1000) } == .EINVAL)
+    #expect(table.mappedBytes == 0x20_0000)
+    // A page next to another in the same level-1 table: unmapping one keeps the table.
+    try table.map(IOVA(0x1000), to: PhysicalAddress(0x9000), size: 0x1000, protection: .readWrite)
+    try table.map(IOVA(0x2000), to: PhysicalAddress(0xA000), size: 0x1000, protection: .read)
+    #expect(
+      thrownErrno { try table.map(IOVA(0x2000), to: PhysicalAddress(0), size: 0x1000, protection: .read) }
+        == .EEXIST)
+    let pagesWithBoth = table.tablePages
+    #expect(try table.unmap(IOVA(0x1000), size: 0x1000) == 0x1000)
+    #expect(try table.unmap(IOVA(0x1000), size: 0x1000) == 0)
+    #expect(table.tablePages == pagesWithBoth)
+    #expect(table.translate(IOVA(0x2000))?.physical == PhysicalAddress(0xA000))
+    // The last page of its level-1 table frees that table, and no more.
+    #expect(try table.unmap(IOVA(0x2000), size: 0x1000) == 0x1000)
+    #expect(table.tablePages == pagesWithBoth - 1)
+    #expect(pool.allocatedPages == table.tablePages)
+    _ = try table.unmap(IOVA(0x20_0000), size: 0x20_0000)
+    #expect(table.tablePages == 1)
+    #expect(pool.allocatedPages == 1)
+  }
+
+  @Test func singlePageMapOutOfTableMemoryLeavesNoTableBehind() throws {
+    let (pool, table) = try makeTable(maxPages: 3)  // the root and two more: one short of a 4 KiB leaf
+    #expect(
+      thrownErrno { try table.map(IOVA(0x1000), to: PhysicalAddress(0), size: 0x1000, protection: .read) }
+        == .ENOMEM)
+    #expect(table.tablePages == 1)
+    #expect(pool.allocatedPages == 1)
+    #expect(table.mappedBytes == 0)
+  }
 }

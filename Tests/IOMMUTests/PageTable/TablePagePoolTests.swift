@@ -38,6 +38,21 @@ import Testing
     #expect(pool.allocateTablePage() == nil)
   }
 
+  @Test func freedPagesComeBackZeroedWhateverWasStoredInThem() throws {
+    let pool = try TablePagePool(maxPages: 1)
+    let page = try #require(pool.allocateTablePage())
+    // Not present (R = W = 0) but non-zero: the page must still be cleared on free.
+    pool.storeEntry(0x5000, at: page.advanced(by: 8))
+    // Present, then cleared again: nothing is left to clear.
+    pool.storeEntry(0x6003, at: page.advanced(by: 16))
+    pool.storeEntry(0, at: page.advanced(by: 16))
+    pool.freeTablePage(page)
+    let again = try #require(pool.allocateTablePage())
+    for index in 0..<512 {
+      #expect(pool.loadEntry(again.advanced(by: UInt64(index) * 8)) == 0)
+    }
+  }
+
   @Test func badConfigurationIsRefused() {
     #expect(thrownErrno { _ = try TablePagePool(base: PhysicalAddress(0x1800), maxPages: 1) } == .EINVAL)
     #expect(thrownErrno { _ = try TablePagePool(maxPages: -1) } == .EINVAL)
