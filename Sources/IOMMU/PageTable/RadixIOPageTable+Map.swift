@@ -66,8 +66,12 @@ extension RadixIOPageTable {
   ///
   /// EINVAL when `iova` or `size` is not 4 KiB aligned, or when a leaf straddles either end of the range:
   /// unmapping would have to split it, and nothing is unmapped. ERANGE when the range leaves the input
-  /// width (nothing can be mapped there). A zero size unmaps nothing. Table pages that become empty are
-  /// freed to the table memory.
+  /// width (nothing can be mapped there). A zero size unmaps nothing.
+  ///
+  /// A table page is freed only when the range covers its whole span (then it is empty), as Linux's
+  /// VT-d `domain_unmap` frees only page-table pages the unmapped range covers entirely; a table left
+  /// empty by a smaller unmap stays linked for the next map, so a map/unmap pair of one page does not
+  /// allocate and free a table every time.
   public func unmap(_ iova: IOVA, size: UInt64) throws(IOMMUError) -> UInt64 {
     var sink = NoUnmappedLeafSink()
     return try unmap(iova, size: size, reportingLeavesTo: &sink)
@@ -245,56 +249,37 @@ extension RadixIOPageTable {
     access.store(leaf, at: address)
   }
 
-  /// Unmaps the one 4 KiB page at `iova` in one walk and frees the tables it leaves empty: 4096, or 0
-  /// when `iova` is a hole. Nil — nothing done — when a large leaf covers `iova`: the general path
-  /// reports the straddle.
+  /// Unmaps the one 4 KiB page at `iova` in one walk: 4096, or 0 when `iova` is a hole. Nil — nothing
+  /// done — when a large leaf covers `iova`: the general path reports the straddle. No table is freed:
+  /// one page never covers a table's whole span.
   @inline(__always)
   func unmapOnePage<Access: TableEntryWriter>(_ access: Access, _ iova: UInt64) -> UInt64? {
     let rw = RadixPageTableEntry.readBit | RadixPageTableEntry.writeBit
-    // The entry address read at each level, top first (at most 4 levels).
-    var path: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
     var table = root.rawValue
     var level = levels
+    var leafAddress: UInt64 = 0
     while true {
       let address = Self.entryAddress(table: table, level: level, iova: iova)
       let raw = access.load(address)
       guard raw & rw != 0 else { return 0 }
-      switch level {
-      case 4: path.3 = address
-      case 3: path.2 = address
-      case 2: path.1 = address
-      default: path.0 = address
+      if level == 1 {
+        leafAddress = address
+        break
       }
-      if level == 1 { break }
       if RadixPageTableEntry(rawValue: raw).isLeaf(atLevel: level) { return nil }
       table = raw & RadixPageTableEntry.addressMask
       level -= 1
     }
-    access.store(0, at: path.0)
+    access.store(0, at: leafAddress)
     mappedBytes -= PageSize.size4K.bytes
-    // Free the tables left empty, bottom up; the root stays.
-    var child = table
-    level = 2
-    while level <= levels && access.isEmptyTable(child) {
-      let parentEntry: UInt64
-      switch level {
-      case 2: parentEntry = path.1
-      case 3: parentEntry = path.2
-      default: parentEntry = path.3
-      }
-      access.store(0, at: parentEntry)
-      access.freePage(child)
-      tablePages -= 1
-      child = parentEntry & ~(TablePagePool.pageBytes - 1)
-      level += 1
-    }
     return PageSize.size4K.bytes
   }
 
   // MARK: - Unmap internals
 
   /// Clears the leaves of `[start, end)` from `start` upward in the table at `table` (at `level`,
-  /// translating from `tableIOVA`), stopping at the first hole, and frees child tables left empty. Every
+  /// translating from `tableIOVA`), stopping at the first hole, and frees child tables whose whole span
+  /// the range covered (and, for a map rollback, every child left empty). Every
   /// leaf met lies wholly inside the range: `unmap` refused straddles before, and a map rollback only
   /// meets its own leaves. Returns true when it stopped at a hole.
   ///
@@ -325,7 +310,10 @@ extension RadixIOPageTable {
         let stopped = unmapRange(
           child, level: level - 1, tableIOVA: entryIOVA, start: max(start, entryIOVA),
           end: min(end, entryIOVA + span), pruneUntouched: pruneUntouched, unmapped: &unmapped, sink: &sink)
-        if (pruneUntouched || unmapped != unmappedBefore) && isEmptyTable(child) {
+        // A map rollback prunes every table it left empty; an unmap frees a child only when the range
+        // covered the child's whole span (Linux VT-d domain_unmap).
+        let coversChild = start <= entryIOVA && end >= entryIOVA + span
+        if (pruneUntouched || (coversChild && unmapped != unmappedBefore)) && isEmptyTable(child) {
           store(0, at: address)
           memory.freeTablePage(PhysicalAddress(child))
           tablePages -= 1

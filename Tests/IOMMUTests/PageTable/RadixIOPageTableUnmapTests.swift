@@ -74,7 +74,9 @@ import Testing
     }
   }
 
-  @Test func emptiedTablesReturnToThePool() throws {
+  /// Linux's VT-d rule: a table page goes back to the pool only when an unmap covers its whole span;
+  /// a table emptied by smaller unmaps stays linked for the next map.
+  @Test func tablesReturnToThePoolOnlyWhenAnUnmapCoversTheirSpan() throws {
     let (pool, table) = try makeTable()
     try table.map(IOVA(0), to: PhysicalAddress(0x1000), size: 0x3000, protection: .read)
     // Two pages either side of the boundary between level-4 entries 0 and 1.
@@ -86,19 +88,24 @@ import Testing
     // leaf; 2 + 2 for the 4 MiB of 4 KiB leaves.
     #expect(table.tablePages == 1 + 3 + 5 + 1 + 4)
 
-    #expect(try table.unmap(IOVA(0x1000), size: 0x1000) == 0x1000)  // the level-1 table still holds two
-    #expect(table.tablePages == 14)
+    // Page-sized unmaps never cover a table's span: every table stays, even when left empty.
+    #expect(try table.unmap(IOVA(0x1000), size: 0x1000) == 0x1000)
     #expect(try table.unmap(IOVA(0x7F_FFFF_F000), size: 0x2000) == 0x2000)
-    #expect(table.tablePages == 9)
     #expect(try table.unmap(IOVA(0), size: 0x1000) == 0x1000)
     #expect(try table.unmap(IOVA(0x2000), size: 0x1000) == 0x1000)
-    #expect(table.tablePages == 6)
+    #expect(table.tablePages == 14)
+    #expect(table.translate(IOVA(0x2000)) == nil)
+    // The 1 GiB leaf sits directly in a level-3 table whose span (512 GiB) the unmap does not cover.
     #expect(try table.unmap(IOVA(0xFFFF_C000_0000), size: 0x4000_0000) == 0x4000_0000)
+    #expect(table.tablePages == 14)
+    // 4 MiB of 4 KiB leaves fill two level-1 tables exactly: unmapping the 4 MiB covers both spans.
     #expect(try table.unmap(IOVA(0x1234_5620_0000), size: 0x40_0000) == 0x40_0000)
-    #expect(table.tablePages == 1)
-    #expect(pool.allocatedPages == 1)
+    #expect(table.tablePages == 12)
+    #expect(pool.allocatedPages == 12)
     #expect(table.mappedBytes == 0)
-    #expect(memoryDump(pool) == [table.root: Array(repeating: 0, count: 512)])
+    // A later map reuses the tables that stayed: no new page for the same 4 KiB.
+    try table.map(IOVA(0x1000), to: PhysicalAddress(0x1000), size: 0x1000, protection: .read)
+    #expect(table.tablePages == 12)
   }
 
   /// The one-walk 4 KiB paths (what every dma_map_page/dma_unmap_page of a page takes).
@@ -122,13 +129,14 @@ import Testing
     #expect(try table.unmap(IOVA(0x1000), size: 0x1000) == 0)
     #expect(table.tablePages == pagesWithBoth)
     #expect(table.translate(IOVA(0x2000))?.physical == PhysicalAddress(0xA000))
-    // The last page of its level-1 table frees that table, and no more.
+    // The last page of its level-1 table leaves the table linked (a page never covers its span).
     #expect(try table.unmap(IOVA(0x2000), size: 0x1000) == 0x1000)
-    #expect(table.tablePages == pagesWithBoth - 1)
+    #expect(table.tablePages == pagesWithBoth)
     #expect(pool.allocatedPages == table.tablePages)
+    // Unmapping the 2 MiB leaf clears a level-2 entry; its table (1 GiB span) stays too.
     _ = try table.unmap(IOVA(0x20_0000), size: 0x20_0000)
-    #expect(table.tablePages == 1)
-    #expect(pool.allocatedPages == 1)
+    #expect(table.tablePages == pagesWithBoth)
+    #expect(table.mappedBytes == 0)
   }
 
   @Test func singlePageMapOutOfTableMemoryLeavesNoTableBehind() throws {
