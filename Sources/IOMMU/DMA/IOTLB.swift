@@ -5,11 +5,17 @@
 /// which is exactly why strict DMA unmap must sync before the IOVA is reused (SEMANTICS.md §2).
 ///
 /// Why this layout: the hit path is benchmarked against a plain open-addressing hash table, so the
-/// cache *is* one — a preallocated power-of-two array of 24-byte slots at load ≤ 1/2, linear probing,
+/// cache *is* one — a preallocated power-of-two array of slots at load ≤ 1/2, linear probing,
 /// Fibonacci hashing of (page number, tag), backward-shift deletion (no tombstones, so probe chains
 /// never grow). No allocation, existential or dictionary on `lookup`. A lookup probes the 4 KiB page
 /// base first, then 2 MiB, then 1 GiB — but only sizes with at least one live entry, so a cache of
 /// 4 KiB leaves costs one probe sequence.
+///
+/// The slots and the mutable bookkeeping (counters, per-size counts) live in memory allocated once
+/// and reached through `let` pointers, not in `var` stored properties: a class's `var` is guarded by
+/// a dynamic exclusivity check (`swift_beginAccess`) on every access, which would dominate a hit. The
+/// 4 KiB probe is `@inlinable` so a caller in another module (the translation path, the benchmark)
+/// inlines it; 2 MiB and 1 GiB probes and the miss are an out-of-line call.
 ///
 /// Eviction is random (deterministic xorshift) among occupied slots: no referenced bit has to be
 /// written on a hit.
@@ -17,48 +23,73 @@ public final class IOTLB {
   /// Most entries held at once.
   public let capacity: Int
 
-  struct Slot {
-    /// 0 = empty; else (domain << 32) | (pasid << 8) | (protection << 3) | (size code << 1) | 1.
-    /// The protection rides in the tag so a slot is 24 bytes; key comparisons mask it out.
-    var tagAndProtection: UInt64
-    /// IOVA of the leaf's first byte.
-    var iovaBase: UInt64
+  /// 32 bytes: with the table 64-byte aligned no slot straddles two cache lines, so a hit touches
+  /// exactly one line, and each key word is compared whole (no masking on the hit path).
+  @usableFromInline
+  struct Slot: Sendable {
+    /// (domain << 32) | pasid.
+    @usableFromInline var tag: UInt64
+    /// 0 = empty; else the IOVA of the leaf's first byte | (size code << 1) | 1.
+    @usableFromInline var key: UInt64
     /// Output address of the leaf's first byte.
-    var physicalBase: UInt64
-    static let empty = Slot(tagAndProtection: 0, iovaBase: 0, physicalBase: 0)
-    static let protectionMask: UInt64 = 0b111 << 3
-    @inline(__always) var tag: UInt64 { tagAndProtection & ~Slot.protectionMask }
-    @inline(__always) var protection: UInt8 { UInt8(truncatingIfNeeded: (tagAndProtection >> 3) & 0b111) }
+    @usableFromInline var physicalBase: UInt64
+    /// `IOProtection.rawValue`.
+    @usableFromInline var protection: UInt64
+
+    @usableFromInline
+    init(tag: UInt64, key: UInt64, physicalBase: UInt64, protection: UInt64) {
+      self.tag = tag
+      self.key = key
+      self.physicalBase = physicalBase
+      self.protection = protection
+    }
+
+    static let empty = Slot(tag: 0, key: 0, physicalBase: 0, protection: 0)
+    var isEmpty: Bool { key == 0 }
+    var sizeCode: UInt64 { (key >> 1) & 3 }
+    var iovaBase: UInt64 { key & ~0xFFF }
+    var domain: UInt64 { tag >> 32 }
+    var pasid: UInt64 { tag & 0xFFFF_FFFF }
   }
 
-  private var slots: ContiguousArray<Slot>
-  /// Survivors of a full-table invalidation, preallocated so invalidation does not allocate either.
-  private var scratch: ContiguousArray<Slot>
-  let slotMask: Int
-  let hashShift: UInt64
-  private var sizeCounts: (Int, Int, Int) = (0, 0, 0)
-  private var randomState: UInt64 = 0x2545_F491_4F6C_DD1D
+  /// Everything that changes after `init`, kept out of the class's stored properties (see above).
+  @usableFromInline
+  struct State {
+    @usableFromInline var hits = 0
+    @usableFromInline var misses = 0
+    /// Live entries per leaf size (4 KiB, 2 MiB, 1 GiB).
+    @usableFromInline var count4K = 0
+    @usableFromInline var count2M = 0
+    @usableFromInline var count1G = 0
+    var count = 0
+    var insertions = 0
+    var evictions = 0
+    var invalidations = 0
+    var invalidatedEntries = 0
+    var randomState: UInt64 = 0x2545_F491_4F6C_DD1D
 
-  // Counters are stored privately behind public getters: a `public` stored property of a class keeps
-  // its dynamic exclusivity check on every `+= 1`, which would show on the hit path.
-  private var storedCount = 0
-  private var storedHits = 0
-  private var storedMisses = 0
-  private var storedInsertions = 0
-  private var storedEvictions = 0
-  private var storedInvalidations = 0
-  private var storedInvalidatedEntries = 0
+    @usableFromInline init() {}
+  }
+
+  /// `slotMask + 1` slots, 64-byte aligned, all-zero bytes = empty.
+  @usableFromInline let slots: UnsafeMutablePointer<Slot>
+  @usableFromInline let state: UnsafeMutablePointer<State>
+  /// Survivors of a full-table invalidation, preallocated (`capacity` slots) so invalidation does not
+  /// allocate either.
+  private let scratch: UnsafeMutablePointer<Slot>
+  @usableFromInline let slotMask: Int
+  @usableFromInline let hashShift: UInt64
 
   /// Entries held.
-  public var count: Int { storedCount }
-  public var hits: Int { storedHits }
-  public var misses: Int { storedMisses }
-  public var insertions: Int { storedInsertions }
-  public var evictions: Int { storedEvictions }
+  public var count: Int { state.pointee.count }
+  public var hits: Int { state.pointee.hits }
+  public var misses: Int { state.pointee.misses }
+  public var insertions: Int { state.pointee.insertions }
+  public var evictions: Int { state.pointee.evictions }
   /// Invalidation requests (any kind).
-  public var invalidations: Int { storedInvalidations }
+  public var invalidations: Int { state.pointee.invalidations }
   /// Entries removed by invalidation.
-  public var invalidatedEntries: Int { storedInvalidatedEntries }
+  public var invalidatedEntries: Int { state.pointee.invalidatedEntries }
 
   /// - Parameter capacity: entries held before eviction; clamped to 1...2^24 (a model, not a memory hog).
   public init(capacity: Int) {
@@ -66,11 +97,23 @@ public final class IOTLB {
     self.capacity = wanted
     var tableBits = 1
     while (1 << tableBits) < 2 * wanted { tableBits += 1 }
-    slots = ContiguousArray(repeating: .empty, count: 1 << tableBits)
-    scratch = []
-    scratch.reserveCapacity(wanted)
-    slotMask = (1 << tableBits) - 1
+    let slotCount = 1 << tableBits
+    let raw = UnsafeMutableRawPointer.allocate(
+      byteCount: slotCount * MemoryLayout<Slot>.stride, alignment: 64)
+    raw.initializeMemory(as: UInt8.self, repeating: 0, count: slotCount * MemoryLayout<Slot>.stride)
+    slots = raw.bindMemory(to: Slot.self, capacity: slotCount)
+    scratch = UnsafeMutablePointer<Slot>.allocate(capacity: wanted)
+    state = UnsafeMutablePointer<State>.allocate(capacity: 1)
+    state.initialize(to: State())
+    slotMask = slotCount - 1
     hashShift = UInt64(64 - tableBits)
+  }
+
+  deinit {
+    state.deinitialize(count: 1)
+    state.deallocate()
+    scratch.deallocate()
+    UnsafeMutableRawPointer(slots).deallocate()
   }
 
   // MARK: - Keys
@@ -89,24 +132,32 @@ public final class IOTLB {
     code == 0 ? .size4K : (code == 1 ? .size2M : .size1G)
   }
 
-  @inline(__always)
-  static func tag(domain: DomainID, pasid: PASID, sizeCode: UInt64) -> UInt64 {
-    (UInt64(domain.rawValue) << 32) | (UInt64(pasid.rawValue & (PASID.limit - 1)) << 8) | (sizeCode << 1) | 1
+  /// The (domain, PASID) half of a slot's key. The PASID is not masked: one beyond 20 bits is never
+  /// inserted, so a lookup for it simply misses without a separate range check.
+  @inlinable @inline(__always)
+  static func tag(domain: DomainID, pasid: PASID) -> UInt64 {
+    (UInt64(domain.rawValue) << 32) | UInt64(pasid.rawValue)
+  }
+
+  /// The (leaf base, size) half of a slot's key; never 0.
+  @inlinable @inline(__always)
+  static func key(iovaBase: UInt64, sizeCode: UInt64) -> UInt64 {
+    iovaBase | (sizeCode << 1) | 1
+  }
+
+  @inlinable @inline(__always)
+  func home(tag: UInt64, key: UInt64) -> Int {
+    let mixed = (key >> 12) ^ (tag &* 0xFF51_AFD7_ED55_8CCD)
+    return Int(truncatingIfNeeded: (mixed &* 0x9E37_79B9_7F4A_7C15) &>> hashShift)
   }
 
   @inline(__always)
-  func home(tag: UInt64, iovaBase: UInt64) -> Int {
-    let mixed = (iovaBase >> 12) ^ (tag &* 0xFF51_AFD7_ED55_8CCD)
-    return Int(truncatingIfNeeded: (mixed &* 0x9E37_79B9_7F4A_7C15) >> hashShift)
-  }
-
-  @inline(__always)
-  func find(tag: UInt64, iovaBase: UInt64) -> Int? {
-    var index = home(tag: tag, iovaBase: iovaBase)
+  func find(tag: UInt64, key: UInt64) -> Int? {
+    var index = home(tag: tag, key: key)
     while true {
       let slot = slots[index]
-      if slot.tag == tag && slot.iovaBase == iovaBase { return index }
-      if slot.tag == 0 { return nil }
+      if slot.key == key && slot.tag == tag { return index }
+      if slot.isEmpty { return nil }
       index = (index + 1) & slotMask
     }
   }
@@ -114,38 +165,57 @@ public final class IOTLB {
   // MARK: - Lookup and fill
 
   /// The cached translation of `iova` for (domain, pasid), or nil on a miss.
+  @inlinable @inline(__always)
   public func lookup(domain: DomainID, pasid: PASID, iova: IOVA) -> IOTranslation? {
     let address = iova.rawValue
+    // The 4 KiB probe, inline, when there are 4 KiB entries at all.
+    if state.pointee.count4K > 0 {
+      let tag = Self.tag(domain: domain, pasid: pasid)
+      let key = Self.key(iovaBase: address & ~0xFFF, sizeCode: 0)
+      var index = home(tag: tag, key: key)
+      while true {
+        let slot = slots[index]
+        if slot.key == key && slot.tag == tag {
+          state.pointee.hits &+= 1
+          return IOTranslation(
+            physical: PhysicalAddress(slot.physicalBase &+ (address & 0xFFF)),
+            protection: IOProtection(rawValue: UInt8(truncatingIfNeeded: slot.protection)), pageSize: .size4K)
+        }
+        if slot.key == 0 { break }
+        index = (index &+ 1) & slotMask
+      }
+    }
+    return lookupLargeLeaf(domain: domain, pasid: pasid, address: address)
+  }
+
+  /// The rest of `lookup` after the 4 KiB probe missed: 2 MiB, then 1 GiB, then a counted miss.
+  @usableFromInline
+  func lookupLargeLeaf(domain: DomainID, pasid: PASID, address: UInt64) -> IOTranslation? {
     guard pasid.rawValue < PASID.limit else {
-      storedMisses += 1
+      state.pointee.misses += 1
       return nil
     }
-    if sizeCounts.0 > 0, let hit = probe(domain, pasid, address, code: 0, mask: PageSize.size4K.bytes - 1) {
+    if state.pointee.count2M > 0, let hit = probe(domain, pasid, address, size: .size2M) {
       return hit
     }
-    if sizeCounts.1 > 0, let hit = probe(domain, pasid, address, code: 1, mask: PageSize.size2M.bytes - 1) {
+    if state.pointee.count1G > 0, let hit = probe(domain, pasid, address, size: .size1G) {
       return hit
     }
-    if sizeCounts.2 > 0, let hit = probe(domain, pasid, address, code: 2, mask: PageSize.size1G.bytes - 1) {
-      return hit
-    }
-    storedMisses += 1
+    state.pointee.misses += 1
     return nil
   }
 
   @inline(__always)
-  private func probe(_ domain: DomainID, _ pasid: PASID, _ address: UInt64, code: UInt64, mask: UInt64)
-    -> IOTranslation?
+  private func probe(_ domain: DomainID, _ pasid: PASID, _ address: UInt64, size: PageSize) -> IOTranslation?
   {
-    let base = address & ~mask
-    guard let index = find(tag: Self.tag(domain: domain, pasid: pasid, sizeCode: code), iovaBase: base) else {
-      return nil
-    }
-    storedHits += 1
+    let mask = size.bytes - 1
+    let key = Self.key(iovaBase: address & ~mask, sizeCode: Self.sizeCode(size))
+    guard let index = find(tag: Self.tag(domain: domain, pasid: pasid), key: key) else { return nil }
+    state.pointee.hits += 1
     let slot = slots[index]
     return IOTranslation(
       physical: PhysicalAddress(slot.physicalBase &+ (address & mask)),
-      protection: IOProtection(rawValue: slot.protection), pageSize: Self.pageSize(code: code))
+      protection: IOProtection(rawValue: UInt8(truncatingIfNeeded: slot.protection)), pageSize: size)
   }
 
   /// Caches the leaf that translated `iova` (`translation.physical` is `iova`'s output address; the
@@ -154,62 +224,63 @@ public final class IOTLB {
   @discardableResult
   public func insert(domain: DomainID, pasid: PASID, iova: IOVA, translation: IOTranslation) -> Bool {
     guard pasid.rawValue < PASID.limit else { return false }
-    let code = Self.sizeCode(translation.pageSize)
     let mask = translation.pageSize.bytes - 1
-    let base = iova.rawValue & ~mask
-    let tag = Self.tag(domain: domain, pasid: pasid, sizeCode: code)
+    let tag = Self.tag(domain: domain, pasid: pasid)
+    let key = Self.key(iovaBase: iova.rawValue & ~mask, sizeCode: Self.sizeCode(translation.pageSize))
     let entry = Slot(
-      tagAndProtection: tag | (UInt64(translation.protection.rawValue & 0b111) << 3), iovaBase: base,
-      physicalBase: translation.physical.rawValue &- (iova.rawValue & mask))
-    storedInsertions += 1
-    if let index = find(tag: tag, iovaBase: base) {
+      tag: tag, key: key, physicalBase: translation.physical.rawValue &- (iova.rawValue & mask),
+      protection: UInt64(translation.protection.rawValue))
+    state.pointee.insertions += 1
+    if let index = find(tag: tag, key: key) {
       slots[index] = entry
       return true
     }
-    if storedCount >= capacity { evictOne() }
+    if state.pointee.count >= capacity { evictOne() }
     place(entry)
     return true
   }
 
   private func place(_ entry: Slot) {
-    var index = home(tag: entry.tag, iovaBase: entry.iovaBase)
-    while slots[index].tag != 0 { index = (index + 1) & slotMask }
+    var index = home(tag: entry.tag, key: entry.key)
+    while !slots[index].isEmpty { index = (index + 1) & slotMask }
     slots[index] = entry
-    storedCount += 1
-    adjustSizeCount(entry.tag, by: 1)
+    state.pointee.count += 1
+    adjustSizeCount(entry.sizeCode, by: 1)
   }
 
   @inline(__always)
-  private func adjustSizeCount(_ tag: UInt64, by delta: Int) {
-    switch (tag >> 1) & 3 {
-    case 0: sizeCounts.0 += delta
-    case 1: sizeCounts.1 += delta
-    default: sizeCounts.2 += delta
+  private func adjustSizeCount(_ sizeCode: UInt64, by delta: Int) {
+    switch sizeCode {
+    case 0: state.pointee.count4K += delta
+    case 1: state.pointee.count2M += delta
+    default: state.pointee.count1G += delta
     }
   }
 
   private func evictOne() {
-    randomState ^= randomState << 13
-    randomState ^= randomState >> 7
-    randomState ^= randomState << 17
-    var index = Int(truncatingIfNeeded: randomState) & slotMask
-    while slots[index].tag == 0 { index = (index + 1) & slotMask }
+    var random = state.pointee.randomState
+    random ^= random << 13
+    random ^= random >> 7
+    random ^= random << 17
+    state.pointee.randomState = random
+    var index = Int(truncatingIfNeeded: random) & slotMask
+    while slots[index].isEmpty { index = (index + 1) & slotMask }
     remove(at: index)
-    storedEvictions += 1
+    state.pointee.evictions += 1
   }
 
   /// Backward-shift deletion: later members of the probe chain move into the hole so lookups never
   /// need tombstones.
   private func remove(at index: Int) {
-    adjustSizeCount(slots[index].tag, by: -1)
-    storedCount -= 1
+    adjustSizeCount(slots[index].sizeCode, by: -1)
+    state.pointee.count -= 1
     var hole = index
     var next = index
     while true {
       next = (next + 1) & slotMask
       let slot = slots[next]
-      if slot.tag == 0 { break }
-      let ideal = home(tag: slot.tag, iovaBase: slot.iovaBase)
+      if slot.isEmpty { break }
+      let ideal = home(tag: slot.tag, key: slot.key)
       // Move when the slot's home is not cyclically within (hole, next].
       let distanceToNext = (next - ideal) & slotMask
       let distanceToHole = (hole - ideal) & slotMask
@@ -224,9 +295,9 @@ public final class IOTLB {
   /// Live entries whose leaf is `size`.
   public func entries(of size: PageSize) -> Int {
     switch size {
-    case .size4K: sizeCounts.0
-    case .size2M: sizeCounts.1
-    case .size1G: sizeCounts.2
+    case .size4K: state.pointee.count4K
+    case .size2M: state.pointee.count2M
+    case .size1G: state.pointee.count1G
     }
   }
 
@@ -236,7 +307,7 @@ public final class IOTLB {
   /// that overlaps `range` — the range-based flush behind `iommu_iotlb_sync`. A small range with a
   /// PASID is removed leaf by leaf; otherwise the table is swept.
   public func invalidate(domain: DomainID, pasid: PASID?, range: Range<IOVA>) {
-    storedInvalidations += 1
+    state.pointee.invalidations += 1
     guard !range.isEmpty else { return }
     let lo = range.lowerBound.rawValue
     let hi = range.upperBound.rawValue
@@ -246,13 +317,13 @@ public final class IOTLB {
         candidates += ((hi - 1) / size.bytes) - (lo / size.bytes) + 1
       }
       if candidates <= 64 {
+        let tag = Self.tag(domain: domain, pasid: pasid)
         for size in PageSize.allCases where entries(of: size) > 0 {
-          let tag = Self.tag(domain: domain, pasid: pasid, sizeCode: Self.sizeCode(size))
           var base = lo & ~(size.bytes - 1)
           while base < hi {
-            if let index = find(tag: tag, iovaBase: base) {
+            if let index = find(tag: tag, key: Self.key(iovaBase: base, sizeCode: Self.sizeCode(size))) {
               remove(at: index)
-              storedInvalidatedEntries += 1
+              state.pointee.invalidatedEntries += 1
             }
             let (nextBase, overflow) = base.addingReportingOverflow(size.bytes)
             if overflow { break }
@@ -263,52 +334,59 @@ public final class IOTLB {
       }
     }
     sweep { slot in
-      guard slot.tag >> 32 == UInt64(domain.rawValue) else { return false }
-      if let pasid, (slot.tag >> 8) & UInt64(PASID.limit - 1) != UInt64(pasid.rawValue) { return false }
-      let size = Self.pageSize(code: (slot.tag >> 1) & 3).bytes
+      guard slot.domain == UInt64(domain.rawValue) else { return false }
+      if let pasid, slot.pasid != UInt64(pasid.rawValue) { return false }
+      let size = Self.pageSize(code: slot.sizeCode).bytes
       return slot.iovaBase < hi && slot.iovaBase &+ size > lo
     }
   }
 
-  /// Invalidates every entry of (domain, pasid) — PASID-selective invalidation.
+  /// Invalidates every entry of (domain, pasid) — PASID-selective invalidation. (The PASID is taken
+  /// modulo 2^20, as the 20-bit field of an invalidation descriptor would carry it.)
   public func invalidate(domain: DomainID, pasid: PASID) {
-    storedInvalidations += 1
-    let wanted = Self.tag(domain: domain, pasid: pasid, sizeCode: 0) & ~UInt64(0b110)
-    sweep { slot in slot.tag & ~UInt64(0b110) == wanted }
+    state.pointee.invalidations += 1
+    let wanted = Self.tag(domain: domain, pasid: PASID(pasid.rawValue & (PASID.limit - 1)))
+    sweep { slot in slot.tag == wanted }
   }
 
   /// Invalidates every entry of `domain`, all PASIDs (`flush_iotlb_all`).
   public func invalidate(domain: DomainID) {
-    storedInvalidations += 1
-    sweep { slot in slot.tag >> 32 == UInt64(domain.rawValue) }
+    state.pointee.invalidations += 1
+    sweep { slot in slot.domain == UInt64(domain.rawValue) }
   }
 
   /// Invalidates everything (a global invalidation).
   public func invalidateAll() {
-    storedInvalidations += 1
-    storedInvalidatedEntries += count
-    for index in slots.indices { slots[index] = .empty }
-    storedCount = 0
-    sizeCounts = (0, 0, 0)
+    state.pointee.invalidations += 1
+    state.pointee.invalidatedEntries += count
+    clearSlots()
+  }
+
+  private func clearSlots() {
+    UnsafeMutableRawPointer(slots).initializeMemory(
+      as: UInt8.self, repeating: 0, count: (slotMask + 1) * MemoryLayout<Slot>.stride)
+    state.pointee.count = 0
+    state.pointee.count4K = 0
+    state.pointee.count2M = 0
+    state.pointee.count1G = 0
   }
 
   /// Removes every entry `matches` selects, then re-places the survivors so probe chains stay intact.
   private func sweep(_ matches: (Slot) -> Bool) {
     guard count > 0 else { return }
-    scratch.removeAll(keepingCapacity: true)
+    var survivors = 0
     var removed = 0
-    for index in slots.indices where slots[index].tag != 0 {
+    for index in 0...slotMask where !slots[index].isEmpty {
       if matches(slots[index]) {
         removed += 1
       } else {
-        scratch.append(slots[index])
+        scratch[survivors] = slots[index]
+        survivors += 1
       }
     }
     guard removed > 0 else { return }
-    for index in slots.indices { slots[index] = .empty }
-    storedCount = 0
-    sizeCounts = (0, 0, 0)
-    for slot in scratch { place(slot) }
-    storedInvalidatedEntries += removed
+    clearSlots()
+    for index in 0..<survivors { place(scratch[index]) }
+    state.pointee.invalidatedEntries += removed
   }
 }
