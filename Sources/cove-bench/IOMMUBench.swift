@@ -161,6 +161,7 @@ enum IOMMUBench {
         (iotlbNs / plainNs <= 2 ? "met" : "NOT") as NSString,
         walkNs, strictNs, (strictNs <= 250 ? "met" : "NOT") as NSString, lazyNs,
         (lazyNs <= 150 ? "met" : "NOT") as NSString,
-        bytesPerMapping, (bytesPerMapping <= 24 ? "met" : "NOT") as NSString))
+        bytesPerMapping,
+        (live < 1 << 20 ? "(target is at 1 M)" : bytesPerMapping <= 24 ? "met" : "NOT") as NSString))
   }
 }

@@ -246,6 +246,20 @@ public final class IOTLB {
     slots[index] = entry
     state.pointee.count += 1
     adjustSizeCount(entry.sizeCode, by: 1)
+    entriesPerTag[entry.tag, default: 0] += 1
+  }
+
+  /// Live entries per (domain, PASID) tag: a range invalidation for every PASID of a domain probes
+  /// only the PASIDs that have entries instead of sweeping the whole table. Updated on insertion and
+  /// removal only, never on the hit path.
+  private var entriesPerTag: [UInt64: Int] = [:]
+
+  private func forgetTag(_ tag: UInt64) {
+    if let remaining = entriesPerTag[tag], remaining > 1 {
+      entriesPerTag[tag] = remaining - 1
+    } else {
+      entriesPerTag[tag] = nil
+    }
   }
 
   @inline(__always)
@@ -273,6 +287,7 @@ public final class IOTLB {
   /// need tombstones.
   private func remove(at index: Int) {
     adjustSizeCount(slots[index].sizeCode, by: -1)
+    forgetTag(slots[index].tag)
     state.pointee.count -= 1
     var hole = index
     var next = index
@@ -308,16 +323,23 @@ public final class IOTLB {
   /// PASID is removed leaf by leaf; otherwise the table is swept.
   public func invalidate(domain: DomainID, pasid: PASID?, range: Range<IOVA>) {
     state.pointee.invalidations += 1
-    guard !range.isEmpty else { return }
+    guard !range.isEmpty, count > 0 else { return }
     let lo = range.lowerBound.rawValue
     let hi = range.upperBound.rawValue
-    if let pasid, pasid.rawValue < PASID.limit {
-      var candidates: UInt64 = 0
-      for size in PageSize.allCases where entries(of: size) > 0 {
-        candidates += ((hi - 1) / size.bytes) - (lo / size.bytes) + 1
-      }
-      if candidates <= 64 {
-        let tag = Self.tag(domain: domain, pasid: pasid)
+    var candidates: UInt64 = 0
+    for size in PageSize.allCases where entries(of: size) > 0 {
+      candidates += ((hi - 1) / size.bytes) - (lo / size.bytes) + 1
+    }
+    // The tags to probe: the one PASID asked for, or every PASID of the domain that has entries
+    // (a strict unmap invalidates all PASIDs of its domain, usually just NO_PASID).
+    let tags: [UInt64]
+    if let pasid {
+      tags = pasid.rawValue < PASID.limit ? [Self.tag(domain: domain, pasid: pasid)] : []
+    } else {
+      tags = entriesPerTag.keys.filter { $0 >> 32 == UInt64(domain.rawValue) }
+    }
+    if candidates * UInt64(max(tags.count, 1)) <= 64 {
+      for tag in tags {
         for size in PageSize.allCases where entries(of: size) > 0 {
           var base = lo & ~(size.bytes - 1)
           while base < hi {
@@ -330,8 +352,8 @@ public final class IOTLB {
             base = nextBase
           }
         }
-        return
       }
+      return
     }
     sweep { slot in
       guard slot.domain == UInt64(domain.rawValue) else { return false }
@@ -369,6 +391,7 @@ public final class IOTLB {
     state.pointee.count4K = 0
     state.pointee.count2M = 0
     state.pointee.count1G = 0
+    entriesPerTag.removeAll(keepingCapacity: true)
   }
 
   /// Removes every entry `matches` selects, then re-places the survivors so probe chains stay intact.

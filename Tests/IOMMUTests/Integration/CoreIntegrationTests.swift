@@ -106,7 +106,8 @@ import Testing
     // A page-sized unmap keeps its tables for the next map (Linux VT-d frees only fully covered
     // tables), so the next map of that IOVA region needs no table page.
     #expect(pool.allocatedPages == afterMap)
-    _ = try core.dmaMap(device: device, physical: PhysicalAddress(0x5_0000_1000), size: 0x1000, protection: .read)
+    _ = try core.dmaMap(
+      device: device, physical: PhysicalAddress(0x5_0000_1000), size: 0x1000, protection: .read)
     #expect(pool.allocatedPages == afterMap)
   }
 
