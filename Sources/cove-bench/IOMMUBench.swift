@@ -71,7 +71,7 @@ enum IOMMUBench {
     print(
       "cove-bench: IOMMU core (radix page table, IOTLB, IOVA allocator, dma-iommu layer), best of 5 passes")
     print(
-      "  live       IOTLB hit  hash-table  ratio  (<=2.0)   page walk   strict map+unmap (<=250)  lazy map+unmap (<=150)  bytes/mapping (<=24)"
+      "  live       IOTLB hit  hash-table  ratio  (<=2.0)   page walk   strict map+unmap (<=250)  lazy map+unmap (<=150)  bytes/mapping (<=24 at 1 M)"
     )
     for live in scales {
       try row(live: live)
