@@ -41,8 +41,9 @@ public final class DMAMappingLayer {
   public let pageTable: any IOPageTableProtocol
   /// `pageTable` when it is a `RadixIOPageTable` (every DMA domain's is): map and unmap call it
   /// directly, and its unmap reports the leaves it clears into the gather, so no walk per page is
-  /// needed beforehand to learn their sizes.
-  let radixTable: RadixIOPageTable?
+  /// needed beforehand to learn their sizes. Unmanaged because `pageTable` holds the same object
+  /// strongly for the layer's lifetime: a strong optional cost a retain/release per map and unmap.
+  let radixTable: Unmanaged<RadixIOPageTable>?
   public let iotlb: IOTLB
   public let mode: InvalidationMode
   public let allocator: IOVAAllocator
@@ -87,7 +88,7 @@ public final class DMAMappingLayer {
     }
     self.domainID = domainID
     self.pageTable = pageTable
-    self.radixTable = pageTable as? RadixIOPageTable
+    self.radixTable = (pageTable as? RadixIOPageTable).map { Unmanaged.passUnretained($0) }
     self.iotlb = iotlb
     self.mode = mode
     self.dmaLimit = min(dmaLimit, aperture.upperBound)
@@ -117,10 +118,16 @@ public final class DMAMappingLayer {
       statistics.failedMaps += 1
       throw IOMMUError(.ENOMEM, "no IOVA space for 0x\(String(length, radix: 16)) bytes below \(dmaLimit)")
     }
-    do {
+    do throws(IOMMUError) {
       if let radixTable {
-        try radixTable.map(
-          iova, to: PhysicalAddress(physical.rawValue - offset), size: length, protection: protection)
+        let failure = radixTable._withUnsafeGuaranteedRef { table -> IOMMUError? in
+          do throws(IOMMUError) {
+            try table.map(
+              iova, to: PhysicalAddress(physical.rawValue - offset), size: length, protection: protection)
+            return nil
+          } catch { return error }
+        }
+        if let failure { throw failure }
       } else {
         try pageTable.map(
           iova, to: PhysicalAddress(physical.rawValue - offset), size: length, protection: protection)
@@ -173,9 +180,12 @@ public final class DMAMappingLayer {
     if let radixTable {
       // The unmap reports each leaf it clears into the gather. A hole at `base` unmaps nothing: in lazy
       // mode a queued IOVA is still allocated, but unmapped.
-      guard try radixTable.unmap(base, size: length, reportingLeavesTo: &gather) != 0 else {
-        throw Self.notMapped(iova, size)
+      let outcome = radixTable._withUnsafeGuaranteedRef { table -> Result<UInt64, IOMMUError> in
+        do throws(IOMMUError) {
+          return .success(try table.unmap(base, size: length, reportingLeavesTo: &gather))
+        } catch { return .failure(error) }
       }
+      guard try outcome.get() != 0 else { throw Self.notMapped(iova, size) }
     } else {
       guard pageTable.translate(base) != nil else { throw Self.notMapped(iova, size) }
       // Learn the leaf sizes for the gather before the entries disappear.

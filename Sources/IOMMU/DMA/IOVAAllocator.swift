@@ -278,14 +278,22 @@ struct IOVAAllocatorState {
   /// `isAllocated` and `allocationSize` for the class: `mutating` only so that the call works on the
   /// class's stored state in place — a non-mutating call on a class's struct property copies the whole
   /// struct (and retains its arrays) first, which cost more than the check itself.
-  mutating func isAllocatedInPlace(_ iova: IOVA, size: UInt64) -> Bool { isAllocated(iova, size: size) }
-  mutating func allocationSizeInPlace(for size: UInt64) -> UInt64? { allocationSize(for: size) }
-
-  /// Whether `(iova, size)` is exactly one live allocation — what `free` would accept.
-  func isAllocated(_ iova: IOVA, size: UInt64) -> Bool {
+  ///
+  /// The same holds for every helper a mutating method calls: a call to a non-mutating method of this
+  /// (large) struct passes a copy of it, so the helpers on the map/unmap path are `mutating` or
+  /// always inlined, and the others read only the scalars they need.
+  mutating func isAllocatedInPlace(_ iova: IOVA, size: UInt64) -> Bool {
     guard let order = order(forSize: size) else { return false }
     return liveBlockGranule(iova, order: order) != nil
   }
+  @inline(__always)
+  mutating func allocationSizeInPlace(for size: UInt64) -> UInt64? {
+    guard let order = order(forSize: size) else { return nil }
+    return (UInt64(1) << UInt64(order)) << granuleShift
+  }
+
+  /// Whether `(iova, size)` is exactly one live allocation — what `free` would accept.
+  mutating func isAllocated(_ iova: IOVA, size: UInt64) -> Bool { isAllocatedInPlace(iova, size: size) }
 
   /// The number of bytes a block of `size` really occupies (power-of-two granules), or nil if `size`
   /// is zero or larger than the space.
@@ -304,6 +312,7 @@ struct IOVAAllocatorState {
   // MARK: - Sizes and validation
 
   /// log2 of the power-of-two granule count that holds `size` bytes; nil for 0 or too large.
+  @inline(__always)
   func order(forSize size: UInt64) -> Int? {
     guard size > 0 else { return nil }
     let granules = (size >> granuleShift) + (size & (granule - 1) == 0 ? 0 : 1)
@@ -312,7 +321,8 @@ struct IOVAAllocatorState {
   }
 
   /// The first granule of the live allocation `(iova, 2^order granules)`, or nil if it is not one.
-  func liveBlockGranule(_ iova: IOVA, order: Int) -> UInt64? {
+  /// (`mutating` only so that it reads the state in place: see `isAllocatedInPlace`.)
+  mutating func liveBlockGranule(_ iova: IOVA, order: Int) -> UInt64? {
     let count = UInt64(1) << UInt64(order)
     guard iova.rawValue & (granule - 1) == 0 else { return nil }
     let g = iova.rawValue >> granuleShift
@@ -344,7 +354,7 @@ struct IOVAAllocatorState {
   /// which a reserved granule never is, so the reserved ranges are consulted only for a used non-head
   /// successor — the case the general check needs them for.
   @inline(__always)
-  func liveSingleGranule(_ g: UInt64) -> UInt64? {
+  mutating func liveSingleGranule(_ g: UInt64) -> UInt64? {
     let node = radix.leafNode(g)
     guard node >= 0 else { return nil }
     let head = radix.granuleInfo(g, inLeaf: node)

@@ -114,14 +114,25 @@ protocol TableEntryWriter: TableEntryReader {
   func isEmptyTable(_ page: UInt64) -> Bool
 }
 
-/// A table's own pool: entries this table wrote, read without the allocation check.
+/// A table's own pool: entries this table wrote, read without the allocation check. The pool is held
+/// unretained (the table's `memory` keeps it alive), so building a reader costs no retain/release.
 struct OwnPoolReader: TableEntryWriter {
-  let pool: TablePagePool
-  @inline(__always) func load(_ address: UInt64) -> UInt64 { pool.loadOwnEntry(address) }
-  @inline(__always) func store(_ value: UInt64, at address: UInt64) { pool.storeOwnEntry(value, at: address) }
-  @inline(__always) func allocatePage() -> PhysicalAddress? { pool.allocateTablePage() }
-  @inline(__always) func freePage(_ page: UInt64) { pool.freeTablePage(PhysicalAddress(page)) }
-  @inline(__always) func isEmptyTable(_ page: UInt64) -> Bool { !pool.hasPresentEntry(inPage: page) }
+  let pool: Unmanaged<TablePagePool>
+  @inline(__always) func load(_ address: UInt64) -> UInt64 {
+    pool._withUnsafeGuaranteedRef { $0.loadOwnEntry(address) }
+  }
+  @inline(__always) func store(_ value: UInt64, at address: UInt64) {
+    pool._withUnsafeGuaranteedRef { $0.storeOwnEntry(value, at: address) }
+  }
+  @inline(__always) func allocatePage() -> PhysicalAddress? {
+    pool._withUnsafeGuaranteedRef { $0.allocateTablePage() }
+  }
+  @inline(__always) func freePage(_ page: UInt64) {
+    pool._withUnsafeGuaranteedRef { $0.freeTablePage(PhysicalAddress(page)) }
+  }
+  @inline(__always) func isEmptyTable(_ page: UInt64) -> Bool {
+    pool._withUnsafeGuaranteedRef { !$0.hasPresentEntry(inPage: page) }
+  }
 }
 
 /// Any table memory, through the protocol (checked loads).

@@ -28,7 +28,9 @@ public final class RadixIOPageTable: IOPageTableProtocol {
   @exclusivity(unchecked) public internal(set) var tablePages: Int = 1
 
   /// The same memory when it is a `TablePagePool`: a direct, devirtualised path for the hot walks.
-  let pool: TablePagePool?
+  /// Unmanaged because `memory` already holds the same object strongly for the table's lifetime: a
+  /// strong optional here made every map, unmap and walk retain and release the pool.
+  let pool: Unmanaged<TablePagePool>?
   /// 2^inputAddressBits: the first IOVA beyond the table.
   let inputLimit: UInt64
 
@@ -43,7 +45,7 @@ public final class RadixIOPageTable: IOPageTableProtocol {
     }
     Self.checkTablePage(root)
     self.memory = memory
-    self.pool = memory as? TablePagePool
+    self.pool = (memory as? TablePagePool).map { Unmanaged.passUnretained($0) }
     self.root = root
     self.inputAddressBits = inputAddressBits
     self.levels = levels
@@ -86,19 +88,19 @@ public final class RadixIOPageTable: IOPageTableProtocol {
 
   @inline(__always)
   func load(_ address: UInt64) -> UInt64 {
-    if let pool { return pool.loadOwnEntry(address) }
+    if let pool { return pool._withUnsafeGuaranteedRef { $0.loadOwnEntry(address) } }
     return memory.loadEntry(PhysicalAddress(address))
   }
 
   @inline(__always)
   func store(_ value: UInt64, at address: UInt64) {
-    if let pool { return pool.storeOwnEntry(value, at: address) }
+    if let pool { return pool._withUnsafeGuaranteedRef { $0.storeOwnEntry(value, at: address) } }
     memory.storeEntry(value, at: PhysicalAddress(address))
   }
 
   /// Whether the table page at `table` has no present entry.
   func isEmptyTable(_ table: UInt64) -> Bool {
-    if let pool { return !pool.hasPresentEntry(inPage: table) }
+    if let pool { return pool._withUnsafeGuaranteedRef { !$0.hasPresentEntry(inPage: table) } }
     var offset: UInt64 = 0
     while offset < TablePagePool.pageBytes {
       if load(table | offset) & (RadixPageTableEntry.readBit | RadixPageTableEntry.writeBit) != 0 {
