@@ -18,6 +18,8 @@ let package = Package(
     .library(name: "PCIe", targets: ["PCIe"]),
     .library(name: "SPDM", targets: ["SPDM"]),
     .library(name: "IOMMU", targets: ["IOMMU"]),
+    .library(name: "TDISP", targets: ["TDISP"]),
+    .library(name: "IDEKM", targets: ["IDEKM"]),
     .library(name: "CoveCommands", targets: ["CoveCommands"]),
   ],
   dependencies: [
@@ -35,6 +37,9 @@ let package = Package(
     .target(name: "PCIe", dependencies: ["CoveWire"], swiftSettings: strictSettings),
     .target(name: "SPDM", dependencies: ["CoveWire", "CoveCrypto", "PCIe"], swiftSettings: strictSettings),
     .target(name: "IOMMU", dependencies: ["PCIe"], swiftSettings: strictSettings),
+    .target(
+      name: "TDISP", dependencies: ["SPDM", "PCIe", "CoveWire", "CoveCrypto"], swiftSettings: strictSettings),
+    .target(name: "IDEKM", dependencies: ["SPDM", "PCIe", "CoveWire"], swiftSettings: strictSettings),
     .target(
       name: "CoveCommands",
       dependencies: [
@@ -57,6 +62,10 @@ let package = Package(
     .testTarget(name: "CoveCryptoTests", dependencies: ["CoveCrypto"], swiftSettings: strictSettings),
     .testTarget(name: "PCIeTests", dependencies: ["PCIe", "CoveWire"], swiftSettings: strictSettings),
     .testTarget(name: "IOMMUTests", dependencies: ["IOMMU", "PCIe"], swiftSettings: strictSettings),
+    .testTarget(
+      name: "TDISPTests", dependencies: ["TDISP", "SPDM", "PCIe", "CoveWire"], swiftSettings: strictSettings),
+    .testTarget(
+      name: "IDEKMTests", dependencies: ["IDEKM", "SPDM", "PCIe", "CoveWire"], swiftSettings: strictSettings),
     .testTarget(
       name: "SPDMTests",
       dependencies: ["SPDM", "PCIe", "CoveWire", "CoveCrypto"],
