@@ -214,7 +214,8 @@ public struct IDEKMKeySetCommand: Hashable, Sendable {
     var reader = ByteReader(bytes)
     let id = IDEKMObjectID(rawValue: try reader.readU8("Object ID"))
     guard Self.objectIDs.contains(id) else {
-      throw WireError(.unexpectedMessage, at: 0, field: "Object ID (expected K_SET_GO/K_SET_STOP/K_GOSTOP_ACK)")
+      throw WireError(
+        .unexpectedMessage, at: 0, field: "Object ID (expected K_SET_GO/K_SET_STOP/K_GOSTOP_ACK)")
     }
     let header = try IDEKMKeyHeader(&reader, byte4Name: "Reserved")
     objectID = id

@@ -103,7 +103,8 @@ public struct IDEKMQueryResponse: Hashable, Sendable {
     linkStreams: [LinkIDEStreamRegisterBlock], selectiveStreams: [SelectiveIDEStreamRegisterBlock]
   ) {
     precondition(linkStreams.count == capability.linkStreamCount, "link blocks must match the capability")
-    precondition(selectiveStreams.count == capability.selectiveStreamCount, "selective blocks must match the capability")
+    precondition(
+      selectiveStreams.count == capability.selectiveStreamCount, "selective blocks must match the capability")
     self.portIndex = portIndex
     self.deviceFunction = deviceFunction
     self.bus = bus

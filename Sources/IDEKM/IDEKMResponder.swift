@@ -81,9 +81,11 @@ public struct IDEKMResponder: Hashable, Sendable {
       let port = Int(command.portIndex)
       if port < ports.count {
         if command.objectID == .keySetGo {
-          events = ports[port].endpoint.go(streamID: command.streamID, subStream: command.subStream, session: session)
+          events = ports[port].endpoint.go(
+            streamID: command.streamID, subStream: command.subStream, session: session)
         } else {
-          events = ports[port].endpoint.stop(streamID: command.streamID, subStream: command.subStream, session: session)
+          events = ports[port].endpoint.stop(
+            streamID: command.streamID, subStream: command.subStream, session: session)
         }
       }
       return Output(
@@ -109,8 +111,10 @@ public struct IDEKMResponder: Hashable, Sendable {
     let portIndex = byte(6)
     func ack(_ status: IDEKMKeyProgramStatus, _ events: [IDEStreamEvent] = []) -> Output {
       Output(
-        response: IDEKMKeyProgramAck(streamID: streamID, status: status, subStream: subStream, portIndex: portIndex)
-          .encode(),
+        response: IDEKMKeyProgramAck(
+          streamID: streamID, status: status, subStream: subStream, portIndex: portIndex
+        )
+        .encode(),
         events: events.map { PortEvent(portIndex: portIndex, event: $0) })
     }
     guard request.count == IDEKMKeyProgram.size, let message = try? IDEKMKeyProgram(parsing: request) else {
@@ -131,7 +135,9 @@ public struct IDEKMResponder: Hashable, Sendable {
   public mutating func sessionEnded(_ session: IDEKMSessionID) -> [PortEvent] {
     var events: [PortEvent] = []
     for index in ports.indices {
-      events += ports[index].endpoint.sessionEnded(session).map { PortEvent(portIndex: UInt8(index), event: $0) }
+      events += ports[index].endpoint.sessionEnded(session).map {
+        PortEvent(portIndex: UInt8(index), event: $0)
+      }
     }
     return events
   }

@@ -65,7 +65,8 @@ public struct IDEStreamEndpoint: Hashable, Sendable {
   /// are set (§6.33.3: KP_ACK "Unsupported Value").
   static func slot(_ subStream: IDEKeySubStream) -> IDEKeySlotID? {
     guard subStream.subStream.isDefined, subStream.reservedBits == 0 else { return nil }
-    return IDEKeySlotID(keySet: subStream.keySet, direction: subStream.direction, subStream: subStream.subStream)
+    return IDEKeySlotID(
+      keySet: subStream.keySet, direction: subStream.direction, subStream: subStream.subStream)
   }
 }
 

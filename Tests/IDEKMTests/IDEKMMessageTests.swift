@@ -10,7 +10,9 @@ import Testing
     #expect(IDEKMQuery(portIndex: 2).encode() == bytes)
     #expect(try IDEKMQuery(parsing: bytes) == IDEKMQuery(portIndex: 2))
     #expect(throws: WireError(.truncated, at: 2, field: "PortIndex")) { try IDEKMQuery(parsing: [0, 0]) }
-    #expect(throws: WireError(.trailingBytes, at: 3, field: "QUERY")) { try IDEKMQuery(parsing: [0, 0, 2, 9]) }
+    #expect(throws: WireError(.trailingBytes, at: 3, field: "QUERY")) {
+      try IDEKMQuery(parsing: [0, 0, 2, 9])
+    }
     #expect(throws: WireError(.unexpectedMessage, at: 0, field: "Object ID (expected QUERY)")) {
       try IDEKMQuery(parsing: [1, 0, 2])
     }
@@ -69,8 +71,11 @@ import Testing
     #expect(try IDEKMKeyProgramAck(parsing: bytes) == ack)
     #expect(IDEKMKeyProgramStatus(rawValue: 9).description == "status 0x9")
     #expect(
-      [IDEKMKeyProgramStatus.success, .incorrectLength, .unsupportedPortIndex, .unsupportedValue, .unspecifiedFailure]
-        .map(\.rawValue) == [0, 1, 2, 3, 4])
+      [
+        IDEKMKeyProgramStatus.success, .incorrectLength, .unsupportedPortIndex, .unsupportedValue,
+        .unspecifiedFailure,
+      ]
+      .map(\.rawValue) == [0, 1, 2, 3, 4])
     #expect(throws: WireError(.truncated, at: 6, field: "PortIndex")) {
       try IDEKMKeyProgramAck(parsing: Array(bytes.prefix(6)))
     }
@@ -84,7 +89,10 @@ import Testing
     #expect(stop.encode() == [0x05, 0, 0, 0xFF, 0, 0x03, 0x01])
     #expect(stop.acknowledgement.encode() == [0x06, 0, 0, 0xFF, 0, 0x03, 0x01])
     #expect(try IDEKMKeySetCommand(parsing: [0x05, 0, 0, 0xFF, 0, 0x03, 0x01]) == stop)
-    #expect(throws: WireError(.unexpectedMessage, at: 0, field: "Object ID (expected K_SET_GO/K_SET_STOP/K_GOSTOP_ACK)")) {
+    #expect(
+      throws: WireError(
+        .unexpectedMessage, at: 0, field: "Object ID (expected K_SET_GO/K_SET_STOP/K_GOSTOP_ACK)")
+    ) {
       try IDEKMKeySetCommand(parsing: [0x03, 0, 0, 0, 0, 0, 0])
     }
     #expect(throws: WireError(.trailingBytes, at: 7, field: "K_SET_GO")) {
@@ -100,8 +108,9 @@ import Testing
       portIndex: 0, deviceFunction: 0x08, bus: 0x3A, segment: 1, maxPortIndex: 0, capability: capability,
       control: 0, linkStreams: [.init(control: 1, status: 2), .init()],
       selectiveStreams: [
-        .init(control: 0x0100_0001, status: 0, ridAssociation1: 0xFFFF00, ridAssociation2: 1,
-              addressAssociations: [[0xFFF0_0001, 0, 0]])
+        .init(
+          control: 0x0100_0001, status: 0, ridAssociation1: 0xFFFF00, ridAssociation2: 1,
+          addressAssociations: [[0xFFF0_0001, 0, 0]])
       ])
     var expected: [UInt8] = [0x01, 0x00, 0x00, 0x08, 0x3A, 0x01, 0x00]
     expected += [0x43, 0x20, 0x00, 0x00, 0, 0, 0, 0]
@@ -131,7 +140,10 @@ import Testing
     let stop = try IDEKMMessage(parsing: [0x05, 0, 0, 1, 0, 0, 0])
     #expect(stop.objectID == .keySetStop)
     #expect(stop.encode() == [0x05, 0, 0, 1, 0, 0, 0])
-    if case .keySetGo = try IDEKMMessage(parsing: [0x04, 0, 0, 1, 0, 0, 0]) {} else { Issue.record("not GO") }
+    if case .keySetGo = try IDEKMMessage(parsing: [0x04, 0, 0, 1, 0, 0, 0]) {
+    } else {
+      Issue.record("not GO")
+    }
     #expect(throws: WireError(.unexpectedMessage, at: 0, field: "Object ID (unknown IDE_KM object)")) {
       try IDEKMMessage(parsing: [0x07])
     }

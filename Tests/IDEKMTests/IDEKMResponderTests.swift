@@ -28,8 +28,10 @@ extension IDEKMResponder {
 
   mutating func goAll(_ keySet: IDEKeySet, stream: UInt8 = 1, session: IDEKMSessionID) -> [IDEStreamEvent] {
     IDEKeySlotID.all(in: keySet).flatMap { slot in
-      respond(to: IDEKMKeySetCommand.go(streamID: stream, subStream: slot.keySubStream, portIndex: 0).encode(),
-              session: session).events.map(\.event)
+      respond(
+        to: IDEKMKeySetCommand.go(streamID: stream, subStream: slot.keySubStream, portIndex: 0).encode(),
+        session: session
+      ).events.map(\.event)
     }
   }
 }
@@ -54,7 +56,8 @@ extension IDEKMResponder {
     let good = IDEKMKeyProgram(streamID: 1, subStream: sub, portIndex: 0, key: testKey(1)).encode()
     func status(_ bytes: [UInt8]) throws -> IDEKMKeyProgramStatus {
       var copy = responder
-      return try IDEKMKeyProgramAck(parsing: try #require(copy.respond(to: bytes, session: s1).response)).status
+      return try IDEKMKeyProgramAck(parsing: try #require(copy.respond(to: bytes, session: s1).response))
+        .status
     }
     #expect(try status(good) == .success)
     #expect(try status(Array(good.dropLast())) == .incorrectLength)
@@ -81,13 +84,19 @@ extension IDEKMResponder {
     let slots = IDEKeySlotID.all(in: .k0)
     for slot in slots.dropLast() {
       let out = responder.respond(
-        to: IDEKMKeySetCommand.go(streamID: 1, subStream: slot.keySubStream, portIndex: 0).encode(), session: s1)
-      #expect(out.response == IDEKMKeySetCommand(objectID: .keyGoStopAck, streamID: 1, subStream: slot.keySubStream, portIndex: 0).encode())
+        to: IDEKMKeySetCommand.go(streamID: 1, subStream: slot.keySubStream, portIndex: 0).encode(),
+        session: s1)
+      #expect(
+        out.response
+          == IDEKMKeySetCommand(
+            objectID: .keyGoStopAck, streamID: 1, subStream: slot.keySubStream, portIndex: 0
+          ).encode())
       #expect(out.events.isEmpty)
     }
     #expect(responder.ports[0].endpoint.state(of: 1) == .insecure)
     let last = responder.respond(
-      to: IDEKMKeySetCommand.go(streamID: 1, subStream: slots.last!.keySubStream, portIndex: 0).encode(), session: s1)
+      to: IDEKMKeySetCommand.go(streamID: 1, subStream: slots.last!.keySubStream, portIndex: 0).encode(),
+      session: s1)
     #expect(last.events.map(\.event) == [.streamBecameSecure(streamID: 1, keySet: .k0)])
     #expect(responder.ports[0].endpoint.state(of: 1) == .secure(.k0))
     #expect(responder.isReady(defaultStream: 1, forSession: s1) == (true, s1))
@@ -111,7 +120,8 @@ extension IDEKMResponder {
     _ = responder.program(.k0, session: s1)
     _ = responder.goAll(.k0, session: s1)
     let sub = IDEKeySubStream(keySet: .k0, direction: .transmit, subStream: .completion)
-    let out = responder.respond(to: IDEKMKeySetCommand.stop(streamID: 1, subStream: sub, portIndex: 0).encode(), session: s1)
+    let out = responder.respond(
+      to: IDEKMKeySetCommand.stop(streamID: 1, subStream: sub, portIndex: 0).encode(), session: s1)
     #expect(out.response == [0x06, 0, 0, 1, 0, 0x22, 0])
     #expect(out.events.map(\.event) == [.streamBecameInsecure(streamID: 1)])
     #expect(responder.isReady(defaultStream: 1, forSession: s1).ready == false)
@@ -121,8 +131,11 @@ extension IDEKMResponder {
     var responder = makeResponder()
     let sub = IDEKeySubStream(keySet: .k0, direction: .receive, subStream: .posted)
     let one = IDEKMKeyProgram(streamID: 1, subStream: sub, portIndex: 0, key: testKey(1)).encode()
-    #expect(try IDEKMKeyProgramAck(parsing: responder.respond(to: one, session: s1).response!).status == .success)
-    #expect(responder.program(.k0, session: s2) == [.unspecifiedFailure] + Array(repeating: .unspecifiedFailure, count: 5))
+    #expect(
+      try IDEKMKeyProgramAck(parsing: responder.respond(to: one, session: s1).response!).status == .success)
+    #expect(
+      responder.program(.k0, session: s2) == [.unspecifiedFailure]
+        + Array(repeating: .unspecifiedFailure, count: 5))
     #expect(responder.isReady(defaultStream: 1, forSession: s2) == (false, s1))
     #expect(responder.sessionEnded(s1).isEmpty)
     #expect(responder.program(.k0, session: s2) == Array(repeating: .success, count: 6))
@@ -134,21 +147,25 @@ extension IDEKMResponder {
     let key = testKey(7)
     let ifv: [UInt8] = [0, 0, 0, 0, 1, 0, 0, 0]
     var link = IDELink(
-      device: IDEStreamEndpoint(streams: [1: .selective]), rootPort: IDEStreamEndpoint(streams: [1: .selective]))
+      device: IDEStreamEndpoint(streams: [1: .selective]),
+      rootPort: IDEStreamEndpoint(streams: [1: .selective]))
     for slot in IDEKeySlotID.all(in: .k0) {
-      try! link.device.program(streamID: 1, subStream: slot.keySubStream, key: key, initialFieldValue: ifv, session: s1)
+      try! link.device.program(
+        streamID: 1, subStream: slot.keySubStream, key: key, initialFieldValue: ifv, session: s1)
       _ = link.device.go(streamID: 1, subStream: slot.keySubStream, session: s1)
     }
     #expect(link.device.state(of: 1) == .secure(.k0))
     #expect(!link.isSecure(streamID: 1))
     for slot in IDEKeySlotID.all(in: .k0) {
-      try! link.rootPort.program(streamID: 1, subStream: slot.keySubStream, key: key, initialFieldValue: ifv, session: nil)
+      try! link.rootPort.program(
+        streamID: 1, subStream: slot.keySubStream, key: key, initialFieldValue: ifv, session: nil)
       _ = link.rootPort.go(streamID: 1, subStream: slot.keySubStream, session: nil)
     }
     #expect(link.isSecure(streamID: 1))
     #expect(link.keysAgree(streamID: 1))
     let stop = IDEKeySubStream(keySet: .k0, direction: .receive, subStream: .posted)
-    #expect(link.rootPort.stop(streamID: 1, subStream: stop, session: nil) == [.streamBecameInsecure(streamID: 1)])
+    #expect(
+      link.rootPort.stop(streamID: 1, subStream: stop, session: nil) == [.streamBecameInsecure(streamID: 1)])
     #expect(!link.isSecure(streamID: 1))
   }
 }

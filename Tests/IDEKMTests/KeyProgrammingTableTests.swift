@@ -21,7 +21,8 @@ struct KeyProgrammingRow: Sendable, CustomTestStringConvertible {
       if line.hasPrefix("#") || line.allSatisfy(\.isWhitespace) { return nil }
       let columns = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
       guard columns.count == 5 else {
-        return KeyProgrammingRow(id: "malformed: \(line)", steps: [], responses: "?", finalState: "", source: "")
+        return KeyProgrammingRow(
+          id: "malformed: \(line)", steps: [], responses: "?", finalState: "", source: "")
       }
       let steps = columns[1].split(separator: ";").map { $0.split(separator: " ").map(String.init) }
         .filter { !$0.isEmpty }
@@ -66,17 +67,26 @@ struct KeyProgrammingRunner {
       case "nosession":
         noSession = true
       case "end":
-        guard let id = positional.first.flatMap({ UInt32($0) }) else { throw TableError(description: "end N") }
+        guard let id = positional.first.flatMap({ UInt32($0) }) else {
+          throw TableError(description: "end N")
+        }
         _ = responder.sessionEnded(IDEKMSessionID(id))
       case "prog", "go", "stop":
         guard positional.count == 3 else { throw TableError(description: "\(verb) SET DIR SUB") }
         var sub = try Self.subStream(positional)
-        if let raw = options["raw"] { sub = IDEKeySubStream(rawValue: UInt8(try number("raw", Int(raw) ?? 0))) }
-        try send(verb, sub, stream: stream, port: port, session: session, length: options["len"].flatMap { Int($0) })
+        if let raw = options["raw"] {
+          sub = IDEKeySubStream(rawValue: UInt8(try number("raw", Int(raw) ?? 0)))
+        }
+        try send(
+          verb, sub, stream: stream, port: port, session: session, length: options["len"].flatMap { Int($0) })
       case "prog-all", "go-all", "stop-all":
-        guard let set = positional.first.flatMap(Self.keySet) else { throw TableError(description: "\(verb) SET") }
+        guard let set = positional.first.flatMap(Self.keySet) else {
+          throw TableError(description: "\(verb) SET")
+        }
         for slot in IDEKeySlotID.all(in: set) {
-          try send(String(verb.dropLast(4)), slot.keySubStream, stream: stream, port: port, session: session, length: nil)
+          try send(
+            String(verb.dropLast(4)), slot.keySubStream, stream: stream, port: port, session: session,
+            length: nil)
         }
       default:
         throw TableError(description: "unknown step \(verb)")
@@ -91,7 +101,8 @@ struct KeyProgrammingRunner {
     switch verb {
     case "prog":
       let seed = UInt8(truncatingIfNeeded: Int(sub.rawValue) &* 7 &+ Int(session.rawValue))
-      request = IDEKMKeyProgram(streamID: stream, subStream: sub, portIndex: port, key: testKey(seed)).encode()
+      request = IDEKMKeyProgram(streamID: stream, subStream: sub, portIndex: port, key: testKey(seed))
+        .encode()
     case "go": request = IDEKMKeySetCommand.go(streamID: stream, subStream: sub, portIndex: port).encode()
     default: request = IDEKMKeySetCommand.stop(streamID: stream, subStream: sub, portIndex: port).encode()
     }
@@ -133,7 +144,9 @@ struct KeyProgrammingRunner {
     case "npr": sub = .nonPosted
     case "cpl": sub = .completion
     default:
-      guard let value = UInt8(words[2]), value < 16 else { throw TableError(description: "sub-stream \(words[2])") }
+      guard let value = UInt8(words[2]), value < 16 else {
+        throw TableError(description: "sub-stream \(words[2])")
+      }
       sub = IDESubStream(rawValue: value)
     }
     return IDEKeySubStream(keySet: set, direction: direction, subStream: sub)
