@@ -51,7 +51,7 @@ extension IDEKMResponder {
   }
 
   @Test func keyProgramAckStatuses() throws {
-    var responder = makeResponder()
+    let responder = makeResponder()
     let sub = IDEKeySubStream(keySet: .k0, direction: .receive, subStream: .posted)
     let good = IDEKMKeyProgram(streamID: 1, subStream: sub, portIndex: 0, key: testKey(1)).encode()
     func status(_ bytes: [UInt8]) throws -> IDEKMKeyProgramStatus {
