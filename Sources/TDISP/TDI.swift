@@ -4,7 +4,7 @@ public import CoveCrypto
 /// that owns it supplies these from its IDE_KM and SPDM state.
 public struct TDIRequestContext: Hashable, Sendable {
   /// Keys for every sub-stream of the default stream named in LOCK_INTERFACE_REQUEST are programmed
-  /// and the stream is enabled (PCIe 6.x §11.3, LOCK_INTERFACE_REQUEST rules).
+  /// and the stream is enabled (PCIe 6.x §11.3.8, LOCK_INTERFACE_REQUEST).
   public var ideKeysReadyForDefaultStream: Bool
   /// Those keys were programmed through the SPDM session this request arrived on.
   public var ideKeysFromThisSession: Bool
@@ -22,7 +22,7 @@ public struct TDIRequestContext: Hashable, Sendable {
   }
 }
 
-/// Host- or device-side events that take a locked TDI to ERROR (PCIe 6.x §11.2, "TDI state machine" and
+/// Host- or device-side events that take a locked TDI to ERROR (PCIe 6.x §11.2, the CONFIG_LOCKED/RUN error list, and
 /// the "TDISP rules for the device" list; SEMANTICS.md §7).
 public enum TDIErrorEvent: String, Hashable, Sendable, CaseIterable {
   /// Memory Space Enable or Bus Master Enable cleared in the function's Command register.
@@ -154,8 +154,9 @@ public struct TDI {
       return .success(.deviceInterfaceState(state))
     case .vdm(let message):
       // Cove's devices define no vendor messages: the answer echoes the registry and vendor ID with no
-      // data, in any state (§11.3, VDM_REQUEST is legal in every state).
-      return .success(.vdm(TDISPVendorDefinedMessage(registryID: message.registryID, vendorID: message.vendorID, data: [])))
+      // data, in any state (§11.3.25, VDM_REQUEST is legal in every state).
+      return .success(
+        .vdm(TDISPVendorDefinedMessage(registryID: message.registryID, vendorID: message.vendorID, data: [])))
     case .lockInterface(let parameters):
       return lock(parameters, context: context)
     case .getDeviceInterfaceReport(let offset, let length):
@@ -177,7 +178,9 @@ public struct TDI {
       return .success(.bindP2PStream)
     case .unbindP2PStream(let streamID):
       guard state == .run else { return .failure(TDISPErrorResponse(.invalidInterfaceState)) }
-      guard boundP2PStreams.remove(streamID) != nil else { return .failure(TDISPErrorResponse(.invalidRequest)) }
+      guard boundP2PStreams.remove(streamID) != nil else {
+        return .failure(TDISPErrorResponse(.invalidRequest))
+      }
       return .success(.unbindP2PStream)
     case .setMMIOAttribute(let range):
       return setMMIOAttribute(range)
@@ -198,7 +201,9 @@ public struct TDI {
     guard context.ideKeysReadyForDefaultStream, context.ideKeysFromThisSession else {
       return .failure(TDISPErrorResponse(.invalidRequest))
     }
-    guard context.deviceConfigurationValid else { return .failure(TDISPErrorResponse(.invalidDeviceConfiguration)) }
+    guard context.deviceConfigurationValid else {
+      return .failure(TDISPErrorResponse(.invalidDeviceConfiguration))
+    }
     var reported = report
     for index in reported.mmioRanges.indices {
       reported.mmioRanges[index].firstPage &+= parameters.mmioReportingOffset
@@ -216,12 +221,15 @@ public struct TDI {
       return .failure(TDISPErrorResponse(.invalidInterfaceState))
     }
     // An OFFSET at or past the end of the report, or a zero LENGTH, asks for nothing: INVALID_REQUEST.
-    guard offset < lockedReport.count, length > 0 else { return .failure(TDISPErrorResponse(.invalidRequest)) }
+    guard offset < lockedReport.count, length > 0 else {
+      return .failure(TDISPErrorResponse(.invalidRequest))
+    }
     let count = min(length, lockedReport.count - offset, maximumReportPortion)
     let remainder = lockedReport.count - offset - count
     return .success(
       .deviceInterfaceReport(
-        TDISPReportPortion(portion: Array(lockedReport[offset..<offset + count]), remainderLength: UInt16(remainder))))
+        TDISPReportPortion(
+          portion: Array(lockedReport[offset..<offset + count]), remainderLength: UInt16(remainder))))
   }
 
   private mutating func start(nonce: [UInt8]) -> Result<TDISPResponse.Body, TDISPErrorResponse> {
@@ -236,7 +244,9 @@ public struct TDI {
     return .success(.startInterface)
   }
 
-  private mutating func setMMIOAttribute(_ range: TDISPMMIORange) -> Result<TDISPResponse.Body, TDISPErrorResponse> {
+  private mutating func setMMIOAttribute(_ range: TDISPMMIORange) -> Result<
+    TDISPResponse.Body, TDISPErrorResponse
+  > {
     guard state == .run else { return .failure(TDISPErrorResponse(.invalidInterfaceState)) }
     let offset = lockParameters?.mmioReportingOffset ?? 0
     // §11.3.22: the range must be one the report listed (RANGE_ID, address with the reporting offset, and

@@ -1,4 +1,4 @@
-/// A TDISP request message type (PCIe 6.x §11.3, "TDISP request codes" table): 0x81–0x8B in TDISP 1.0.
+/// A TDISP request message type (PCIe 6.x §11.3.1, "TDISP Request Codes"): 0x81–0x8B in TDISP 1.0.
 /// A struct, not an enum, so an unknown code survives decoding and can be answered UNSUPPORTED_REQUEST.
 public struct TDISPRequestCode: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
   public var rawValue: UInt8
@@ -19,7 +19,7 @@ public struct TDISPRequestCode: RawRepresentable, Hashable, Sendable, CustomStri
   /// Every request TDISP 1.0 defines, in code order.
   public static let allKnown: [TDISPRequestCode] = (0x81...0x8B).map { TDISPRequestCode(rawValue: $0) }
 
-  /// The response code that answers this request: the request code with bit 7 cleared (§11.3).
+  /// The response code that answers this request: the request code with bit 7 cleared (§11.3.2).
   public var responseCode: TDISPResponseCode { TDISPResponseCode(rawValue: rawValue & 0x7F) }
 
   public var name: String? {
@@ -48,7 +48,7 @@ public struct TDISPRequestCode: RawRepresentable, Hashable, Sendable, CustomStri
   public var description: String { name ?? "request 0x\(String(rawValue, radix: 16))" }
 }
 
-/// A TDISP response message type (PCIe 6.x §11.3, "TDISP response codes" table): 0x01–0x0B answer the
+/// A TDISP response message type (PCIe 6.x §11.3.2, "TDISP Response Codes"): 0x01–0x0B answer the
 /// request with the same low bits; 0x7F is TDISP_ERROR.
 public struct TDISPResponseCode: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
   public var rawValue: UInt8
@@ -88,7 +88,7 @@ public struct TDISPResponseCode: RawRepresentable, Hashable, Sendable, CustomStr
   public var description: String { name ?? "response 0x\(String(rawValue, radix: 16))" }
 }
 
-/// The ERROR_CODE of a TDISP_ERROR response (PCIe 6.x §11.3, "TDISP_ERROR error codes" table). A u32 on
+/// The ERROR_CODE of a TDISP_ERROR response (PCIe 6.x §11.3.24, Table 11-27 "Error Code and Error Data"). A u32 on
 /// the wire; unknown values survive decoding.
 public struct TDISPErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
   public var rawValue: UInt32
@@ -107,11 +107,13 @@ public struct TDISPErrorCode: RawRepresentable, Hashable, Sendable, CustomString
   public static let invalidDeviceConfiguration = TDISPErrorCode(rawValue: 0x104)
 
   static let named: [(TDISPErrorCode, String)] = [
-    (.invalidRequest, "INVALID_REQUEST"), (.busy, "BUSY"), (.invalidInterfaceState, "INVALID_INTERFACE_STATE"),
+    (.invalidRequest, "INVALID_REQUEST"), (.busy, "BUSY"),
+    (.invalidInterfaceState, "INVALID_INTERFACE_STATE"),
     (.unspecified, "UNSPECIFIED"), (.unsupportedRequest, "UNSUPPORTED_REQUEST"),
     (.versionMismatch, "VERSION_MISMATCH"), (.vendorSpecific, "VENDOR_SPECIFIC_ERROR"),
     (.invalidInterface, "INVALID_INTERFACE"), (.invalidNonce, "INVALID_NONCE"),
-    (.insufficientEntropy, "INSUFFICIENT_ENTROPY"), (.invalidDeviceConfiguration, "INVALID_DEVICE_CONFIGURATION"),
+    (.insufficientEntropy, "INSUFFICIENT_ENTROPY"),
+    (.invalidDeviceConfiguration, "INVALID_DEVICE_CONFIGURATION"),
   ]
 
   public var name: String? { Self.named.first(where: { $0.0 == self })?.1 }
@@ -124,8 +126,8 @@ public struct TDISPErrorCode: RawRepresentable, Hashable, Sendable, CustomString
   public var description: String { name ?? "error 0x\(String(rawValue, radix: 16))" }
 }
 
-/// The TDI states (PCIe 6.x §11.2, "TDISP state machine"), with the encodings DEVICE_INTERFACE_STATE
-/// carries (§11.3, DEVICE_INTERFACE_STATE: 0 CONFIG_UNLOCKED, 1 CONFIG_LOCKED, 2 RUN, 3 ERROR).
+/// The TDI states (PCIe 6.x §11.2, TDI states), with the encodings DEVICE_INTERFACE_STATE
+/// carries (§11.3.13, Table 11-17 DEVICE_INTERFACE_STATE: 0 CONFIG_UNLOCKED, 1 CONFIG_LOCKED, 2 RUN, 3 ERROR).
 public enum TDIState: UInt8, Hashable, Sendable, CaseIterable, CustomStringConvertible {
   case configUnlocked = 0
   case configLocked = 1

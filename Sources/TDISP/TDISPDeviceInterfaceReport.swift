@@ -1,6 +1,6 @@
 public import CoveWire
 
-/// INTERFACE_INFO bits of the device interface report (PCIe 6.x §11.3, "TDI report structure").
+/// INTERFACE_INFO bits of the device interface report (PCIe 6.x §11.3.11, Table 11-15 "TDI Report Structure").
 public struct TDISPInterfaceInfo: OptionSet, Hashable, Sendable {
   public var rawValue: UInt16
   public init(rawValue: UInt16) { self.rawValue = rawValue }
@@ -12,14 +12,14 @@ public struct TDISPInterfaceInfo: OptionSet, Hashable, Sendable {
   public static let prsSupported = TDISPInterfaceInfo(rawValue: 0x10)
 }
 
-/// The device interface report the TSM reads in portions with GET_DEVICE_INTERFACE_REPORT (PCIe 6.x §11.3,
-/// "TDI report structure"): INTERFACE_INFO u16, reserved u16, MSI_X_MESSAGE_CONTROL u16, LNR_CONTROL u16,
+/// The device interface report the TSM reads in portions with GET_DEVICE_INTERFACE_REPORT (PCIe 6.x §11.3.11,
+/// Table 11-15 "TDI Report Structure"): INTERFACE_INFO u16, reserved u16, MSI_X_MESSAGE_CONTROL u16, LNR_CONTROL u16,
 /// TPH_CONTROL u32, MMIO_RANGE_COUNT u32, MMIO_RANGE[count] (16 bytes each), DEVICE_SPECIFIC_INFO_LEN u32,
 /// DEVICE_SPECIFIC_INFO.
 public struct TDISPDeviceInterfaceReport: Hashable, Sendable {
   /// Cove caps the whole report at 65535 bytes so every byte has a u16 OFFSET in
   /// GET_DEVICE_INTERFACE_REPORT and the first response's u16 REMAINDER_LENGTH can describe the rest
-  /// (§11.3, GET_DEVICE_INTERFACE_REPORT / DEVICE_INTERFACE_REPORT).
+  /// (§11.3.10 GET_DEVICE_INTERFACE_REPORT / §11.3.11 DEVICE_INTERFACE_REPORT).
   public static let maximumSize = Int(UInt16.max)
   /// Bytes before the ranges (16) plus DEVICE_SPECIFIC_INFO_LEN (4).
   static let fixedSize = 20

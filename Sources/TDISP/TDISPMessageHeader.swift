@@ -1,6 +1,6 @@
 public import CoveWire
 
-/// INTERFACE_ID (PCIe 6.x §11.3, "INTERFACE_ID" table): FUNCTION_ID u32 then 8 reserved bytes. FUNCTION_ID
+/// INTERFACE_ID (PCIe 6.x §11.3.3, INTERFACE_ID): FUNCTION_ID u32 then 8 reserved bytes. FUNCTION_ID
 /// holds the requester ID of the function hosting the TDI in bits 15:0, its segment in 23:16, and in bit
 /// 24 whether the segment is valid; bits 31:25 are reserved.
 public struct TDISPInterfaceID: Hashable, Sendable, CustomStringConvertible {
@@ -43,7 +43,7 @@ public struct TDISPInterfaceID: Hashable, Sendable, CustomStringConvertible {
   }
 }
 
-/// The 16-byte header every TDISP message starts with (PCIe 6.x §11.3, "TDISP message header"):
+/// The 16-byte header every TDISP message starts with (PCIe 6.x §11.3.3, TDISP message format):
 /// TDISPVersion u8, MessageType u8, reserved u16, INTERFACE_ID (12 bytes).
 public struct TDISPMessageHeader: Hashable, Sendable {
   public static let size = 16
@@ -91,6 +91,6 @@ public enum TDISPLimits {
   /// A TDISP message travels in a PCI-SIG VENDOR_DEFINED payload whose length is a u16 and whose first
   /// byte is the protocol ID (PCIe 6.x §6.31.3), so a TDISP message is at most 65534 bytes.
   public static let maximumMessageSize = Int(UInt16.max) - 1
-  /// START_INTERFACE nonce size (§11.3, LOCK_INTERFACE_RESPONSE: 32 bytes).
+  /// START_INTERFACE nonce size (§11.3.9, Table 11-11 LOCK_INTERFACE_RESPONSE: 32 bytes).
   public static let nonceSize = 32
 }

@@ -1,6 +1,6 @@
 import CoveWire
 
-/// LOCK_INTERFACE_REQUEST flags (PCIe 6.x §11.3, LOCK_INTERFACE_REQUEST "FLAGS"); also the layout of
+/// LOCK_INTERFACE_REQUEST flags (PCIe 6.x §11.3.8, LOCK_INTERFACE_REQUEST FLAGS); also the layout of
 /// TDISP_CAPABILITIES' LOCK_INTERFACE_FLAGS_SUPPORTED.
 public struct TDISPLockFlags: OptionSet, Hashable, Sendable {
   public var rawValue: UInt16
@@ -17,7 +17,7 @@ public struct TDISPLockFlags: OptionSet, Hashable, Sendable {
   public static let allRequestRedirect = TDISPLockFlags(rawValue: 0x10)
 }
 
-/// The LOCK_INTERFACE_REQUEST parameters (PCIe 6.x §11.3, LOCK_INTERFACE_REQUEST, 20 bytes): FLAGS u16,
+/// The LOCK_INTERFACE_REQUEST parameters (PCIe 6.x §11.3.8, Table 11-10 LOCK_INTERFACE_REQUEST, 20 bytes): FLAGS u16,
 /// DEFAULT_STREAM_ID u8, reserved u8, MMIO_REPORTING_OFFSET u64, BIND_P2P_ADDRESS_MASK u64.
 public struct TDISPLockInterfaceParameters: Hashable, Sendable {
   public static let size = 20
@@ -30,7 +30,8 @@ public struct TDISPLockInterfaceParameters: Hashable, Sendable {
   public var bindP2PAddressMask: UInt64
 
   public init(
-    flags: TDISPLockFlags, defaultStreamID: UInt8, mmioReportingOffset: UInt64 = 0, bindP2PAddressMask: UInt64 = 0
+    flags: TDISPLockFlags, defaultStreamID: UInt8, mmioReportingOffset: UInt64 = 0,
+    bindP2PAddressMask: UInt64 = 0
   ) {
     self.flags = flags
     self.defaultStreamID = defaultStreamID
@@ -57,7 +58,7 @@ public struct TDISPLockInterfaceParameters: Hashable, Sendable {
   }
 }
 
-/// TDISP_CAPABILITIES body (PCIe 6.x §11.3, TDISP_CAPABILITIES, 28 bytes): DSM_CAPS u32,
+/// TDISP_CAPABILITIES body (PCIe 6.x §11.3.7, Table 11-9 TDISP_CAPABILITIES, 28 bytes): DSM_CAPS u32,
 /// REQ_MSGS_SUPPORTED[16] (bit n set = request code 0x80 + n supported), LOCK_INTERFACE_FLAGS_SUPPORTED
 /// u16, reserved[3], DEV_ADDR_WIDTH u8, NUM_REQ_THIS u8, NUM_REQ_ALL u8.
 public struct TDISPCapabilities: Hashable, Sendable {
@@ -72,7 +73,8 @@ public struct TDISPCapabilities: Hashable, Sendable {
   public var numberOfRequestsAllTDIs: UInt8
 
   public init(
-    dsmCapabilities: UInt32 = 0, supportedRequests: [TDISPRequestCode], lockInterfaceFlagsSupported: TDISPLockFlags,
+    dsmCapabilities: UInt32 = 0, supportedRequests: [TDISPRequestCode],
+    lockInterfaceFlagsSupported: TDISPLockFlags,
     deviceAddressWidth: UInt8, numberOfRequestsThisTDI: UInt8 = 1, numberOfRequestsAllTDIs: UInt8 = 1
   ) {
     var bits = [UInt8](repeating: 0, count: 16)
@@ -129,7 +131,7 @@ public struct TDISPCapabilities: Hashable, Sendable {
   }
 }
 
-/// MMIO_RANGE attributes (PCIe 6.x §11.3, DEVICE_INTERFACE_REPORT "MMIO_RANGE" table).
+/// MMIO_RANGE attributes (PCIe 6.x §11.3.11, Table 11-15 MMIO_RANGE).
 public struct TDISPMMIORangeAttributes: OptionSet, Hashable, Sendable {
   public var rawValue: UInt16
   public init(rawValue: UInt16) { self.rawValue = rawValue }
@@ -151,7 +153,8 @@ public struct TDISPMMIORange: Hashable, Sendable {
   public var attributes: TDISPMMIORangeAttributes
   public var rangeID: UInt16
 
-  public init(firstPage: UInt64, numberOfPages: UInt32, attributes: TDISPMMIORangeAttributes, rangeID: UInt16) {
+  public init(firstPage: UInt64, numberOfPages: UInt32, attributes: TDISPMMIORangeAttributes, rangeID: UInt16)
+  {
     self.firstPage = firstPage
     self.numberOfPages = numberOfPages
     self.attributes = attributes
@@ -174,7 +177,7 @@ public struct TDISPMMIORange: Hashable, Sendable {
   }
 }
 
-/// A VDM_REQUEST / VDM_RESPONSE body (PCIe 6.x §11.3, VDM_REQUEST): REGISTRY_ID u8 (0 PCI-SIG, 1 CXL),
+/// A VDM_REQUEST / VDM_RESPONSE body (PCIe 6.x §11.3.25 Table 11-29 / §11.3.26 Table 11-30): REGISTRY_ID u8 (0 PCI-SIG, 1 CXL),
 /// VENDOR_ID_LEN u8, VENDOR_ID, then vendor data to the end of the message.
 public struct TDISPVendorDefinedMessage: Hashable, Sendable {
   public var registryID: UInt8
@@ -204,7 +207,7 @@ public struct TDISPVendorDefinedMessage: Hashable, Sendable {
   }
 }
 
-/// TDISP_ERROR body (PCIe 6.x §11.3, TDISP_ERROR): ERROR_CODE u32, ERROR_DATA u32, EXTENDED_ERROR_DATA to
+/// TDISP_ERROR body (PCIe 6.x §11.3.24, Table 11-26 TDISP_ERROR): ERROR_CODE u32, ERROR_DATA u32, EXTENDED_ERROR_DATA to
 /// the end of the message (present for VENDOR_SPECIFIC_ERROR).
 public struct TDISPErrorResponse: Hashable, Sendable, Error {
   public var code: TDISPErrorCode
@@ -230,7 +233,7 @@ public struct TDISPErrorResponse: Hashable, Sendable, Error {
   }
 }
 
-/// One DEVICE_INTERFACE_REPORT response's payload (PCIe 6.x §11.3, DEVICE_INTERFACE_REPORT):
+/// One DEVICE_INTERFACE_REPORT response's payload (PCIe 6.x §11.3.11, Table 11-14 DEVICE_INTERFACE_REPORT):
 /// PORTION_LENGTH u16, REMAINDER_LENGTH u16, then PORTION_LENGTH bytes of the report.
 public struct TDISPReportPortion: Hashable, Sendable {
   public var portion: [UInt8]

@@ -62,7 +62,8 @@ public struct TDISPRequest: Hashable, Sendable {
 
   public init(parsing bytes: [UInt8]) throws(WireError) {
     guard bytes.count <= TDISPLimits.maximumMessageSize else {
-      throw WireError(.lengthOutOfRange, at: 0, field: "TDISP message (exceeds a PCI-SIG VENDOR_DEFINED payload)")
+      throw WireError(
+        .lengthOutOfRange, at: 0, field: "TDISP message (exceeds a PCI-SIG VENDOR_DEFINED payload)")
     }
     var reader = ByteReader(bytes)
     let header = try TDISPMessageHeader.parse(&reader)
@@ -95,7 +96,8 @@ public struct TDISPRequest: Hashable, Sendable {
 
   public func encode() -> [UInt8] {
     var writer = ByteWriter(capacity: 64)
-    TDISPMessageHeader(version: version, messageType: code.rawValue, interfaceID: interfaceID).encode(into: &writer)
+    TDISPMessageHeader(version: version, messageType: code.rawValue, interfaceID: interfaceID).encode(
+      into: &writer)
     switch body {
     case .getVersion, .getDeviceInterfaceState, .stopInterface: break
     case .getCapabilities(let caps): writer.append(caps)

@@ -61,7 +61,8 @@ public struct TDISPResponse: Hashable, Sendable {
 
   public init(parsing bytes: [UInt8]) throws(WireError) {
     guard bytes.count <= TDISPLimits.maximumMessageSize else {
-      throw WireError(.lengthOutOfRange, at: 0, field: "TDISP message (exceeds a PCI-SIG VENDOR_DEFINED payload)")
+      throw WireError(
+        .lengthOutOfRange, at: 0, field: "TDISP message (exceeds a PCI-SIG VENDOR_DEFINED payload)")
     }
     var reader = ByteReader(bytes)
     let header = try TDISPMessageHeader.parse(&reader)
@@ -100,7 +101,8 @@ public struct TDISPResponse: Hashable, Sendable {
 
   public func encode() -> [UInt8] {
     var writer = ByteWriter(capacity: 64)
-    TDISPMessageHeader(version: version, messageType: code.rawValue, interfaceID: interfaceID).encode(into: &writer)
+    TDISPMessageHeader(version: version, messageType: code.rawValue, interfaceID: interfaceID).encode(
+      into: &writer)
     switch body {
     case .version(let versions):
       precondition(versions.count <= Int(UInt8.max), "VERSION_NUM_COUNT is a u8")

@@ -79,7 +79,8 @@ func header(_ type: UInt8, version: UInt8 = 0x10) -> [UInt8] {
       header(0x83) + payload,
       .lockInterface(
         TDISPLockInterfaceParameters(
-          flags: [.noFirmwareUpdate, .bindP2P], defaultStreamID: 3, mmioReportingOffset: 0x1000_0000_0000_0000,
+          flags: [.noFirmwareUpdate, .bindP2P], defaultStreamID: 3,
+          mmioReportingOffset: 0x1000_0000_0000_0000,
           bindP2PAddressMask: 0xFFFF_0000)))
     #expect(throws: WireError(.truncated, at: 28, field: "BIND_P2P_ADDRESS_MASK")) {
       try TDISPRequest(parsing: header(0x83) + payload.prefix(19))
@@ -90,7 +91,8 @@ func header(_ type: UInt8, version: UInt8 = 0x10) -> [UInt8] {
   }
 
   @Test func getReport() throws {
-    try roundTrip(header(0x84) + [0x00, 0x01, 0x40, 0x00], .getDeviceInterfaceReport(offset: 0x100, length: 0x40))
+    try roundTrip(
+      header(0x84) + [0x00, 0x01, 0x40, 0x00], .getDeviceInterfaceReport(offset: 0x100, length: 0x40))
     #expect(throws: WireError(.truncated, at: 18, field: "LENGTH")) {
       try TDISPRequest(parsing: header(0x84) + [0, 1, 0x40])
     }
@@ -111,7 +113,9 @@ func header(_ type: UInt8, version: UInt8 = 0x10) -> [UInt8] {
     try roundTrip(
       header(0x8A) + range,
       .setMMIOAttribute(
-        TDISPMMIORange(firstPage: 0x1000, numberOfPages: 2, attributes: [.isNonTEEMemory, .isMemoryAttributeUpdatable], rangeID: 7)))
+        TDISPMMIORange(
+          firstPage: 0x1000, numberOfPages: 2, attributes: [.isNonTEEMemory, .isMemoryAttributeUpdatable],
+          rangeID: 7)))
     #expect(throws: WireError(.truncated, at: 16, field: "P2P_STREAM_ID")) {
       try TDISPRequest(parsing: header(0x88))
     }
@@ -130,11 +134,13 @@ func header(_ type: UInt8, version: UInt8 = 0x10) -> [UInt8] {
   }
 
   @Test func unknownRequestSurvives() throws {
-    try roundTrip(header(0x8C) + [1, 2, 3, 4], .unknown(TDISPRequestCode(rawValue: 0x8C), payload: [1, 2, 3, 4]))
+    try roundTrip(
+      header(0x8C) + [1, 2, 3, 4], .unknown(TDISPRequestCode(rawValue: 0x8C), payload: [1, 2, 3, 4]))
   }
 
   @Test func rejections() {
-    #expect(throws: WireError(.unexpectedMessage, at: 1, field: "MessageType (a response code in a request)")) {
+    #expect(throws: WireError(.unexpectedMessage, at: 1, field: "MessageType (a response code in a request)"))
+    {
       try TDISPRequest(parsing: header(0x01))
     }
     #expect(throws: WireError(.trailingBytes, at: 16, field: "GET_TDISP_VERSION")) {
@@ -142,7 +148,8 @@ func header(_ type: UInt8, version: UInt8 = 0x10) -> [UInt8] {
     }
     #expect(throws: WireError(.truncated, at: 1, field: "MessageType")) { try TDISPRequest(parsing: [0x10]) }
     #expect(
-      throws: WireError(.lengthOutOfRange, at: 0, field: "TDISP message (exceeds a PCI-SIG VENDOR_DEFINED payload)")
+      throws: WireError(
+        .lengthOutOfRange, at: 0, field: "TDISP message (exceeds a PCI-SIG VENDOR_DEFINED payload)")
     ) { try TDISPRequest(parsing: header(0x8B) + [0, 0] + [UInt8](repeating: 0, count: 65535 - 18)) }
   }
 }
@@ -174,7 +181,9 @@ func header(_ type: UInt8, version: UInt8 = 0x10) -> [UInt8] {
     #expect(body.count == TDISPCapabilities.size)
     let caps = TDISPCapabilities(
       dsmCapabilities: 1, supportedRequests: TDISPRequestCode.allKnown,
-      lockInterfaceFlagsSupported: [.noFirmwareUpdate, .systemCacheLineSize, .lockMSIX, .bindP2P, .allRequestRedirect],
+      lockInterfaceFlagsSupported: [
+        .noFirmwareUpdate, .systemCacheLineSize, .lockMSIX, .bindP2P, .allRequestRedirect,
+      ],
       deviceAddressWidth: 52, numberOfRequestsThisTDI: 1, numberOfRequestsAllTDIs: 4)
     try roundTrip(header(0x02) + body, .capabilities(caps))
     #expect(caps.supports(.vdm))
@@ -243,7 +252,8 @@ func header(_ type: UInt8, version: UInt8 = 0x10) -> [UInt8] {
       interfaceInfo: [.dmaWithoutPASID, .dmaWithPASID, .atsSupported], msixMessageControl: 0x8003,
       mmioRanges: [
         TDISPMMIORange(firstPage: 0xF000_0000, numberOfPages: 4, attributes: [], rangeID: 0),
-        TDISPMMIORange(firstPage: 0xF000_4000, numberOfPages: 1, attributes: [.msixTable, .msixPBA], rangeID: 1),
+        TDISPMMIORange(
+          firstPage: 0xF000_4000, numberOfPages: 1, attributes: [.msixTable, .msixPBA], rangeID: 1),
       ],
       deviceSpecificInfo: [0xDE, 0xAD])
     #expect(report.encode() == bytes)

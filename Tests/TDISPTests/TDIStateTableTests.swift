@@ -8,28 +8,37 @@ import Testing
 enum Sample {
   static let interfaceID = TDISPInterfaceID(requesterID: 0x0110)
   static let otherInterface = TDISPInterfaceID(requesterID: 0x0111)
-  static let allFlags: TDISPLockFlags = [.noFirmwareUpdate, .systemCacheLineSize, .lockMSIX, .bindP2P, .allRequestRedirect]
+  static let allFlags: TDISPLockFlags = [
+    .noFirmwareUpdate, .systemCacheLineSize, .lockMSIX, .bindP2P, .allRequestRedirect,
+  ]
   static let capabilities = TDISPCapabilities(
-    supportedRequests: TDISPRequestCode.allKnown, lockInterfaceFlagsSupported: allFlags, deviceAddressWidth: 52)
+    supportedRequests: TDISPRequestCode.allKnown, lockInterfaceFlagsSupported: allFlags,
+    deviceAddressWidth: 52)
   static let report = TDISPDeviceInterfaceReport(
     interfaceInfo: [.dmaWithoutPASID],
     mmioRanges: [
       TDISPMMIORange(firstPage: 0xF000_0000, numberOfPages: 4, attributes: [], rangeID: 0),
       TDISPMMIORange(firstPage: 0xF000_4000, numberOfPages: 1, attributes: [.msixTable], rangeID: 1),
-      TDISPMMIORange(firstPage: 0xF000_8000, numberOfPages: 2, attributes: [.isMemoryAttributeUpdatable], rangeID: 2),
+      TDISPMMIORange(
+        firstPage: 0xF000_8000, numberOfPages: 2, attributes: [.isMemoryAttributeUpdatable], rangeID: 2),
     ],
     deviceSpecificInfo: [1, 2, 3])
   static let reportingOffset: UInt64 = 0x1_0000_0000
   static let lockParameters = TDISPLockInterfaceParameters(
     flags: [.noFirmwareUpdate, .lockMSIX, .bindP2P], defaultStreamID: 1, mmioReportingOffset: reportingOffset)
 
-  static func tdi(seed: UInt64 = 7, compatibility: TDICompatibility = .specification, portion: Int = 4096) -> TDI {
+  static func tdi(seed: UInt64 = 7, compatibility: TDICompatibility = .specification, portion: Int = 4096)
+    -> TDI
+  {
     TDI(
-      interfaceID: interfaceID, capabilities: capabilities, report: report, entropy: SeededEntropy(seed: seed),
+      interfaceID: interfaceID, capabilities: capabilities, report: report,
+      entropy: SeededEntropy(seed: seed),
       compatibility: compatibility, maximumReportPortion: portion)
   }
 
-  static func request(_ body: TDISPRequest.Body, version: TDISPVersion = .v10, id: TDISPInterfaceID = interfaceID)
+  static func request(
+    _ body: TDISPRequest.Body, version: TDISPVersion = .v10, id: TDISPInterfaceID = interfaceID
+  )
     -> TDISPRequest
   { TDISPRequest(version: version, interfaceID: id, body: body) }
 }
@@ -83,7 +92,8 @@ struct Driven {
       body = .lockInterface(parameters)
     case "GET_DEVICE_INTERFACE_REPORT":
       switch condition {
-      case "offsetPastEnd": body = .getDeviceInterfaceReport(offset: UInt16(Sample.report.encodedSize), length: 0xFFFF)
+      case "offsetPastEnd":
+        body = .getDeviceInterfaceReport(offset: UInt16(Sample.report.encodedSize), length: 0xFFFF)
       case "zeroLength": body = .getDeviceInterfaceReport(offset: 0, length: 0)
       default: body = .getDeviceInterfaceReport(offset: 0, length: 0xFFFF)
       }
@@ -109,7 +119,8 @@ struct Driven {
       default: break
       }
       body = .setMMIOAttribute(range)
-    case "VDM_REQUEST": body = .vdm(TDISPVendorDefinedMessage(registryID: 0, vendorID: [0x86, 0x80], data: [1]))
+    case "VDM_REQUEST":
+      body = .vdm(TDISPVendorDefinedMessage(registryID: 0, vendorID: [0x86, 0x80], data: [1]))
     default:
       let code = UInt8(request.dropFirst(2), radix: 16)!
       body = .unknown(TDISPRequestCode(rawValue: code), payload: [])
@@ -141,7 +152,8 @@ enum SpecTables {
     .deletingLastPathComponent()
 
   static func rows(_ name: String) -> [[String]] {
-    let text = (try? String(contentsOf: root.appendingPathComponent("specs/tdisp/\(name)"), encoding: .utf8)) ?? ""
+    let text =
+      (try? String(contentsOf: root.appendingPathComponent("specs/tdisp/\(name)"), encoding: .utf8)) ?? ""
     return text.split(separator: "\n").filter { !$0.hasPrefix("#") }.dropFirst().map {
       $0.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
     }
@@ -154,7 +166,9 @@ enum SpecTables {
   }
 
   static let errorTriggers: [ErrorTriggerRow] = rows("error-triggers.tsv").map {
-    ErrorTriggerRow(event: TDIErrorEvent(rawValue: $0[0])!, state: TDIState(name: $0[1])!, nextState: TDIState(name: $0[2])!)
+    ErrorTriggerRow(
+      event: TDIErrorEvent(rawValue: $0[0])!, state: TDIState(name: $0[1])!, nextState: TDIState(name: $0[2])!
+    )
   }
 }
 

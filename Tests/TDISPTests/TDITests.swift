@@ -27,9 +27,12 @@ import Testing
     let nonce = lock(&tdi)
     var wrong = nonce
     wrong[0] ^= 0x80
-    #expect(tdi.handle(Sample.request(.startInterface(nonce: wrong)), context: context).error?.code == .invalidNonce)
+    #expect(
+      tdi.handle(Sample.request(.startInterface(nonce: wrong)), context: context).error?.code == .invalidNonce
+    )
     #expect(tdi.state == .configLocked)
-    #expect(tdi.handle(Sample.request(.startInterface(nonce: nonce)), context: context).code == .startInterface)
+    #expect(
+      tdi.handle(Sample.request(.startInterface(nonce: nonce)), context: context).code == .startInterface)
     #expect(tdi.state == .run)
     #expect(!tdi.hasStartNonce)
   }
@@ -41,8 +44,11 @@ import Testing
     #expect(tdi.handle(Sample.request(.stopInterface), context: context).code == .stopInterface)
     let second = lock(&tdi)
     #expect(first != second)
-    #expect(tdi.handle(Sample.request(.startInterface(nonce: first)), context: context).error?.code == .invalidNonce)
-    #expect(tdi.handle(Sample.request(.startInterface(nonce: second)), context: context).code == .startInterface)
+    #expect(
+      tdi.handle(Sample.request(.startInterface(nonce: first)), context: context).error?.code == .invalidNonce
+    )
+    #expect(
+      tdi.handle(Sample.request(.startInterface(nonce: second)), context: context).code == .startInterface)
   }
 
   @Test func nonceDestroyedWhenLockedTDIEntersError() {
@@ -52,14 +58,18 @@ import Testing
     #expect(!tdi.hasStartNonce)
     _ = tdi.handle(Sample.request(.stopInterface), context: context)
     _ = lock(&tdi)
-    #expect(tdi.handle(Sample.request(.startInterface(nonce: nonce)), context: context).error?.code == .invalidNonce)
+    #expect(
+      tdi.handle(Sample.request(.startInterface(nonce: nonce)), context: context).error?.code == .invalidNonce
+    )
   }
 
   @Test func reportIsServedInPortionsWithTheReportingOffset() throws {
     var tdi = Sample.tdi(portion: 20)
     _ = lock(&tdi)
     var expected = Sample.report
-    for index in expected.mmioRanges.indices { expected.mmioRanges[index].firstPage += Sample.reportingOffset }
+    for index in expected.mmioRanges.indices {
+      expected.mmioRanges[index].firstPage += Sample.reportingOffset
+    }
     let whole = expected.encode()
     #expect(whole.count == 20 + 3 * 16 + 3)
     var collected: [UInt8] = []
@@ -81,7 +91,10 @@ import Testing
     #expect(try TDISPDeviceInterfaceReport(parsing: collected) == expected)
     // A LENGTH smaller than the device's buffer is honoured.
     let small = tdi.handle(Sample.request(.getDeviceInterfaceReport(offset: 4, length: 3)), context: context)
-    #expect(small.body == .deviceInterfaceReport(TDISPReportPortion(portion: Array(whole[4..<7]), remainderLength: UInt16(whole.count - 7))))
+    #expect(
+      small.body
+        == .deviceInterfaceReport(
+          TDISPReportPortion(portion: Array(whole[4..<7]), remainderLength: UInt16(whole.count - 7))))
   }
 
   @Test func stopScrubsEverything() {
@@ -97,7 +110,8 @@ import Testing
     #expect(tdi.lockParameters == nil)
     #expect(tdi.boundP2PStreams.isEmpty)
     #expect(
-      tdi.handle(Sample.request(.getDeviceInterfaceReport(offset: 0, length: 16)), context: context).error?.code
+      tdi.handle(Sample.request(.getDeviceInterfaceReport(offset: 0, length: 16)), context: context).error?
+        .code
         == .invalidInterfaceState)
   }
 
@@ -105,7 +119,8 @@ import Testing
     var tdi = Sample.tdi()
     #expect(tdi.handle(Sample.request(.stopInterface), context: context).code == .stopInterface)
     tdi.compatibility = .referenceEmulators
-    #expect(tdi.handle(Sample.request(.stopInterface), context: context).error?.code == .invalidInterfaceState)
+    #expect(
+      tdi.handle(Sample.request(.stopInterface), context: context).error?.code == .invalidInterfaceState)
     #expect(tdi.state == .configUnlocked)
   }
 
@@ -123,12 +138,14 @@ import Testing
     #expect(tdi.report.mmioRanges[2].attributes == [.isMemoryAttributeUpdatable])
     // Without the reporting offset the range is not one the report named.
     range.firstPage = Sample.report.mmioRanges[2].firstPage
-    #expect(tdi.handle(Sample.request(.setMMIOAttribute(range)), context: context).error?.code == .invalidRequest)
+    #expect(
+      tdi.handle(Sample.request(.setMMIOAttribute(range)), context: context).error?.code == .invalidRequest)
   }
 
   @Test func unsupportedRequestsCarryTheCode() {
     var tdi = Sample.tdi()
-    let unknown = tdi.handle(Sample.request(.unknown(TDISPRequestCode(rawValue: 0x8C), payload: [])), context: context)
+    let unknown = tdi.handle(
+      Sample.request(.unknown(TDISPRequestCode(rawValue: 0x8C), payload: [])), context: context)
     #expect(unknown.error == TDISPErrorResponse(.unsupportedRequest, data: 0x8C))
     // A request the DSM leaves out of REQ_MSGS_SUPPORTED is unsupported too.
     var limited = TDI(
@@ -144,11 +161,13 @@ import Testing
 
   @Test func responsesEchoTheInterfaceAndAnswerVersion() {
     var tdi = Sample.tdi()
-    let response = tdi.handle(Sample.request(.getVersion, version: TDISPVersion(rawValue: 0x20)), context: context)
+    let response = tdi.handle(
+      Sample.request(.getVersion, version: TDISPVersion(rawValue: 0x20)), context: context)
     #expect(response.body == .version([.v10]))
     #expect(response.version == .v10)
     #expect(response.interfaceID == Sample.interfaceID)
-    let wrong = tdi.handle(Sample.request(.getDeviceInterfaceState, id: Sample.otherInterface), context: context)
+    let wrong = tdi.handle(
+      Sample.request(.getDeviceInterfaceState, id: Sample.otherInterface), context: context)
     #expect(wrong.interfaceID == Sample.otherInterface)
     #expect(wrong.error?.code == .invalidInterface)
     #expect(
@@ -159,6 +178,9 @@ import Testing
   @Test func tZeroIsOnlyAnErrorInRun() {
     #expect(!TDIErrorEvent.tZeroRequestInRun.entersError(from: .configLocked))
     #expect(TDIErrorEvent.tZeroRequestInRun.entersError(from: .run))
-    #expect(TDIErrorEvent.allCases.allSatisfy { !$0.entersError(from: .configUnlocked) && !$0.entersError(from: .error) })
+    #expect(
+      TDIErrorEvent.allCases.allSatisfy {
+        !$0.entersError(from: .configUnlocked) && !$0.entersError(from: .error)
+      })
   }
 }
