@@ -63,7 +63,7 @@ let package = Package(
     .testTarget(name: "PCIeTests", dependencies: ["PCIe", "CoveWire"], swiftSettings: strictSettings),
     .testTarget(name: "IOMMUTests", dependencies: ["IOMMU", "PCIe"], swiftSettings: strictSettings),
     .testTarget(
-      name: "TDISPTests", dependencies: ["TDISP", "SPDM", "PCIe", "CoveWire"], swiftSettings: strictSettings),
+      name: "TDISPTests", dependencies: ["TDISP", "SPDM", "PCIe", "CoveWire", "CoveCrypto"], swiftSettings: strictSettings),
     .testTarget(
       name: "IDEKMTests", dependencies: ["IDEKM", "SPDM", "PCIe", "CoveWire"], swiftSettings: strictSettings),
     .testTarget(
