@@ -133,7 +133,9 @@ public struct ATSCapability: Hashable, Sendable {
   public var pageAlignedRequest: Bool
   public var globalInvalidateSupported: Bool
 
-  public init(invalidateQueueDepth: UInt8 = 0, pageAlignedRequest: Bool = true, globalInvalidateSupported: Bool = false) {
+  public init(
+    invalidateQueueDepth: UInt8 = 0, pageAlignedRequest: Bool = true, globalInvalidateSupported: Bool = false
+  ) {
     self.invalidateQueueDepth = invalidateQueueDepth & 0x1F
     self.pageAlignedRequest = pageAlignedRequest
     self.globalInvalidateSupported = globalInvalidateSupported
@@ -163,7 +165,9 @@ public struct PASIDCapability: Hashable, Sendable {
   public var executePermissionSupported: Bool
   public var privilegedModeSupported: Bool
 
-  public init(maxWidth: UInt8 = 20, executePermissionSupported: Bool = false, privilegedModeSupported: Bool = false) {
+  public init(
+    maxWidth: UInt8 = 20, executePermissionSupported: Bool = false, privilegedModeSupported: Bool = false
+  ) {
     self.maxWidth = maxWidth
     self.executePermissionSupported = executePermissionSupported
     self.privilegedModeSupported = privilegedModeSupported
@@ -197,7 +201,9 @@ public struct IDECapability: Hashable, Sendable {
   /// Supported Algorithms, bits 12:8: 0 = AES-GCM 256-bit key, 96-bit MAC.
   public var supportedAlgorithms: UInt8
 
-  public init(selectiveStreamAddressBlocks: [Int] = [1], ideKMSupported: Bool = true, supportedAlgorithms: UInt8 = 0) {
+  public init(
+    selectiveStreamAddressBlocks: [Int] = [1], ideKMSupported: Bool = true, supportedAlgorithms: UInt8 = 0
+  ) {
     self.selectiveStreamAddressBlocks = selectiveStreamAddressBlocks
     self.ideKMSupported = ideKMSupported
     self.supportedAlgorithms = supportedAlgorithms & 0x1F
@@ -218,7 +224,8 @@ public struct IDECapability: Hashable, Sendable {
     guard selectiveStreamAddressBlocks.indices.contains(index) else { return nil }
     var offset = IDECapabilityRegister.firstSelectiveStream
     for blocks in selectiveStreamAddressBlocks[..<index] {
-      offset += IDECapabilityRegister.selectiveStreamBlockHeaderSize
+      offset +=
+        IDECapabilityRegister.selectiveStreamBlockHeaderSize
         + blocks * IDECapabilityRegister.addressAssociationBlockSize
     }
     return offset
@@ -232,7 +239,8 @@ public struct IDECapability: Hashable, Sendable {
   }
 
   var isValid: Bool {
-    selectiveStreamAddressBlocks.count <= 256 && selectiveStreamAddressBlocks.allSatisfy { (0...15).contains($0) }
+    selectiveStreamAddressBlocks.count <= 256
+      && selectiveStreamAddressBlocks.allSatisfy { (0...15).contains($0) }
   }
 }
 

@@ -83,8 +83,8 @@ public struct PCIStatus: OptionSet, Hashable, Sendable {
   public var rawValue: UInt16
   public init(rawValue: UInt16) { self.rawValue = rawValue }
 
-  /// Interrupt Status (RO).
-  public static let interruptStatus = PCIStatus(rawValue: 1 << 3)
+  /// Interrupt Status (RO): an INTx is asserted.
+  public static let interruptAsserted = PCIStatus(rawValue: 1 << 3)
   /// Capabilities List (RO, hardwired to 1 in PCIe).
   public static let capabilitiesList = PCIStatus(rawValue: 1 << 4)
   /// Master Data Parity Error (RW1C).

@@ -121,7 +121,8 @@ public struct PCIeConfigSpace: Sendable {
       let new = load16(register.offset)
       if new != old { events.append(register.event(old, new)) }
     }
-    if let ide = layout.offset(of: .ide), let ideSize = layout.extendedCapabilities.first(where: { $0.offset == ide })?.capability.size,
+    if let ide = layout.offset(of: .ide),
+      let ideSize = layout.extendedCapabilities.first(where: { $0.offset == ide })?.capability.size,
       range.overlaps(ide..<(ide + ideSize))
     {
       events.append(.ideRegisterWritten(offset: offset - ide))
@@ -183,29 +184,34 @@ public struct PCIeConfigSpace: Sendable {
   private func watchedRegisters() -> [WatchedRegister] {
     var registers: [WatchedRegister] = []
     if let msix = layout.offset(of: .msix) {
-      registers.append(WatchedRegister(offset: msix + MSIXCapabilityRegister.messageControl) {
-        .msixControlChanged(old: $0, new: $1)
-      })
+      registers.append(
+        WatchedRegister(offset: msix + MSIXCapabilityRegister.messageControl) {
+          .msixControlChanged(old: $0, new: $1)
+        })
     }
     if let acs = layout.offset(of: .acs) {
-      registers.append(WatchedRegister(offset: acs + ACSCapabilityRegister.control) {
-        .acsControlChanged(old: $0, new: $1)
-      })
+      registers.append(
+        WatchedRegister(offset: acs + ACSCapabilityRegister.control) {
+          .acsControlChanged(old: $0, new: $1)
+        })
     }
     if let ats = layout.offset(of: .ats) {
-      registers.append(WatchedRegister(offset: ats + ATSCapabilityRegister.control) {
-        .atsControlChanged(old: $0, new: $1)
-      })
+      registers.append(
+        WatchedRegister(offset: ats + ATSCapabilityRegister.control) {
+          .atsControlChanged(old: $0, new: $1)
+        })
     }
     if let pri = layout.offset(of: .pri) {
-      registers.append(WatchedRegister(offset: pri + PRICapabilityRegister.control) {
-        .priControlChanged(old: $0, new: $1)
-      })
+      registers.append(
+        WatchedRegister(offset: pri + PRICapabilityRegister.control) {
+          .priControlChanged(old: $0, new: $1)
+        })
     }
     if let pasid = layout.offset(of: .pasid) {
-      registers.append(WatchedRegister(offset: pasid + PASIDCapabilityRegister.control) {
-        .pasidControlChanged(old: $0, new: $1)
-      })
+      registers.append(
+        WatchedRegister(offset: pasid + PASIDCapabilityRegister.control) {
+          .pasidControlChanged(old: $0, new: $1)
+        })
     }
     return registers
   }
@@ -275,7 +281,9 @@ struct RegisterImage {
   var writable = [UInt8](repeating: 0, count: PCIeConfigSpace.size)
   var writeOneToClear = [UInt8](repeating: 0, count: PCIeConfigSpace.size)
 
-  mutating func set(_ offset: Int, size: Int, _ value: UInt32, writable rw: UInt32 = 0, writeOneToClear w1c: UInt32 = 0) {
+  mutating func set(
+    _ offset: Int, size: Int, _ value: UInt32, writable rw: UInt32 = 0, writeOneToClear w1c: UInt32 = 0
+  ) {
     for index in 0..<size {
       let shift = UInt32(8 * index)
       bytes[offset + index] = UInt8(truncatingIfNeeded: value >> shift)

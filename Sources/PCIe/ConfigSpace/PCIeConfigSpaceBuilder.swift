@@ -19,6 +19,8 @@ public enum ConfigSpaceLayoutError: Error, Hashable, Sendable {
   case invalidCapability(offset: Int)
   /// The MSI-X table or PBA is not inside an implemented memory BAR.
   case msixStructureOutsideBAR(offset: Int)
+  /// The MSI-X table and PBA overlap (PCIe 6.x §7.7.2: they may share a BAR, not addresses).
+  case msixTableOverlapsPBA(offset: Int)
 }
 
 /// Lays out a function's configuration space: identity, BARs and capabilities at chosen offsets.
@@ -83,7 +85,8 @@ public struct PCIeConfigSpaceBuilder: Sendable {
     var layoutBARs = bars
     for index in 0..<5 where bars[index]?.kind == .memory64 { layoutBARs[index + 1] = nil }
     let layout = ConfigSpaceLayout(
-      bars: layoutBARs, standardCapabilities: standardCapabilities, extendedCapabilities: extendedCapabilities)
+      bars: layoutBARs, standardCapabilities: standardCapabilities, extendedCapabilities: extendedCapabilities
+    )
     return PCIeConfigSpace(layout: layout, image: image)
   }
 
@@ -134,6 +137,11 @@ public struct PCIeConfigSpaceBuilder: Sendable {
           UInt64(start) + length <= bar.size
         else { throw .msixStructureOutsideBAR(offset: placed.offset) }
       }
+      let table = UInt64(msix.tableOffset)..<(UInt64(msix.tableOffset) + msix.tableBytes)
+      let pba = UInt64(msix.pbaOffset)..<(UInt64(msix.pbaOffset) + msix.pbaBytes)
+      if msix.tableBIR == msix.pbaBIR, table.overlaps(pba) {
+        throw .msixTableOverlapsPBA(offset: placed.offset)
+      }
     }
   }
 
@@ -166,7 +174,9 @@ public struct PCIeConfigSpaceBuilder: Sendable {
       writeOneToClear: UInt32(PCIStatus.writeOneToClear.rawValue))
     image.set(PCIHeaderRegister.revisionID, size: 4, UInt32(revisionID) | classCode << 8)
     image.set(PCIHeaderRegister.cacheLineSize, size: 1, 0, writable: 0xFF)
-    image.set(PCIHeaderRegister.headerType, size: 1, UInt32(multiFunction ? PCIHeaderRegister.headerTypeMultiFunction : 0))
+    image.set(
+      PCIHeaderRegister.headerType, size: 1,
+      UInt32(multiFunction ? PCIHeaderRegister.headerTypeMultiFunction : 0))
     var index = 0
     while index < 6 {
       defer { index += 1 }
@@ -228,7 +238,8 @@ public struct PCIeConfigSpaceBuilder: Sendable {
         UInt32(ats.invalidateQueueDepth) | (ats.pageAlignedRequest ? 1 << 5 : 0)
         | (ats.globalInvalidateSupported ? 1 << 6 : 0)
       image.set(base + ATSCapabilityRegister.capability, size: 2, value)
-      image.set(base + ATSCapabilityRegister.control, size: 2, 0, writable: UInt32(ATSCapability.controlWritable))
+      image.set(
+        base + ATSCapabilityRegister.control, size: 2, 0, writable: UInt32(ATSCapability.controlWritable))
     case .pri(let pri):
       typealias R = PRICapabilityRegister
       image.set(base + R.control, size: 2, 0, writable: UInt32(R.enable))

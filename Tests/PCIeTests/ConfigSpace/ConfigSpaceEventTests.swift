@@ -32,10 +32,13 @@ struct ConfigSpaceEventTests {
 
   @Test func msixControlChanges() throws {
     var space = try ConfigSpaceFixture.configSpace()
-    #expect(space.write(offset: 0x82, size: 2, value: 0x8000) == [.msixControlChanged(old: 0x000F, new: 0x800F)])
+    #expect(
+      space.write(offset: 0x82, size: 2, value: 0x8000) == [.msixControlChanged(old: 0x000F, new: 0x800F)])
     #expect(space.write(offset: 0x82, size: 2, value: 0x8000) == [])
-    #expect(space.write(offset: 0x83, size: 1, value: 0xC0) == [.msixControlChanged(old: 0x800F, new: 0xC00F)])
-    #expect(space.write(offset: 0x82, size: 2, value: 0x07FF) == [.msixControlChanged(old: 0xC00F, new: 0x000F)])
+    #expect(
+      space.write(offset: 0x83, size: 1, value: 0xC0) == [.msixControlChanged(old: 0x800F, new: 0xC00F)])
+    #expect(
+      space.write(offset: 0x82, size: 2, value: 0x07FF) == [.msixControlChanged(old: 0xC00F, new: 0x000F)])
     // Table size is RO: writing it changes nothing and reports nothing.
     #expect(space.write(offset: 0x82, size: 2, value: 0x0003) == [])
     // The table/PBA registers are RO and not in config space's events.
@@ -47,7 +50,10 @@ struct ConfigSpaceEventTests {
     #expect(space.write(offset: 0x10E, size: 2, value: 0xFFFF) == [.atsControlChanged(old: 0, new: 0x801F)])
     #expect(space.read(offset: 0x10C, size: 4) == 0x801F_0020)
     #expect(space.write(offset: 0x10E, size: 2, value: 0xFFFF) == [])
-    #expect(space.write(offset: 0x10C, size: 4, value: 0x001F_0000) == [.atsControlChanged(old: 0x801F, new: 0x001F)])
+    #expect(
+      space.write(offset: 0x10C, size: 4, value: 0x001F_0000) == [
+        .atsControlChanged(old: 0x801F, new: 0x001F)
+      ])
   }
 
   @Test func priControlChangesAndStopped() throws {
@@ -122,7 +128,8 @@ struct ConfigSpaceEventTests {
     // Initiate FLR together with a Device Control change: FLR wins, and reads 0.
     #expect(space.write(offset: 0x48, size: 2, value: 0x8000) == [.functionLevelReset])
     for offset in stride(from: 0, to: PCIeConfigSpace.size, by: 4) {
-      #expect(space.read(offset: offset, size: 4) == (ConfigSpaceFixture.resetDWords[offset] ?? 0), "\(offset)")
+      #expect(
+        space.read(offset: offset, size: 4) == (ConfigSpaceFixture.resetDWords[offset] ?? 0), "\(offset)")
     }
     #expect(space.command == [])
     #expect(space.barAddress(0) == 0)
@@ -145,7 +152,8 @@ struct ConfigSpaceEventTests {
   @Test func functionLevelResetIgnoredWithoutCapability() throws {
     var pcie = PCIExpressCapability()
     pcie.functionLevelResetCapable = false
-    var builder = PCIeConfigSpaceBuilder(vendorID: 0x1234, deviceID: 0x11E8, revisionID: 2, classCode: 0x12_0000)
+    var builder = PCIeConfigSpaceBuilder(
+      vendorID: 0x1234, deviceID: 0x11E8, revisionID: 2, classCode: 0x12_0000)
     builder.add(.pciExpress(pcie), at: 0x40)
     var space = try builder.build()
     #expect(space.read(offset: 0x44, size: 4) == 0x0000_8001)

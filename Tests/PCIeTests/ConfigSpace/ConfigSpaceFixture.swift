@@ -11,7 +11,8 @@ enum ConfigSpaceFixture {
   static let ide = IDECapability(selectiveStreamAddressBlocks: [1, 2])
 
   static func builder() -> PCIeConfigSpaceBuilder {
-    var builder = PCIeConfigSpaceBuilder(vendorID: 0x1234, deviceID: 0x11E8, revisionID: 0x02, classCode: 0x12_0000)
+    var builder = PCIeConfigSpaceBuilder(
+      vendorID: 0x1234, deviceID: 0x11E8, revisionID: 0x02, classCode: 0x12_0000)
     builder.subsystemVendorID = 0x1234
     builder.subsystemID = 0x0001
     builder.bars[0] = .memory64(size: 1 << 20, prefetchable: true)
@@ -19,7 +20,8 @@ enum ConfigSpaceFixture {
     builder.bars[4] = .io(size: 32)
     builder.add(.pciExpress(PCIExpressCapability()), at: 0x40)
     builder.add(
-      .msix(MSIXCapability(tableSize: 16, tableBIR: 2, tableOffset: 0, pbaBIR: 2, pbaOffset: 0x800)), at: 0x80)
+      .msix(MSIXCapability(tableSize: 16, tableBIR: 2, tableOffset: 0, pbaBIR: 2, pbaOffset: 0x800)), at: 0x80
+    )
     builder.add(.acs(ACSCapability(capabilities: 0x001D)), at: 0x100)
     builder.add(.ats(ATSCapability()), at: 0x108)
     builder.add(.pri(PRICapability()), at: 0x110)

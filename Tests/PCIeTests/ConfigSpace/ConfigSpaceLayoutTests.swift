@@ -14,7 +14,8 @@ struct ConfigSpaceLayoutTests {
   ])
   func barSizing(offset: Int, sizeMask: UInt32) throws {
     var space = try ConfigSpaceFixture.configSpace()
-    #expect(space.write(offset: offset, size: 4, value: 0xFFFF_FFFF) == [.barWritten(index: (offset - 0x10) / 4)])
+    #expect(
+      space.write(offset: offset, size: 4, value: 0xFFFF_FFFF) == [.barWritten(index: (offset - 0x10) / 4)])
     #expect(space.read(offset: offset, size: 4) == sizeMask)
     _ = space.write(offset: offset, size: 4, value: 0)
     #expect(space.read(offset: offset, size: 4) == (ConfigSpaceFixture.resetDWords[offset] ?? 0))
@@ -38,10 +39,11 @@ struct ConfigSpaceLayoutTests {
     #expect(space.read(offset: 0x1C, size: 4) == 0xFFFF_F004)
     #expect(space.read(offset: 0x20, size: 4) == 0xFFFF_FFFF)
     #expect(space.read(offset: 0x24, size: 4) == 0)
-    #expect(space.layout.bars == [
-      .memory64(size: 8 << 30, prefetchable: true), nil, .memory32(size: 16, prefetchable: true),
-      .memory64(size: 4 << 10), nil, nil,
-    ])
+    #expect(
+      space.layout.bars == [
+        .memory64(size: 8 << 30, prefetchable: true), nil, .memory32(size: 16, prefetchable: true),
+        .memory64(size: 4 << 10), nil, nil,
+      ])
     #expect(space.barAddress(0) == 0xFFFF_FFFE_0000_0000)
     #expect(space.barAddress(1) == nil)
     #expect(space.barAddress(3) == 0xFFFF_FFFF_FFFF_F000)
@@ -113,7 +115,8 @@ struct ConfigSpaceLayoutTests {
   @Test func capabilitiesLinkInTheOrderAdded() throws {
     var builder = PCIeConfigSpaceBuilder(vendorID: 0x1234, deviceID: 0x0002, classCode: 0)
     builder.bars[0] = .memory32(size: 4096)
-    builder.add(.msix(MSIXCapability(tableSize: 1, tableBIR: 0, tableOffset: 0, pbaBIR: 0, pbaOffset: 0x800)), at: 0xB0)
+    builder.add(
+      .msix(MSIXCapability(tableSize: 1, tableBIR: 0, tableOffset: 0, pbaBIR: 0, pbaOffset: 0x800)), at: 0xB0)
     builder.add(.pciExpress(PCIExpressCapability()), at: 0x60)
     builder.add(.ide(IDECapability(selectiveStreamAddressBlocks: [])), at: 0x100)
     builder.add(.doe(DOECapability(version: 2)), at: 0x800)
@@ -137,14 +140,17 @@ struct ConfigSpaceLayoutTests {
     #expect(mailbox.pendingRequestDWords == 1)
     // Header, control and status writes are forwarded too; byte and word writes are not.
     #expect(space.write(offset: doe, size: 4, value: 0) == [.doe(offset: 0, value: 0)])
-    #expect(space.write(offset: doe + 0x08, size: 2, value: 1) == [
-      .ignoredAccess(offset: doe + 0x08, size: 2, reason: .doeRequiresDWordAccess)
-    ])
-    #expect(space.write(offset: doe + 0x17, size: 1, value: 1) == [
-      .ignoredAccess(offset: doe + 0x17, size: 1, reason: .doeRequiresDWordAccess)
-    ])
+    #expect(
+      space.write(offset: doe + 0x08, size: 2, value: 1) == [
+        .ignoredAccess(offset: doe + 0x08, size: 2, reason: .doeRequiresDWordAccess)
+      ])
+    #expect(
+      space.write(offset: doe + 0x17, size: 1, value: 1) == [
+        .ignoredAccess(offset: doe + 0x17, size: 1, reason: .doeRequiresDWordAccess)
+      ])
     // Just outside the window: the neighbours' registers (PASID Capability/Control, IDE header).
-    #expect(space.write(offset: doe - 4, size: 4, value: 0xFFFF_FFFF) == [.pasidControlChanged(old: 0, new: 1)])
+    #expect(
+      space.write(offset: doe - 4, size: 4, value: 0xFFFF_FFFF) == [.pasidControlChanged(old: 0, new: 1)])
     #expect(space.write(offset: doe + 0x18, size: 4, value: 0xFFFF_FFFF) == [.ideRegisterWritten(offset: 0)])
 
     // Reads: the header from config space, the rest from the mailbox.
@@ -193,7 +199,10 @@ struct ConfigSpaceLayoutTests {
   @Test func builderErrors() {
     Self.check(.barSlotCount(7)) { $0.bars.append(nil) }
     Self.check(.barSlotConflict(index: 5)) { $0.bars[5] = .memory64(size: 4096) }
-    Self.check(.barSlotConflict(index: 0)) { $0.bars[0] = .memory64(size: 4096); $0.bars[1] = .io(size: 4) }
+    Self.check(.barSlotConflict(index: 0)) {
+      $0.bars[0] = .memory64(size: 4096)
+      $0.bars[1] = .io(size: 4)
+    }
     Self.check(.invalidBAR(index: 1)) { $0.bars[1] = .memory32(size: 4095) }
     Self.check(.invalidBAR(index: 1)) { $0.bars[1] = .memory32(size: 8) }
     Self.check(.invalidBAR(index: 1)) { $0.bars[1] = .memory32(size: 1 << 32) }
@@ -204,7 +213,9 @@ struct ConfigSpaceLayoutTests {
     Self.check(.misalignedCapability(offset: 0x42)) { $0.add(.pciExpress(PCIExpressCapability()), at: 0x42) }
     Self.check(.overlappingCapabilities(offset: 0x78)) {
       $0.add(.pciExpress(PCIExpressCapability()), at: 0x40)
-      $0.add(.msix(MSIXCapability(tableSize: 1, tableBIR: 0, tableOffset: 0, pbaBIR: 0, pbaOffset: 0x10)), at: 0x78)
+      $0.add(
+        .msix(MSIXCapability(tableSize: 1, tableBIR: 0, tableOffset: 0, pbaBIR: 0, pbaOffset: 0x10)), at: 0x78
+      )
     }
     Self.check(.duplicateCapability(offset: 0x80)) {
       $0.add(.pciExpress(PCIExpressCapability()), at: 0x40)
@@ -237,6 +248,16 @@ struct ConfigSpaceLayoutTests {
     ]
     for msix in outside {
       Self.check(.msixStructureOutsideBAR(offset: 0x40)) { $0.add(.msix(msix), at: 0x40) }
+    }
+    Self.check(.msixTableOverlapsPBA(offset: 0x40)) {
+      $0.add(
+        .msix(MSIXCapability(tableSize: 4, tableBIR: 0, tableOffset: 0, pbaBIR: 0, pbaOffset: 0x38)), at: 0x40
+      )
+    }
+    Self.check(nil) {  // table 0x00..<0x40, PBA right after it
+      $0.add(
+        .msix(MSIXCapability(tableSize: 4, tableBIR: 0, tableOffset: 0, pbaBIR: 0, pbaOffset: 0x40)), at: 0x40
+      )
     }
     Self.check(nil) { _ in }
   }

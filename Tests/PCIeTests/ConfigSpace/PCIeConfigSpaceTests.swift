@@ -45,9 +45,10 @@ struct PCIeConfigSpaceTests {
   @Test(arguments: [0, 3, 5, 8, -1])
   func invalidSizesAreIgnored(size: Int) throws {
     var space = try ConfigSpaceFixture.configSpace()
-    #expect(space.write(offset: 0x04, size: size, value: 0x6) == [
-      .ignoredAccess(offset: 0x04, size: size, reason: .invalidSize)
-    ])
+    #expect(
+      space.write(offset: 0x04, size: size, value: 0x6) == [
+        .ignoredAccess(offset: 0x04, size: size, reason: .invalidSize)
+      ])
     #expect(space.read(offset: 0x04, size: size) == 0)
     #expect(space.command == [])
   }
@@ -55,9 +56,10 @@ struct PCIeConfigSpaceTests {
   @Test(arguments: [(0x1000, 1), (0x1000, 4), (-4, 4), (-1, 1), (0xFFE, 4), (Int.max, 4), (Int.min, 2)])
   func outOfRangeAccessesAreIgnored(offset: Int, size: Int) throws {
     var space = try ConfigSpaceFixture.configSpace()
-    #expect(space.write(offset: offset, size: size, value: 0xFFFF_FFFF) == [
-      .ignoredAccess(offset: offset, size: size, reason: .outOfRange)
-    ])
+    #expect(
+      space.write(offset: offset, size: size, value: 0xFFFF_FFFF) == [
+        .ignoredAccess(offset: offset, size: size, reason: .outOfRange)
+      ])
     #expect(space.read(offset: offset, size: size) == 0)
   }
 
@@ -70,13 +72,16 @@ struct PCIeConfigSpaceTests {
 
   @Test func readOnlyRegistersIgnoreWrites() throws {
     var space = try ConfigSpaceFixture.configSpace()
-    let readOnly = [0x00, 0x08, 0x0C & ~0, 0x2C, 0x34, 0x40, 0x44, 0x4C, 0x84, 0x88, 0x100, 0x108, 0x110, 0x118, 0x120]
+    let readOnly = [
+      0x00, 0x08, 0x0C, 0x2C, 0x34, 0x40, 0x44, 0x4C, 0x84, 0x88, 0x100, 0x108, 0x110, 0x118, 0x120,
+    ]
     for offset in readOnly {
       _ = space.write(offset: offset, size: 4, value: 0xFFFF_FFFF)
       _ = space.write(offset: offset, size: 4, value: 0)
     }
     for offset in readOnly where offset != 0x0C {
-      #expect(space.read(offset: offset, size: 4) == (ConfigSpaceFixture.resetDWords[offset] ?? 0), "\(offset)")
+      #expect(
+        space.read(offset: offset, size: 4) == (ConfigSpaceFixture.resetDWords[offset] ?? 0), "\(offset)")
     }
     // 0x0C: cache line size is RW, latency timer, header type and BIST are RO.
     #expect(space.write(offset: 0x0C, size: 4, value: 0xFFFF_FFFF) == [])
@@ -91,7 +96,8 @@ struct PCIeConfigSpaceTests {
     #expect(space.write(offset: 0x04, size: 2, value: 0xFFFF) == [])
     // I/O, MSE, BME, parity error response, SERR#, INTx disable.
     #expect(space.read(offset: 0x04, size: 2) == 0x0547)
-    #expect(space.command == [.ioSpace, .memorySpace, .busMaster, .parityErrorResponse, .serr, .interruptDisable])
+    #expect(
+      space.command == [.ioSpace, .memorySpace, .busMaster, .parityErrorResponse, .serr, .interruptDisable])
 
     var builder = ConfigSpaceFixture.builder()
     builder.bars[4] = nil
