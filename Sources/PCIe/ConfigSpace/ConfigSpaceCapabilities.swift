@@ -224,17 +224,18 @@ public struct IDECapability: Hashable, Sendable {
     guard selectiveStreamAddressBlocks.indices.contains(index) else { return nil }
     var offset = IDECapabilityRegister.firstSelectiveStream
     for blocks in selectiveStreamAddressBlocks[..<index] {
-      offset +=
-        IDECapabilityRegister.selectiveStreamBlockHeaderSize
-        + blocks * IDECapabilityRegister.addressAssociationBlockSize
+      // Wrapping arithmetic: an invalid capability (the builder rejects it) must not trap here.
+      offset =
+        offset &+ IDECapabilityRegister.selectiveStreamBlockHeaderSize
+        &+ blocks &* IDECapabilityRegister.addressAssociationBlockSize
     }
     return offset
   }
 
   var size: Int {
     selectiveStreamAddressBlocks.reduce(IDECapabilityRegister.firstSelectiveStream) {
-      $0 + IDECapabilityRegister.selectiveStreamBlockHeaderSize
-        + $1 * IDECapabilityRegister.addressAssociationBlockSize
+      $0 &+ IDECapabilityRegister.selectiveStreamBlockHeaderSize
+        &+ $1 &* IDECapabilityRegister.addressAssociationBlockSize
     }
   }
 

@@ -60,6 +60,8 @@ public struct PCIeConfigSpaceBuilder: Sendable {
   public func build() throws(ConfigSpaceLayoutError) -> PCIeConfigSpace {
     guard bars.count == 6 else { throw .barSlotCount(bars.count) }
     try validateBARs()
+    for placed in standardCapabilities { try validate(placed) }
+    for placed in extendedCapabilities { try validate(placed) }
     try validatePlacement(
       standardCapabilities.map { ($0.offset, $0.capability.size, Int($0.capability.id.rawValue)) },
       range: PCIHeaderRegister.end..<PCIHeaderRegister.extendedCapabilitiesStart)
@@ -69,8 +71,6 @@ public struct PCIeConfigSpaceBuilder: Sendable {
     if let first = extendedCapabilities.first, first.offset != PCIHeaderRegister.extendedCapabilitiesStart {
       throw .extendedListMustStartAt0x100(offset: first.offset)
     }
-    for placed in standardCapabilities { try validate(placed) }
-    for placed in extendedCapabilities { try validate(placed) }
 
     var image = RegisterImage()
     writeHeader(into: &image)
@@ -110,7 +110,7 @@ public struct PCIeConfigSpaceBuilder: Sendable {
   {
     var seenIDs: Set<Int> = []
     for (position, item) in items.enumerated() {
-      guard item.offset >= range.lowerBound, item.offset + item.size <= range.upperBound else {
+      guard item.offset >= range.lowerBound, item.offset <= range.upperBound - item.size else {
         throw .capabilityOutOfRange(offset: item.offset)
       }
       guard item.offset & 3 == 0 else { throw .misalignedCapability(offset: item.offset) }

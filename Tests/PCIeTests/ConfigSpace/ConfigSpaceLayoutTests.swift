@@ -174,6 +174,8 @@ struct ConfigSpaceLayoutTests {
     #expect(ide.selectiveStreamOffset(2) == nil)
     #expect(ide.selectiveStreamOffset(-1) == nil)
     #expect(ExtendedCapability.ide(ide).size == 0x58)
+    let hostile = IDECapability(selectiveStreamAddressBlocks: [Int.max, Int.max, 0])
+    #expect(hostile.selectiveStreamOffset(2) != nil)  // garbage, but no trap
   }
 
   static func error(_ change: (inout PCIeConfigSpaceBuilder) -> Void) -> ConfigSpaceLayoutError? {
@@ -258,6 +260,17 @@ struct ConfigSpaceLayoutTests {
       $0.add(
         .msix(MSIXCapability(tableSize: 4, tableBIR: 0, tableOffset: 0, pbaBIR: 0, pbaOffset: 0x40)), at: 0x40
       )
+    }
+    // Hostile values are errors, not traps.
+    Self.check(.capabilityOutOfRange(offset: Int.max)) { $0.add(.ats(ATSCapability()), at: Int.max) }
+    Self.check(.capabilityOutOfRange(offset: Int.min)) {
+      $0.add(.pciExpress(PCIExpressCapability()), at: Int.min)
+    }
+    Self.check(.invalidCapability(offset: 0x100)) {
+      $0.add(.ide(IDECapability(selectiveStreamAddressBlocks: [Int.max, Int.max])), at: 0x100)
+    }
+    Self.check(.invalidCapability(offset: 0x100)) {
+      $0.add(.ide(IDECapability(selectiveStreamAddressBlocks: Array(repeating: 0, count: 257))), at: 0x100)
     }
     Self.check(nil) { _ in }
   }
