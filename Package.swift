@@ -20,6 +20,7 @@ let package = Package(
     .library(name: "IOMMU", targets: ["IOMMU"]),
     .library(name: "TDISP", targets: ["TDISP"]),
     .library(name: "IDEKM", targets: ["IDEKM"]),
+    .library(name: "HostPlatform", targets: ["HostPlatform"]),
     .library(name: "CoveCommands", targets: ["CoveCommands"]),
   ],
   dependencies: [
@@ -40,6 +41,11 @@ let package = Package(
     .target(
       name: "TDISP", dependencies: ["SPDM", "PCIe", "CoveWire", "CoveCrypto"], swiftSettings: strictSettings),
     .target(name: "IDEKM", dependencies: ["SPDM", "PCIe", "CoveWire"], swiftSettings: strictSettings),
+    .target(
+      name: "HostPlatform",
+      dependencies: ["SPDM", "TDISP", "IDEKM", "IOMMU", "PCIe", "CoveWire", "CoveCrypto"],
+      swiftSettings: strictSettings
+    ),
     .target(
       name: "CoveCommands",
       dependencies: [
@@ -63,7 +69,13 @@ let package = Package(
     .testTarget(name: "PCIeTests", dependencies: ["PCIe", "CoveWire"], swiftSettings: strictSettings),
     .testTarget(name: "IOMMUTests", dependencies: ["IOMMU", "PCIe"], swiftSettings: strictSettings),
     .testTarget(
-      name: "TDISPTests", dependencies: ["TDISP", "SPDM", "PCIe", "CoveWire", "CoveCrypto"], swiftSettings: strictSettings),
+      name: "TDISPTests", dependencies: ["TDISP", "SPDM", "PCIe", "CoveWire", "CoveCrypto"],
+      swiftSettings: strictSettings),
+    .testTarget(
+      name: "HostPlatformTests",
+      dependencies: ["HostPlatform", "SPDM", "TDISP", "IDEKM", "PCIe", "CoveWire", "CoveCrypto"],
+      swiftSettings: strictSettings
+    ),
     .testTarget(
       name: "IDEKMTests", dependencies: ["IDEKM", "SPDM", "PCIe", "CoveWire"], swiftSettings: strictSettings),
     .testTarget(

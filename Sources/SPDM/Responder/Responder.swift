@@ -74,6 +74,8 @@ public struct SPDMResponder {
   private mutating func handlePlain(_ request: [UInt8]) -> [UInt8]? {
     do {
       return try dispatch(request, sessionID: nil)
+    } catch let failure as ResponderFailure where failure.noAnswer {
+      return nil
     } catch {
       return errorResponse(error)
     }
@@ -142,6 +144,7 @@ public struct SPDMResponder {
   private var requesterMaxMessageSize = UInt32.max
 
   private mutating func endSession(_ sessionID: UInt32) {
+    if sessions[sessionID] != nil { vendorDefinedHandler?.sessionEnded(sessionID) }
     sessions[sessionID] = nil
     sessionMessageM[sessionID] = nil
     pendingEstablish.remove(sessionID)
@@ -692,6 +695,12 @@ public struct SPDMResponder {
     let message = try parse(&request) { bytes throws(WireError) in try VendorDefinedRequest(parsing: bytes) }
     guard let handler = vendorDefinedHandler, let response = handler.handle(message, sessionID: sessionID)
     else {
+      // PCIe 6.x §11.3 / §6.33: TDISP and IDE_KM outside a secured session get no answer at all.
+      if sessionID == nil, (try? PCISIGProtocolMessage(message)) != nil {
+        var silent = ResponderFailure(.unsupportedRequest)
+        silent.noAnswer = true
+        throw silent
+      }
       throw ResponderFailure(.unsupportedRequest, data: request[1])
     }
     let bytes = response.encode()
@@ -725,6 +734,8 @@ struct ResponderFailure: Error {
   var wire: WireError?
   /// The header version of the ERROR when it must differ from the negotiated one (GET_VERSION).
   var version: SPDMVersion?
+  /// The request gets no response at all (an unsecured PCI-SIG protocol message).
+  var noAnswer = false
 
   init(_ code: SPDMErrorCode, data: UInt8 = 0, wire: WireError? = nil, version: SPDMVersion? = nil) {
     self.code = code

@@ -41,6 +41,13 @@ public struct SPDMResponderConfiguration: Sendable {
 /// the request gets no answer (e.g. an unsecured TDISP request, PCIe 6.x §11.3).
 public protocol SPDMVendorDefinedHandler: AnyObject {
   func handle(_ request: VendorDefinedRequest, sessionID: UInt32?) -> VendorDefinedResponse?
+  /// A session ended (END_SESSION, a record that failed authentication, or GET_VERSION resetting the
+  /// connection). TDISP needs it: the session that programmed a TDI's IDE keys ending takes it to ERROR.
+  func sessionEnded(_ sessionID: UInt32)
+}
+
+extension SPDMVendorDefinedHandler {
+  public func sessionEnded(_ sessionID: UInt32) {}
 }
 
 /// One SPDM message as a transport carries it: plain (DOE type 1) or a DSP0277 record (DOE type 2).

@@ -1,0 +1,101 @@
+import CoveWire
+public import IDEKM
+public import SPDM
+public import TDISP
+
+/// A device's security manager (DSM): the part of function 0 that answers the PCI-SIG protocols the
+/// TSM sends inside its SPDM session — IDE_KM for the link keys and TDISP for each function's TDI
+/// (PCIe 6.x §6.33, §11). It plugs into the SPDM responder as its vendor-defined handler.
+///
+/// It also carries the cross-protocol rules: LOCK checks that the default stream's keys are in place
+/// and came from the requesting session; a stream going insecure, or the session that programmed the
+/// keys ending, takes every TDI locked on it to ERROR (SEMANTICS.md §7).
+public final class DeviceSecurityManager: SPDMVendorDefinedHandler {
+  public private(set) var ideKM: IDEKMResponder
+  /// TDIs by FUNCTION_ID (the INTERFACE_ID's first DW).
+  public private(set) var tdis: [UInt32: TDI]
+  /// The SPDM session each TDI was locked through, and the default stream it locked on.
+  public private(set) var locks: [UInt32: (session: UInt32, stream: UInt8)] = [:]
+  /// TDISP or IDE_KM requests that arrived outside a session and got no answer (PCIe §11.3).
+  public private(set) var unansweredOutsideSession = 0
+
+  public init(ideKM: IDEKMResponder, tdis: [TDI]) {
+    self.ideKM = ideKM
+    self.tdis = Dictionary(uniqueKeysWithValues: tdis.map { ($0.interfaceID.functionID, $0) })
+  }
+
+  public func tdi(_ functionID: UInt32) -> TDI? { tdis[functionID] }
+
+  public func handle(_ request: VendorDefinedRequest, sessionID: UInt32?) -> VendorDefinedResponse? {
+    guard let message = try? PCISIGProtocolMessage(request) else { return nil }
+    // TDISP and IDE_KM are accepted only inside a secured session; outside one they get no answer.
+    guard let sessionID else {
+      unansweredOutsideSession += 1
+      return nil
+    }
+    switch message.protocolID {
+    case .ideKM:
+      let output = ideKM.respond(to: message.message, session: IDEKMSessionID(sessionID))
+      apply(output.events.map(\.event))
+      guard let response = output.response else { return nil }
+      return PCISIGProtocolMessage(protocolID: .ideKM, message: response).response(version: request.version)
+    case .tdisp:
+      guard let tdispRequest = try? TDISPRequest(parsing: message.message) else { return nil }
+      let response = handleTDISP(tdispRequest, sessionID: sessionID)
+      return PCISIGProtocolMessage(protocolID: .tdisp, message: response.encode()).response(
+        version: request.version)
+    default:
+      return nil
+    }
+  }
+
+  private func handleTDISP(_ request: TDISPRequest, sessionID: UInt32) -> TDISPResponse {
+    let functionID = request.interfaceID.functionID
+    guard var tdi = tdis[functionID] else {
+      return TDISPResponse(
+        version: request.version, interfaceID: request.interfaceID,
+        body: .error(TDISPErrorResponse(.invalidInterface)))
+    }
+    var context = TDIRequestContext()
+    if case .lockInterface(let parameters) = request.body {
+      let session = IDEKMSessionID(sessionID)
+      let readiness = ideKM.isReady(defaultStream: parameters.defaultStreamID, forSession: session)
+      // Keys present but another session's count as present (the TDI then refuses them as foreign).
+      context.ideKeysReadyForDefaultStream =
+        readiness.ready || (readiness.fromSession != nil && readiness.fromSession != session)
+      context.ideKeysFromThisSession = readiness.fromSession == session
+    }
+    let before = tdi.state
+    let response = tdi.handle(request, context: context)
+    if before == .configUnlocked, tdi.state == .configLocked, let parameters = tdi.lockParameters {
+      locks[functionID] = (sessionID, parameters.defaultStreamID)
+    }
+    if tdi.state == .configUnlocked { locks[functionID] = nil }
+    tdis[functionID] = tdi
+    return response
+  }
+
+  /// IDE stream events: a stream leaving SECURE takes the TDIs locked on it to ERROR.
+  private func apply(_ events: [IDEStreamEvent]) {
+    for event in events {
+      guard case .streamBecameInsecure(let streamID) = event else { continue }
+      for (functionID, lock) in locks where lock.stream == streamID {
+        enterError(functionID, because: .ideStreamInsecure)
+      }
+    }
+  }
+
+  public func sessionEnded(_ sessionID: UInt32) {
+    apply(ideKM.sessionEnded(IDEKMSessionID(sessionID)).map(\.event))
+    for (functionID, lock) in locks where lock.session == sessionID {
+      enterError(functionID, because: .spdmSessionEnded)
+    }
+  }
+
+  /// A device event (config write, FLR, T=0 request in RUN…) for one TDI (SEMANTICS.md §7).
+  public func enterError(_ functionID: UInt32, because event: TDIErrorEvent) {
+    guard var tdi = tdis[functionID] else { return }
+    tdi.enterError(because: event)
+    tdis[functionID] = tdi
+  }
+}
