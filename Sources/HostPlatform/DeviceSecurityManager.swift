@@ -1,5 +1,6 @@
 import CoveWire
 public import IDEKM
+public import PCIe
 public import SPDM
 public import TDISP
 
@@ -97,5 +98,30 @@ public final class DeviceSecurityManager: SPDMVendorDefinedHandler {
     guard var tdi = tdis[functionID] else { return }
     tdi.enterError(because: event)
     tdis[functionID] = tdi
+  }
+
+  /// Config-space writes the host made to function `functionID`, as the function's config space
+  /// reported them: each change to locked configuration takes that function's locked TDI to ERROR
+  /// (PCIe 6.x §11.2, SEMANTICS.md §7). IDE register writes concern the link, so they affect every
+  /// locked TDI. A TDI that is not locked ignores them all (`TDI.enterError` keeps UNLOCKED/ERROR).
+  public func configSpaceEvents(_ events: [ConfigSpaceEvent], function functionID: UInt32) {
+    for event in events {
+      switch event {
+      case .memorySpaceDisabled, .busMasterDisabled: enterError(functionID, because: .bmeOrMseCleared)
+      case .barWritten: enterError(functionID, because: .barWrite)
+      case .functionLevelReset: enterError(functionID, because: .flr)
+      case .atsControlChanged, .priControlChanged, .pasidControlChanged:
+        enterError(functionID, because: .pasidAtsPriChange)
+      case .msixControlChanged:
+        // MSI-X is locked configuration only when LOCK_INTERFACE set LOCK_MSIX.
+        if tdis[functionID]?.lockParameters?.flags.contains(.lockMSIX) == true {
+          enterError(functionID, because: .msixChangeWhileLocked)
+        }
+      case .ideRegisterWritten:
+        for locked in locks.keys.sorted() { enterError(locked, because: .ideRegisterWrite) }
+      case .acsControlChanged, .doe, .ignoredAccess:
+        break
+      }
+    }
   }
 }
