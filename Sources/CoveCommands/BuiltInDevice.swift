@@ -74,14 +74,15 @@ public final class EchoVendorProtocol: SPDMVendorDefinedHandler {
 
   public init() {}
 
-  public func handle(_ request: VendorDefinedRequest, sessionID: UInt32?) -> VendorDefinedResponse? {
+  public func handle(_ request: VendorDefinedRequest, sessionID: UInt32?) -> SPDMVendorDefinedOutcome {
     guard sessionID != nil, request.standardID == Self.standardID, request.vendorID == Self.vendorIDBytes
     else {
-      return nil
+      return .unsupported
     }
     requestsServed += 1
-    return VendorDefinedResponse(
-      version: request.version, standardID: request.standardID, vendorID: request.vendorID,
-      payload: request.payload.reversed())
+    return .response(
+      VendorDefinedResponse(
+        version: request.version, standardID: request.standardID, vendorID: request.vendorID,
+        payload: request.payload.reversed()))
   }
 }

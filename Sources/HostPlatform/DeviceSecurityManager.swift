@@ -27,27 +27,29 @@ public final class DeviceSecurityManager: SPDMVendorDefinedHandler {
 
   public func tdi(_ functionID: UInt32) -> TDI? { tdis[functionID] }
 
-  public func handle(_ request: VendorDefinedRequest, sessionID: UInt32?) -> VendorDefinedResponse? {
-    guard let message = try? PCISIGProtocolMessage(request) else { return nil }
-    // TDISP and IDE_KM are accepted only inside a secured session; outside one they get no answer.
+  public func handle(_ request: VendorDefinedRequest, sessionID: UInt32?) -> SPDMVendorDefinedOutcome {
+    guard let message = try? PCISIGProtocolMessage(request) else { return .unsupported }
+    // TDISP and IDE_KM are accepted only inside a secured session; outside one they get no answer
+    // (PCIe 6.x §11.3).
     guard let sessionID else {
       unansweredOutsideSession += 1
-      return nil
+      return .noAnswer
     }
+    let answer: PCISIGProtocolMessage
     switch message.protocolID {
     case .ideKM:
       let output = ideKM.respond(to: message.message, session: IDEKMSessionID(sessionID))
       apply(output.events.map(\.event))
-      guard let response = output.response else { return nil }
-      return PCISIGProtocolMessage(protocolID: .ideKM, message: response).response(version: request.version)
+      guard let response = output.response else { return .unsupported }
+      answer = PCISIGProtocolMessage(protocolID: .ideKM, message: response)
     case .tdisp:
-      guard let tdispRequest = try? TDISPRequest(parsing: message.message) else { return nil }
-      let response = handleTDISP(tdispRequest, sessionID: sessionID)
-      return PCISIGProtocolMessage(protocolID: .tdisp, message: response.encode()).response(
-        version: request.version)
+      guard let tdispRequest = try? TDISPRequest(parsing: message.message) else { return .unsupported }
+      answer = PCISIGProtocolMessage(
+        protocolID: .tdisp, message: handleTDISP(tdispRequest, sessionID: sessionID).encode())
     default:
-      return nil
+      return .unsupported
     }
+    return .response(answer.response(version: request.version))
   }
 
   private func handleTDISP(_ request: TDISPRequest, sessionID: UInt32) -> TDISPResponse {

@@ -693,15 +693,14 @@ public struct SPDMResponder {
     var request = request
     _ = try requireNegotiated()
     let message = try parse(&request) { bytes throws(WireError) in try VendorDefinedRequest(parsing: bytes) }
-    guard let handler = vendorDefinedHandler, let response = handler.handle(message, sessionID: sessionID)
-    else {
-      // PCIe 6.x §11.3 / §6.33: TDISP and IDE_KM outside a secured session get no answer at all.
-      if sessionID == nil, (try? PCISIGProtocolMessage(message)) != nil {
-        var silent = ResponderFailure(.unsupportedRequest)
-        silent.noAnswer = true
-        throw silent
-      }
-      throw ResponderFailure(.unsupportedRequest, data: request[1])
+    let response: VendorDefinedResponse
+    switch vendorDefinedHandler?.handle(message, sessionID: sessionID) ?? .unsupported {
+    case .response(let answer): response = answer
+    case .unsupported: throw ResponderFailure(.unsupportedRequest, data: request[1])
+    case .noAnswer:
+      var silent = ResponderFailure(.unsupportedRequest)
+      silent.noAnswer = true
+      throw silent
     }
     let bytes = response.encode()
     guard UInt64(bytes.count) <= UInt64(requesterMaxMessageSize) else {

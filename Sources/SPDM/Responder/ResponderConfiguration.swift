@@ -37,10 +37,20 @@ public struct SPDMResponderConfiguration: Sendable {
   }
 }
 
-/// Answers VENDOR_DEFINED_REQUEST messages (TDISP, IDE_KM) for the responder. Returning nil means
-/// the request gets no answer (e.g. an unsecured TDISP request, PCIe 6.x §11.3).
+/// What a vendor-defined handler does with one request.
+public enum SPDMVendorDefinedOutcome: Hashable, Sendable {
+  /// Answer with this VENDOR_DEFINED_RESPONSE.
+  case response(VendorDefinedResponse)
+  /// Not a protocol the handler speaks: the responder answers ERROR UnsupportedRequest.
+  case unsupported
+  /// The request gets no answer at all (e.g. TDISP or IDE_KM outside a secured session, PCIe 6.x
+  /// §11.3); over DOE the mailbox then reports ERROR.
+  case noAnswer
+}
+
+/// Answers VENDOR_DEFINED_REQUEST messages (TDISP, IDE_KM) for the responder.
 public protocol SPDMVendorDefinedHandler: AnyObject {
-  func handle(_ request: VendorDefinedRequest, sessionID: UInt32?) -> VendorDefinedResponse?
+  func handle(_ request: VendorDefinedRequest, sessionID: UInt32?) -> SPDMVendorDefinedOutcome
   /// A session ended (END_SESSION, a record that failed authentication, or GET_VERSION resetting the
   /// connection). TDISP needs it: the session that programmed a TDI's IDE keys ending takes it to ERROR.
   func sessionEnded(_ sessionID: UInt32)
