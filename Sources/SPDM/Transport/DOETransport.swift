@@ -123,17 +123,7 @@ public struct DOERequesterTransport: SPDMRequesterTransport {
   public mutating func exchange(_ message: SPDMTransportMessage) throws(SPDMRequesterError)
     -> SPDMTransportMessage
   {
-    let request: DOEDataObject
-    switch message {
-    case .plain(let bytes): request = DOEDataObject(protocol: .spdm, payload: bytes)
-    case .secured(let bytes): request = DOEDataObject(protocol: .securedSPDM, payload: bytes)
-    }
-    let response = try exchange(object: request)
-    switch DOEDataObjectType(rawValue: response.type) {
-    case .spdm: return .plain(response.payload)
-    case .securedSPDM: return .secured(response.payload)
-    default: throw .transport("DOE response of unexpected type \(response.type)")
-    }
+    try SPDMTransportMessage(doeResponse: try exchange(object: DOEDataObject(carrying: message)))
   }
 
   /// DOE discovery (PCIe 6.x §6.30.1.1): walks the table from index 0 until next index is 0.
@@ -178,30 +168,41 @@ public struct WholeObjectDOETransport: SPDMRequesterTransport {
   public mutating func exchange(_ message: SPDMTransportMessage) throws(SPDMRequesterError)
     -> SPDMTransportMessage
   {
-    var request: DOEDataObject
-    switch message {
-    case .plain(let bytes): request = DOEDataObject(protocol: .spdm, payload: bytes)
-    case .secured(let bytes): request = DOEDataObject(protocol: .securedSPDM, payload: bytes)
-    }
-    request = request.paddedToDW()
+    let request = DOEDataObject(carrying: message).paddedToDW()
     objects.append(request)
     guard let served = endpoint.serve(request) else { throw .transport("DOE: the device refused the object") }
     // As on the wire, the response payload arrives padded to a whole DW.
     let response = served.paddedToDW()
     objects.append(response)
-    switch DOEDataObjectType(rawValue: response.type) {
-    case .spdm: return .plain(response.payload)
-    case .securedSPDM: return .secured(response.payload)
-    default: throw .transport("DOE response of unexpected type \(response.type)")
-    }
+    return try SPDMTransportMessage(doeResponse: response)
   }
 }
 
 extension DOEDataObject {
+  /// The object that carries an SPDM message: type 1 for plain SPDM, type 2 for a DSP0277 record
+  /// (PCIe 6.x §6.31.3, §6.31.4).
+  init(carrying message: SPDMTransportMessage) {
+    switch message {
+    case .plain(let bytes): self.init(protocol: .spdm, payload: bytes)
+    case .secured(let bytes): self.init(protocol: .securedSPDM, payload: bytes)
+    }
+  }
+
   /// The object as the mailbox carries it: payload zero-padded to a whole DW (PCIe 6.x §6.30.1).
   func paddedToDW() -> DOEDataObject {
     var padded = self
     padded.payload += [UInt8](repeating: 0, count: (4 - payload.count % 4) % 4)
     return padded
+  }
+}
+
+extension SPDMTransportMessage {
+  /// The SPDM message a DOE response object carries; another object type is a transport failure.
+  init(doeResponse object: DOEDataObject) throws(SPDMRequesterError) {
+    switch DOEDataObjectType(rawValue: object.type) {
+    case .spdm: self = .plain(object.payload)
+    case .securedSPDM: self = .secured(object.payload)
+    default: throw .transport("DOE response of unexpected type \(object.type)")
+    }
   }
 }
