@@ -7,6 +7,7 @@ public struct Errno: RawRepresentable, Hashable, Sendable, CustomStringConvertib
 
   public static let EPERM = Errno(rawValue: 1)
   public static let ENOENT = Errno(rawValue: 2)
+  public static let EIO = Errno(rawValue: 5)
   public static let ENOMEM = Errno(rawValue: 12)
   public static let EFAULT = Errno(rawValue: 14)
   public static let EBUSY = Errno(rawValue: 16)
@@ -17,11 +18,15 @@ public struct Errno: RawRepresentable, Hashable, Sendable, CustomStringConvertib
   public static let ERANGE = Errno(rawValue: 34)
   public static let EOVERFLOW = Errno(rawValue: 75)
   public static let EOPNOTSUPP = Errno(rawValue: 95)
+  public static let EISCONN = Errno(rawValue: 106)
+  public static let ENOTCONN = Errno(rawValue: 107)
+  public static let ETIMEDOUT = Errno(rawValue: 110)
 
   public var name: String {
     switch self {
     case .EPERM: "EPERM"
     case .ENOENT: "ENOENT"
+    case .EIO: "EIO"
     case .ENOMEM: "ENOMEM"
     case .EFAULT: "EFAULT"
     case .EBUSY: "EBUSY"
@@ -32,6 +37,9 @@ public struct Errno: RawRepresentable, Hashable, Sendable, CustomStringConvertib
     case .ERANGE: "ERANGE"
     case .EOVERFLOW: "EOVERFLOW"
     case .EOPNOTSUPP: "EOPNOTSUPP"
+    case .EISCONN: "EISCONN"
+    case .ENOTCONN: "ENOTCONN"
+    case .ETIMEDOUT: "ETIMEDOUT"
     default: "errno \(rawValue)"
     }
   }
@@ -39,8 +47,8 @@ public struct Errno: RawRepresentable, Hashable, Sendable, CustomStringConvertib
   /// Looks a name up ("EBUSY"), for spec tables.
   public init?(name: String) {
     let all: [Errno] = [
-      .EPERM, .ENOENT, .ENOMEM, .EFAULT, .EBUSY, .EEXIST, .ENODEV, .EINVAL, .ENOSPC, .ERANGE, .EOVERFLOW,
-      .EOPNOTSUPP,
+      .EPERM, .ENOENT, .EIO, .ENOMEM, .EFAULT, .EBUSY, .EEXIST, .ENODEV, .EINVAL, .ENOSPC, .ERANGE,
+      .EOVERFLOW, .EOPNOTSUPP, .EISCONN, .ENOTCONN, .ETIMEDOUT,
     ]
     guard let match = all.first(where: { $0.name == name }) else { return nil }
     self = match

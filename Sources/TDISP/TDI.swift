@@ -114,6 +114,18 @@ public struct TDI {
     self.maximumReportPortion = maximumReportPortion
   }
 
+  /// Replaces the report the next LOCK freezes: the device rebuilds it from the function's
+  /// configuration as it stands at LOCK. Refused (false) unless CONFIG_UNLOCKED, since a locked TDI's
+  /// report is part of its locked configuration (PCIe 6.x §11.2).
+  @discardableResult
+  public mutating func setReport(_ newReport: TDISPDeviceInterfaceReport) -> Bool {
+    guard state == .configUnlocked, newReport.encodedSize <= TDISPDeviceInterfaceReport.maximumSize else {
+      return false
+    }
+    report = newReport
+    return true
+  }
+
   /// Whether a START nonce is currently live (true exactly in CONFIG_LOCKED).
   public var hasStartNonce: Bool { startNonce != nil }
 

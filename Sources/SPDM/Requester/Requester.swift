@@ -24,6 +24,9 @@ public struct SPDMRequester {
   /// Summary hashes the responder committed to in CHALLENGE_AUTH / KEY_EXCHANGE_RSP.
   public private(set) var committedSummaryHash: (type: MeasurementSummaryHashType, hash: [UInt8])?
   public private(set) var sessions: [UInt32: SPDMSessionKeys] = [:]
+  /// The last signed MEASUREMENTS that verified, kept so a relying party other than this requester
+  /// (a confidential guest) can check the same signature itself.
+  public private(set) var lastSignedMeasurements: SignedMeasurementsEvidence?
 
   private let entropy: any EntropySource
   private var pending: Pending?
@@ -390,10 +393,14 @@ public struct SPDMRequester {
 
   // MARK: Measurements (DSP0274 §10.9)
 
+  /// - Parameter nonce: the 32-byte requester nonce for a signed request; a fresh random one when
+  ///   nil. A relying party that is not the requester (a guest asking the TSM for evidence) passes its
+  ///   own so the signature proves freshness to it (DSP0274 §10.11, Nonce).
   public mutating func getMeasurementsRequest(
-    operation: UInt8 = 0xFF, signed: Bool = true, sessionID: UInt32? = nil
+    operation: UInt8 = 0xFF, signed: Bool = true, sessionID: UInt32? = nil, nonce: [UInt8]? = nil
   ) throws(SPDMRequesterError) -> [UInt8] {
     let algorithms = try negotiated()
+    if let nonce, nonce.count != 32 { throw .outOfOrder("a GET_MEASUREMENTS nonce is 32 bytes, not \(nonce.count)") }
     guard !responderCapabilities.intersection([.measNoSig, .measSig]).isEmpty else {
       throw .missingCapability("MEAS_CAP")
     }
@@ -403,7 +410,7 @@ public struct SPDMRequester {
     }
     let message = GetMeasurementsRequest(
       version: algorithms.version, signatureRequested: signed, rawBitStreamRequested: true,
-      operation: operation, nonce: signed ? entropy.bytes(count: 32) : nil, slotID: 0,
+      operation: operation, nonce: signed ? (nonce ?? entropy.bytes(count: 32)) : nil, slotID: 0,
       requesterContext: algorithms.version >= .v13 ? entropy.bytes(count: 8) : [])
     let request = message.encode()
     resetTranscripts(sessionID: sessionID, keepingL1: true)
@@ -439,6 +446,9 @@ public struct SPDMRequester {
           decoded.signature, key: leafKey, hash: algorithms.hash, version: algorithms.version,
           transcriptHash: algorithms.hash.hash(messageA + accumulated))
       else { throw .signatureInvalid("MEASUREMENTS") }
+      lastSignedMeasurements = SignedMeasurementsEvidence(
+        version: algorithms.version, hash: algorithms.hash, nonce: message.nonce ?? [],
+        signedTranscript: messageA + accumulated, signature: decoded.signature)
       accumulated = []
     } else {
       accumulated += request + response

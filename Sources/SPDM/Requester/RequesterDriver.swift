@@ -61,11 +61,13 @@ public struct SPDMRequesterDriver<Transport: SPDMRequesterTransport> {
     try requester.handleChallengeAuth(try plain(try requester.challengeRequest(summaryType: summaryType)))
   }
 
-  /// GET_MEASUREMENTS for all blocks, signed by default, in a session when one is given.
+  /// GET_MEASUREMENTS for all blocks, signed by default, in a session when one is given, with the
+  /// caller's nonce when one is given.
   public mutating func measurements(
-    signed: Bool = true, sessionID: UInt32? = nil
+    signed: Bool = true, sessionID: UInt32? = nil, nonce: [UInt8]? = nil
   ) throws(SPDMRequesterError) -> MeasurementsResponse {
-    let request = try requester.getMeasurementsRequest(operation: 0xFF, signed: signed, sessionID: sessionID)
+    let request = try requester.getMeasurementsRequest(
+      operation: 0xFF, signed: signed, sessionID: sessionID, nonce: nonce)
     guard let sessionID else { return try requester.handleMeasurements(try plain(request)) }
     let record = try secured(try requester.sealSessionRequest(request, sessionID: sessionID))
     return try requester.handleMeasurements(try requester.openSessionResponse(record, sessionID: sessionID))

@@ -67,18 +67,38 @@ public struct SPDMDOEEndpoint {
   }
 }
 
-/// The host side: a TSM's DOE driver that moves each SPDM message through the endpoint's registers
+/// The registers of one DOE capability (PCIe 6.x §7.9.24) as the host reaches them: the device's
+/// endpoint directly, or a function's configuration space that routes its DOE window to the mailbox.
+public protocol DOERegisterPort {
+  /// Reads the register at `offset` from the start of the DOE capability (reads have no side effects).
+  func readDOERegister(offset: Int) -> UInt32
+  /// Writes the register at `offset` from the start of the DOE capability.
+  mutating func writeDOERegister(offset: Int, value: UInt32)
+}
+
+/// Moves one whole DOE object to a device and returns the device's answer: the unit a DOE
+/// mailbox, a socket carrying DOE framing, or a fault-injecting link in between exchanges.
+public protocol DOEObjectExchange {
+  mutating func exchange(object: DOEDataObject) throws(SPDMRequesterError) -> DOEDataObject
+}
+
+extension SPDMDOEEndpoint: DOERegisterPort {
+  public func readDOERegister(offset: Int) -> UInt32 { readRegister(offset: offset) }
+  public mutating func writeDOERegister(offset: Int, value: UInt32) { writeRegister(offset: offset, value: value) }
+}
+
+/// The host side: a TSM's DOE driver that moves each SPDM message through a mailbox's registers
 /// exactly as a kernel driver would (PCIe 6.x §6.30.2): wait for BUSY clear, write the object one DW
 /// at a time, GO, poll for DATA_OBJECT_READY, read the response DW by DW, advancing after each.
-public struct DOERequesterTransport: SPDMRequesterTransport {
-  public var endpoint: SPDMDOEEndpoint
+public struct DOEMailboxTransport<Port: DOERegisterPort>: SPDMRequesterTransport, DOEObjectExchange {
+  public var port: Port
   /// Every object sent and received, in order (the pcap writer's input).
   public private(set) var objects: [DOEDataObject] = []
   /// Register accesses performed (writes and reads), to show the driver did the work.
   public private(set) var registerAccesses = 0
 
-  public init(endpoint: SPDMDOEEndpoint) {
-    self.endpoint = endpoint
+  public init(port: Port) {
+    self.port = port
   }
 
   /// One request object in, one response object out, through the registers.
@@ -87,7 +107,7 @@ public struct DOERequesterTransport: SPDMRequesterTransport {
     let object = object.paddedToDW()
     var status = DOEStatus(rawValue: read(DOERegister.status))
     if status.contains(.busy) || status.contains(.error) || status.contains(.dataObjectReady) {
-      write(DOEMailboxDriver.abort)
+      abort()
       status = DOEStatus(rawValue: read(DOERegister.status))
       guard !status.contains(.busy) else { throw .transport("DOE mailbox stays BUSY after ABORT") }
     }
@@ -95,7 +115,7 @@ public struct DOERequesterTransport: SPDMRequesterTransport {
     objects.append(object)
     status = DOEStatus(rawValue: read(DOERegister.status))
     if status.contains(.error) {
-      write(DOEMailboxDriver.abort)
+      abort()
       throw .transport("DOE ERROR: the device refused the \(DOEDataObjectType(rawValue: object.type)) object")
     }
     guard status.contains(.dataObjectReady) else {
@@ -113,7 +133,7 @@ public struct DOERequesterTransport: SPDMRequesterTransport {
           return response
         }
       } catch {
-        write(DOEMailboxDriver.abort)
+        abort()
         throw .transport("DOE response malformed: \(error)")
       }
     }
@@ -126,13 +146,50 @@ public struct DOERequesterTransport: SPDMRequesterTransport {
     try SPDMTransportMessage(doeResponse: try exchange(object: DOEDataObject(carrying: message)))
   }
 
+  /// DOE Abort (PCIe 6.x §6.30.2): the mailbox drops whatever it holds, in either direction.
+  public mutating func abort() {
+    write(DOEMailboxDriver.abort)
+  }
+
   /// DOE discovery (PCIe 6.x §6.30.1.1): walks the table from index 0 until next index is 0.
   public mutating func discoverProtocols() throws(SPDMRequesterError) -> [DOEProtocol] {
+    try DOEDiscovery.walk { request throws(SPDMRequesterError) in try exchange(object: request) }
+  }
+
+  private mutating func read(_ offset: Int) -> UInt32 {
+    registerAccesses += 1
+    return port.readDOERegister(offset: offset)
+  }
+
+  private mutating func write(_ access: DOERegisterWrite) {
+    registerAccesses += 1
+    port.writeDOERegister(offset: access.offset, value: access.value)
+  }
+}
+
+/// The mailbox transport straight onto a device's endpoint (no configuration space in between).
+public typealias DOERequesterTransport = DOEMailboxTransport<SPDMDOEEndpoint>
+
+extension DOEMailboxTransport where Port == SPDMDOEEndpoint {
+  public init(endpoint: SPDMDOEEndpoint) { self.init(port: endpoint) }
+
+  public var endpoint: SPDMDOEEndpoint {
+    get { port }
+    set { port = newValue }
+  }
+}
+
+/// DOE discovery (PCIe 6.x §6.30.1.1) over any object exchange.
+public enum DOEDiscovery {
+  /// Walks the discovery table from index 0 until the next index is 0 (at most 256 entries: the
+  /// index is a byte).
+  public static func walk(
+    _ exchange: (DOEDataObject) throws(SPDMRequesterError) -> DOEDataObject
+  ) throws(SPDMRequesterError) -> [DOEProtocol] {
     var protocols: [DOEProtocol] = []
     var index: UInt8 = 0
-    // At most 256 entries: the index is a byte.
     for _ in 0..<256 {
-      let response = try exchange(object: DOEDiscoveryRequest(index: index).dataObject())
+      let response = try exchange(DOEDiscoveryRequest(index: index).dataObject())
       let entry: DOEDiscoveryResponse
       do { entry = try DOEDiscoveryResponse(parsing: response) } catch {
         throw .transport("DOE discovery response malformed: \(error)")
@@ -143,21 +200,11 @@ public struct DOERequesterTransport: SPDMRequesterTransport {
     }
     throw .transport("DOE discovery did not terminate")
   }
-
-  private mutating func read(_ offset: Int) -> UInt32 {
-    registerAccesses += 1
-    return endpoint.readRegister(offset: offset)
-  }
-
-  private mutating func write(_ access: DOERegisterWrite) {
-    registerAccesses += 1
-    endpoint.writeRegister(offset: access.offset, value: access.value)
-  }
 }
 
 /// Moves whole DOE objects to the endpoint without the register interface: the framing is the same
 /// as on the mailbox path, only the DW-by-DW movement is skipped.
-public struct WholeObjectDOETransport: SPDMRequesterTransport {
+public struct WholeObjectDOETransport: SPDMRequesterTransport, DOEObjectExchange {
   public var endpoint: SPDMDOEEndpoint
   public private(set) var objects: [DOEDataObject] = []
 
@@ -165,23 +212,27 @@ public struct WholeObjectDOETransport: SPDMRequesterTransport {
     self.endpoint = endpoint
   }
 
-  public mutating func exchange(_ message: SPDMTransportMessage) throws(SPDMRequesterError)
-    -> SPDMTransportMessage
-  {
-    let request = DOEDataObject(carrying: message).paddedToDW()
+  public mutating func exchange(object: DOEDataObject) throws(SPDMRequesterError) -> DOEDataObject {
+    let request = object.paddedToDW()
     objects.append(request)
     guard let served = endpoint.serve(request) else { throw .transport("DOE: the device refused the object") }
     // As on the wire, the response payload arrives padded to a whole DW.
     let response = served.paddedToDW()
     objects.append(response)
-    return try SPDMTransportMessage(doeResponse: response)
+    return response
+  }
+
+  public mutating func exchange(_ message: SPDMTransportMessage) throws(SPDMRequesterError)
+    -> SPDMTransportMessage
+  {
+    try SPDMTransportMessage(doeResponse: try exchange(object: DOEDataObject(carrying: message)))
   }
 }
 
 extension DOEDataObject {
   /// The object that carries an SPDM message: type 1 for plain SPDM, type 2 for a DSP0277 record
   /// (PCIe 6.x §6.31.3, §6.31.4).
-  init(carrying message: SPDMTransportMessage) {
+  public init(carrying message: SPDMTransportMessage) {
     switch message {
     case .plain(let bytes): self.init(protocol: .spdm, payload: bytes)
     case .secured(let bytes): self.init(protocol: .securedSPDM, payload: bytes)
@@ -189,7 +240,7 @@ extension DOEDataObject {
   }
 
   /// The object as the mailbox carries it: payload zero-padded to a whole DW (PCIe 6.x §6.30.1).
-  func paddedToDW() -> DOEDataObject {
+  public func paddedToDW() -> DOEDataObject {
     var padded = self
     padded.payload += [UInt8](repeating: 0, count: (4 - payload.count % 4) % 4)
     return padded
@@ -198,7 +249,7 @@ extension DOEDataObject {
 
 extension SPDMTransportMessage {
   /// The SPDM message a DOE response object carries; another object type is a transport failure.
-  init(doeResponse object: DOEDataObject) throws(SPDMRequesterError) {
+  public init(doeResponse object: DOEDataObject) throws(SPDMRequesterError) {
     switch DOEDataObjectType(rawValue: object.type) {
     case .spdm: self = .plain(object.payload)
     case .securedSPDM: self = .secured(object.payload)

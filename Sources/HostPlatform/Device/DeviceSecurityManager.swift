@@ -11,6 +11,16 @@ public import TDISP
 /// It also carries the cross-protocol rules: LOCK checks that the default stream's keys are in place
 /// and came from the requesting session; a stream going insecure, or the session that programmed the
 /// keys ending, takes every TDI locked on it to ERROR (SEMANTICS.md §7).
+/// Where a LOCK_INTERFACE_REQUEST's view of the function comes from: the device that owns the DSM
+/// builds the report from the function's configuration as it stands at LOCK and checks the §11.3.8
+/// configuration rules.
+public protocol TDILockConfigurationSource: AnyObject {
+  /// The report to freeze and whether the configuration may be locked, or nil to keep the TDI's own.
+  func lockConfiguration(of functionID: UInt32, flags: TDISPLockFlags) -> (
+    report: TDISPDeviceInterfaceReport, isValid: Bool
+  )?
+}
+
 public final class DeviceSecurityManager: SPDMVendorDefinedHandler {
   public private(set) var ideKM: IDEKMResponder
   /// TDIs by FUNCTION_ID (the INTERFACE_ID's first DW).
@@ -19,6 +29,8 @@ public final class DeviceSecurityManager: SPDMVendorDefinedHandler {
   public private(set) var locks: [UInt32: (session: UInt32, stream: UInt8)] = [:]
   /// TDISP or IDE_KM requests that arrived outside a session and got no answer (PCIe §11.3).
   public private(set) var unansweredOutsideSession = 0
+  /// The device whose configuration LOCK freezes (weak: the device owns this DSM).
+  public weak var lockConfigurationSource: (any TDILockConfigurationSource)?
 
   public init(ideKM: IDEKMResponder, tdis: [TDI]) {
     self.ideKM = ideKM
@@ -67,6 +79,11 @@ public final class DeviceSecurityManager: SPDMVendorDefinedHandler {
       context.ideKeysReadyForDefaultStream =
         readiness.ready || (readiness.fromSession != nil && readiness.fromSession != session)
       context.ideKeysFromThisSession = readiness.fromSession == session
+      if tdi.state == .configUnlocked,
+        let configuration = lockConfigurationSource?.lockConfiguration(of: functionID, flags: parameters.flags)
+      {
+        context.deviceConfigurationValid = configuration.isValid && tdi.setReport(configuration.report)
+      }
     }
     let before = tdi.state
     let response = tdi.handle(request, context: context)

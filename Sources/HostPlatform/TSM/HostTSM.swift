@@ -1,0 +1,555 @@
+public import CoveCrypto
+public import IDEKM
+import IOMMU
+public import PCIe
+public import SPDM
+public import TDISP
+
+/// How the TSM drives one device: which stream it keys and how it locks the device's TDIs.
+public struct TSMDeviceConfiguration: Hashable, Sendable {
+  /// The DSM's function (function 0, the one with the DOE mailbox).
+  public var dsmFunction: RequesterID
+  /// Every TDI reached through the DSM: the DSM function's own, other PFs', VFs'.
+  public var interfaces: [RequesterID]
+  /// The selective IDE stream the TSM keys and every TDI locks on as its default stream.
+  public var streamID: UInt8
+  /// LOCK_INTERFACE_REQUEST flags (PCIe 6.x §11.3.8).
+  public var lockFlags: TDISPLockFlags
+  /// Added by the device to every address in the interface report (the guest's view of the BARs).
+  public var mmioReportingOffset: UInt64
+  /// LENGTH of each GET_DEVICE_INTERFACE_REPORT (the device may return less).
+  public var reportPortionLength: UInt16
+
+  public init(
+    dsmFunction: RequesterID, interfaces: [RequesterID], streamID: UInt8, lockFlags: TDISPLockFlags = [],
+    mmioReportingOffset: UInt64 = 0, reportPortionLength: UInt16 = 0x400
+  ) {
+    self.dsmFunction = dsmFunction
+    self.interfaces = interfaces
+    self.streamID = streamID
+    self.lockFlags = lockFlags
+    self.mmioReportingOffset = mmioReportingOffset
+    self.reportPortionLength = reportPortionLength
+  }
+}
+
+/// The TSM's view of one TDI.
+public enum TSMInterfaceState: Hashable, Sendable, CustomStringConvertible {
+  case unlocked
+  case locked
+  case run
+  /// The connection failed while the TDI was locked or running: the device may have moved it to
+  /// ERROR. The next connect brings it back to CONFIG_UNLOCKED.
+  case unknown
+
+  public var description: String {
+    switch self {
+    case .unlocked: "UNLOCKED"
+    case .locked: "LOCKED"
+    case .run: "RUN"
+    case .unknown: "UNKNOWN"
+    }
+  }
+}
+
+/// An interface report as the TSM fetched and keeps it: the bytes, what they say, and their digest
+/// under the session's hash (what a guest compares against).
+public struct TSMInterfaceReport: Hashable, Sendable {
+  public var bytes: [UInt8]
+  public var report: TDISPDeviceInterfaceReport
+  public var digest: [UInt8]
+  /// GET_DEVICE_INTERFACE_REPORT requests it took.
+  public var portions: Int
+}
+
+public struct TSMInterface: Hashable, Sendable {
+  public let interfaceID: TDISPInterfaceID
+  public internal(set) var owner: GuestID?
+  public internal(set) var state: TSMInterfaceState = .unlocked
+  public internal(set) var report: TSMInterfaceReport?
+  /// The START nonce LOCK returned: the TSM keeps it and uses it once, on the guest's accept.
+  var startNonce: [UInt8]?
+}
+
+/// What `connect` established and verified.
+public struct TSMConnection: Hashable, Sendable {
+  public var doeProtocols: [DOEProtocol]
+  public var algorithms: SPDMNegotiatedAlgorithms
+  public var certificateChain: [X509Certificate]
+  public var measurements: MeasurementsResponse
+  public var sessionID: UInt32
+  public var tdispVersions: [TDISPVersion]
+  public var tdispCapabilities: TDISPCapabilities
+  public var ideQuery: IDEKMQueryResponse
+  public var keySet: IDEKeySet
+  /// TDIs found outside CONFIG_UNLOCKED at connect and stopped.
+  public var stoppedInterfaces: [TDISPInterfaceID]
+}
+
+/// Evidence about one TDI for its guest (SEMANTICS.md §8): the device's certificate chain, signed
+/// measurements carrying the guest's nonce, and the interface report with its digest.
+public struct TDIEvidence: Hashable, Sendable {
+  public var interfaceID: TDISPInterfaceID
+  public var certificateChain: [X509Certificate]
+  public var measurements: MeasurementsResponse
+  public var signedMeasurements: SignedMeasurementsEvidence
+  public var report: TSMInterfaceReport
+  public var state: TSMInterfaceState
+}
+
+/// One PCI-SIG protocol exchange inside the session, in the clear: what traces and tests read.
+public struct TSMMessageRecord: Hashable, Sendable {
+  public var protocolID: PCISIGProtocolMessage.ProtocolID
+  public var request: [UInt8]
+  public var response: [UInt8]
+}
+
+/// The host TSM for one TEE-IO device (PCIe 6.x §11, SEMANTICS.md §8): connect (SPDM session,
+/// certificates, measurements, IDE keys on the device through IDE_KM and on the root port directly,
+/// stream enable), then per TDI bind to a guest → lock → fetch and keep the report → start on the
+/// guest's accept → stop → unbind, and disconnect (which stops and unbinds every TDI first).
+///
+/// Failure policy: an SPDM or transport failure inside the session may have desynchronised the
+/// session's sequence numbers or left the device mid-request, so the TSM tears the session down
+/// (its end of the stream too) and refuses further work with ENOTCONN until a fresh `connect`,
+/// which restarts the SPDM connection (ending the device's old sessions, so locked TDIs go to
+/// ERROR on the device) and stops every TDI that is not CONFIG_UNLOCKED. A TDISP_ERROR is a
+/// well-formed refusal and leaves the session up.
+public final class HostTSM<Transport: TSMTransport> {
+  public let configuration: TSMDeviceConfiguration
+  public let rootPort: IDERootPort
+  public private(set) var driver: SPDMRequesterDriver<Transport>
+  public private(set) var connection: TSMConnection?
+  /// The error that tore the last connection down, until the next connect.
+  public private(set) var failure: TSMError?
+  /// The SPDM session in use, from KEY_EXCHANGE until teardown (set before `connection`, which
+  /// summarises a connect that completed).
+  public private(set) var session: UInt32?
+  /// The key set the stream uses.
+  public private(set) var keySet: IDEKeySet?
+  public private(set) var interfaces: [TDISPInterfaceID: TSMInterface]
+  /// Every IDE_KM and TDISP exchange, decrypted, in order.
+  public private(set) var messages: [TSMMessageRecord] = []
+  private let policy: SPDMRequesterPolicy
+  private let entropy: any EntropySource
+
+  public init(
+    configuration: TSMDeviceConfiguration, transport: Transport, rootPort: IDERootPort,
+    policy: SPDMRequesterPolicy, entropy: any EntropySource
+  ) {
+    self.configuration = configuration
+    self.rootPort = rootPort
+    self.policy = policy
+    self.entropy = entropy
+    driver = Self.freshDriver(policy: policy, entropy: entropy, transport: transport)
+    interfaces = Dictionary(
+      uniqueKeysWithValues: configuration.interfaces.map {
+        let id = TDISPInterfaceID(requesterID: $0.rawValue)
+        return (id, TSMInterface(interfaceID: id))
+      })
+  }
+
+  private static func freshDriver(
+    policy: SPDMRequesterPolicy, entropy: any EntropySource, transport: Transport
+  ) -> SPDMRequesterDriver<Transport> {
+    var requester = SPDMRequester(policy: policy, entropy: entropy)
+    // DOE pads every object to a DW.
+    requester.allowsTransportPadding = true
+    return SPDMRequesterDriver(requester: requester, transport: transport)
+  }
+
+  public var transport: Transport {
+    get { driver.transport }
+    set { driver.transport = newValue }
+  }
+
+  public var isConnected: Bool { session != nil }
+
+  public func interface(_ function: RequesterID) -> TSMInterface? {
+    interfaces[TDISPInterfaceID(requesterID: function.rawValue)]
+  }
+
+  // MARK: Connect and disconnect
+
+  /// Establishes trust in the device and keys its link (SEMANTICS.md §8, "connect"):
+  /// 1. DOE Abort, then DOE discovery: the mailbox must offer SPDM and secured SPDM (PCIe 6.x §6.31);
+  /// 2. GET_VERSION / CAPABILITIES / ALGORITHMS (which ends any session the device still holds),
+  ///    the certificate chain verified to a trust anchor, signed measurements checked against the
+  ///    policy's reference values;
+  /// 3. KEY_EXCHANGE / FINISH;
+  /// 4. TDISP version and capabilities;
+  /// 5. IDE_KM QUERY, KEY_PROG for all six sub-streams of a key set on the device, the same keys
+  ///    (directions swapped) into the root port, K_SET_GO on both ends: the stream is SECURE;
+  /// 6. every TDI not in CONFIG_UNLOCKED (left over from a failed connection) is stopped.
+  @discardableResult
+  public func connect() throws(TSMError) -> TSMConnection {
+    guard session == nil else { throw TSMError(.EISCONN, .alreadyConnected) }
+    var transport = driver.transport
+    transport.reset()
+    driver = Self.freshDriver(policy: policy, entropy: entropy, transport: transport)
+    failure = nil
+    _ = rootPort.clear(streamID: configuration.streamID)
+    let protocols: [DOEProtocol]
+    let algorithms: SPDMNegotiatedAlgorithms
+    let chain: [X509Certificate]
+    let measurements: MeasurementsResponse
+    let sessionID: UInt32
+    do {
+      protocols = try driver.transport.discoverProtocols()
+      guard protocols.contains(.spdm), protocols.contains(.securedSPDM) else {
+        throw TSMError(.EIO, .missingProtocols(protocols))
+      }
+      algorithms = try driver.initializeConnection()
+      chain = try driver.retrieveCertificateChain()
+      measurements = try driver.measurements(signed: true)
+      sessionID = try driver.startSession(summaryType: .all)
+    } catch let error as TSMError {
+      failure = error
+      throw error
+    } catch let error as SPDMRequesterError {
+      throw fail(.spdm(error))
+    } catch {
+      throw fail(TSMError(.EIO, .unexpectedResponse("\(error)")))
+    }
+    session = sessionID
+    do throws(TSMError) {
+      let dsm = TDISPInterfaceID(requesterID: configuration.dsmFunction.rawValue)
+      guard case .version(let versions) = try tdisp(dsm, .getVersion, expecting: .tdispVersion) else {
+        throw TSMError(.EIO, .unexpectedResponse("GET_TDISP_VERSION"))
+      }
+      guard
+        case .capabilities(let capabilities) = try tdisp(
+          dsm, .getCapabilities(tsmCapabilities: 0), expecting: .tdispCapabilities)
+      else { throw TSMError(.EIO, .unexpectedResponse("GET_TDISP_CAPABILITIES")) }
+      let ideQuery = try query()
+      try programStream(keySet: .k0)
+      var stopped: [TDISPInterfaceID] = []
+      for id in interfaces.keys.sorted(by: { $0.functionID < $1.functionID }) {
+        guard
+          case .deviceInterfaceState(let state) = try tdisp(
+            id, .getDeviceInterfaceState, expecting: .deviceInterfaceState)
+        else { throw TSMError(.EIO, .unexpectedResponse("GET_DEVICE_INTERFACE_STATE")) }
+        if state != .configUnlocked {
+          _ = try tdisp(id, .stopInterface, expecting: .stopInterface)
+          stopped.append(id)
+        }
+        interfaces[id]?.state = .unlocked
+        interfaces[id]?.report = nil
+        interfaces[id]?.startNonce = nil
+      }
+      connection = TSMConnection(
+        doeProtocols: protocols, algorithms: algorithms, certificateChain: chain, measurements: measurements,
+        sessionID: sessionID, tdispVersions: versions, tdispCapabilities: capabilities, ideQuery: ideQuery,
+        keySet: .k0, stoppedInterfaces: stopped)
+      return connection!
+    } catch {
+      // A refusal (not a transport failure) still leaves a session open: end it, the connect failed.
+      if session != nil {
+        failure = error
+        try? endSessionQuietly()
+      }
+      throw error
+    }
+  }
+
+  /// Stops and unbinds every TDI, stops the stream's keys on both ends, and ends the session.
+  /// After a failure there is no session to use: the TSM forgets its state and unbinds.
+  public func disconnect() throws(TSMError) {
+    defer {
+      for id in interfaces.keys {
+        interfaces[id]?.owner = nil
+        if session == nil, interfaces[id]?.state != .unlocked { interfaces[id]?.state = .unknown }
+      }
+    }
+    guard session != nil else {
+      failure = nil
+      return
+    }
+    for id in interfaces.keys.sorted(by: { $0.functionID < $1.functionID })
+    where interfaces[id]?.state != .unlocked {
+      try stopInterface(id)
+    }
+    if let keySet {
+      for slot in IDEKeySlotID.all(in: keySet) {
+        let stop = IDEKMKeySetCommand.stop(streamID: configuration.streamID, subStream: slot.keySubStream, portIndex: 0)
+        let ack = try ideKM(stop.encode())
+        guard (try? IDEKMKeySetCommand(parsing: ack)) == stop.acknowledgement else {
+          throw fail(TSMError(.EIO, .ideKeyProgramming("K_SET_STOP \(slot) not acknowledged")))
+        }
+      }
+    }
+    rootPort.clear(streamID: configuration.streamID)
+    try endSessionQuietly()
+  }
+
+  private func endSessionQuietly() throws(TSMError) {
+    guard let sessionID = session else { return }
+    session = nil
+    connection = nil
+    rootPort.clear(streamID: configuration.streamID)
+    do { try driver.endSession(sessionID: sessionID) } catch { throw fail(.spdm(error)) }
+  }
+
+  // MARK: Per-TDI operations (guest requests are checked against the owner)
+
+  /// Assigns the TDI to `guest`. EBUSY when another guest holds it (SEMANTICS.md §8).
+  public func bind(_ function: RequesterID, to guest: GuestID) throws(TSMError) {
+    let id = try known(function)
+    guard session != nil else { throw .notConnected }
+    if let owner = interfaces[id]!.owner, owner != guest { throw TSMError(.EBUSY, .boundToAnotherGuest(owner)) }
+    interfaces[id]!.owner = guest
+  }
+
+  /// LOCK_INTERFACE_REQUEST with the configured flags on the configured stream, then fetches the
+  /// interface report in portions and keeps it (PCIe 6.x §11.3.8–§11.3.11). The START nonce the
+  /// device returns stays with the TSM.
+  @discardableResult
+  public func lock(_ function: RequesterID, for guest: GuestID) throws(TSMError) -> TSMInterfaceReport {
+    let id = try owned(function, by: guest)
+    guard interfaces[id]!.state == .unlocked else {
+      throw TSMError(.EINVAL, .invalidState("LOCK needs an unlocked TDI, it is \(interfaces[id]!.state)"))
+    }
+    let parameters = TDISPLockInterfaceParameters(
+      flags: configuration.lockFlags, defaultStreamID: configuration.streamID,
+      mmioReportingOffset: configuration.mmioReportingOffset)
+    guard case .lockInterface(let nonce) = try tdisp(id, .lockInterface(parameters), expecting: .lockInterface) else {
+      throw TSMError(.EIO, .unexpectedResponse("LOCK_INTERFACE"))
+    }
+    interfaces[id]!.state = .locked
+    interfaces[id]!.startNonce = nonce
+    let report = try fetchReport(id)
+    interfaces[id]!.report = report
+    return report
+  }
+
+  /// START_INTERFACE_REQUEST with the nonce LOCK returned (the guest's accept): the TDI is in RUN.
+  public func start(_ function: RequesterID, for guest: GuestID) throws(TSMError) {
+    let id = try owned(function, by: guest)
+    guard interfaces[id]!.state == .locked, let nonce = interfaces[id]!.startNonce else {
+      throw TSMError(.EINVAL, .invalidState("START needs a locked TDI, it is \(interfaces[id]!.state)"))
+    }
+    _ = try tdisp(id, .startInterface(nonce: nonce), expecting: .startInterface)
+    interfaces[id]!.startNonce = nil
+    interfaces[id]!.state = .run
+  }
+
+  /// STOP_INTERFACE_REQUEST: back to CONFIG_UNLOCKED, report and nonce forgotten.
+  public func stop(_ function: RequesterID, for guest: GuestID) throws(TSMError) {
+    try stopInterface(try owned(function, by: guest))
+  }
+
+  /// Releases the TDI from `guest`, stopping it first if it is not unlocked.
+  public func unbind(_ function: RequesterID, from guest: GuestID) throws(TSMError) {
+    let id = try owned(function, by: guest)
+    if interfaces[id]!.state != .unlocked, session != nil { try stopInterface(id) }
+    interfaces[id]!.owner = nil
+  }
+
+  /// The TDI's state as the device reports it (GET_DEVICE_INTERFACE_STATE).
+  public func deviceState(_ function: RequesterID) throws(TSMError) -> TDIState {
+    let id = try known(function)
+    guard case .deviceInterfaceState(let state) = try tdisp(id, .getDeviceInterfaceState, expecting: .deviceInterfaceState)
+    else { throw TSMError(.EIO, .unexpectedResponse("GET_DEVICE_INTERFACE_STATE")) }
+    return state
+  }
+
+  /// Whether the TDI can do trusted DMA now: bound, in RUN on the device (asked, not assumed), and its
+  /// default stream SECURE at the root port.
+  public func isReadyForTrustedDMA(_ function: RequesterID) throws(TSMError) -> Bool {
+    let id = try known(function)
+    guard interfaces[id]!.owner != nil, interfaces[id]!.state == .run else { return false }
+    return try deviceState(function) == .run && rootPort.state(of: configuration.streamID).isSecure
+  }
+
+  /// Evidence for the TDI's guest: the certificate chain, signed measurements over the guest's
+  /// 32-byte nonce (in the session, so the device signs what the guest asked for), and the report
+  /// kept at LOCK with its digest. Only for a locked or running TDI owned by `guest`.
+  public func evidence(for function: RequesterID, guest: GuestID, nonce: [UInt8]) throws(TSMError) -> TDIEvidence {
+    let id = try owned(function, by: guest)
+    guard let report = interfaces[id]!.report, [.locked, .run].contains(interfaces[id]!.state) else {
+      throw TSMError(.EINVAL, .invalidState("evidence needs a locked TDI, it is \(interfaces[id]!.state)"))
+    }
+    guard nonce.count == 32 else { throw TSMError(.EINVAL, .invalidState("the nonce must be 32 bytes")) }
+    guard let sessionID = session else { throw .notConnected }
+    let measurements: MeasurementsResponse
+    do { measurements = try driver.measurements(signed: true, sessionID: sessionID, nonce: nonce) } catch {
+      throw fail(.spdm(error))
+    }
+    guard let signed = driver.requester.lastSignedMeasurements, signed.nonce == nonce else {
+      throw TSMError(.EIO, .unexpectedResponse("signed measurements missing"))
+    }
+    return TDIEvidence(
+      interfaceID: id, certificateChain: driver.requester.certificateChain, measurements: measurements,
+      signedMeasurements: signed, report: report, state: interfaces[id]!.state)
+  }
+
+  /// IDE key refresh (PCIe 6.x §6.33.4): the other key set is programmed on both ends and set to
+  /// GO; the stream switches to it and stays SECURE throughout.
+  public func refreshKeys() throws(TSMError) {
+    guard let current = keySet else { throw .notConnected }
+    try programStream(keySet: current.other)
+  }
+
+  // MARK: Internals
+
+  private func known(_ function: RequesterID) throws(TSMError) -> TDISPInterfaceID {
+    let id = TDISPInterfaceID(requesterID: function.rawValue)
+    guard interfaces[id] != nil else { throw TSMError(.ENODEV, .unknownInterface(id)) }
+    return id
+  }
+
+  private func owned(_ function: RequesterID, by guest: GuestID) throws(TSMError) -> TDISPInterfaceID {
+    let id = try known(function)
+    guard let owner = interfaces[id]!.owner else { throw TSMError(.EINVAL, .invalidState("TDI \(id) is not bound")) }
+    guard owner == guest else { throw TSMError(.EPERM, .notOwner(guest)) }
+    return id
+  }
+
+  private func stopInterface(_ id: TDISPInterfaceID) throws(TSMError) {
+    _ = try tdisp(id, .stopInterface, expecting: .stopInterface)
+    interfaces[id]!.state = .unlocked
+    interfaces[id]!.report = nil
+    interfaces[id]!.startNonce = nil
+  }
+
+  /// Reads the whole report: OFFSET advances by each PORTION_LENGTH until REMAINDER_LENGTH is 0
+  /// (§11.3.10). The first REMAINDER_LENGTH fixes the total; a device that changes its mind, sends
+  /// an empty portion or more than was asked is refused.
+  private func fetchReport(_ id: TDISPInterfaceID) throws(TSMError) -> TSMInterfaceReport {
+    var bytes: [UInt8] = []
+    var total: Int?
+    var portions = 0
+    while true {
+      let length = configuration.reportPortionLength
+      guard bytes.count <= Int(UInt16.max) else { throw TSMError(.EIO, .unexpectedResponse("report over 64 KiB")) }
+      guard
+        case .deviceInterfaceReport(let portion) = try tdisp(
+          id, .getDeviceInterfaceReport(offset: UInt16(bytes.count), length: length),
+          expecting: .deviceInterfaceReport)
+      else { throw TSMError(.EIO, .unexpectedResponse("DEVICE_INTERFACE_REPORT")) }
+      portions += 1
+      guard !portion.portion.isEmpty, portion.portion.count <= Int(length) else {
+        throw TSMError(.EIO, .unexpectedResponse("report portion of \(portion.portion.count) bytes for \(length)"))
+      }
+      bytes += portion.portion
+      let expected = total ?? bytes.count + Int(portion.remainderLength)
+      total = expected
+      guard bytes.count + Int(portion.remainderLength) == expected else {
+        throw TSMError(.EIO, .unexpectedResponse("REMAINDER_LENGTH inconsistent with earlier portions"))
+      }
+      if portion.remainderLength == 0 { break }
+    }
+    let report: TDISPDeviceInterfaceReport
+    do { report = try TDISPDeviceInterfaceReport(parsing: bytes) } catch {
+      throw TSMError(.EIO, .unexpectedResponse("interface report malformed: \(error)"))
+    }
+    let hash = driver.requester.algorithms?.hash ?? .sha384
+    return TSMInterfaceReport(bytes: bytes, report: report, digest: hash.hash(bytes), portions: portions)
+  }
+
+  private func query() throws(TSMError) -> IDEKMQueryResponse {
+    let response = try ideKM(IDEKMQuery(portIndex: 0).encode())
+    guard let answer = try? IDEKMQueryResponse(parsing: response), answer.portIndex == 0 else {
+      throw TSMError(.EIO, .ideKeyProgramming("QUERY_RESP malformed or for another port"))
+    }
+    return answer
+  }
+
+  /// KEY_PROG ×6 and K_SET_GO ×6 on the device, the matching keys into the root port (the device's
+  /// receive keys are the root port's transmit keys and the other way round), GO on the root port.
+  private func programStream(keySet: IDEKeySet) throws(TSMError) {
+    let stream = configuration.streamID
+    var keys: [IDEKeySlotID: IDEKey] = [:]
+    for slot in IDEKeySlotID.all(in: keySet) {
+      keys[slot] = IDEKey(aes256: entropy.bytes(count: IDEKey.byteCount))
+    }
+    let ifv: [UInt8] = [0, 0, 0, 0, 1, 0, 0, 0]
+    for slot in IDEKeySlotID.all(in: keySet) {
+      let program = IDEKMKeyProgram(
+        streamID: stream, subStream: slot.keySubStream, portIndex: 0, key: keys[slot]!, initialFieldValue: ifv)
+      let response = try ideKM(program.encode())
+      guard let ack = try? IDEKMKeyProgramAck(parsing: response) else {
+        throw fail(TSMError(.EIO, .ideKeyProgramming("KP_ACK malformed")))
+      }
+      guard ack.streamID == stream, ack.subStream == slot.keySubStream, ack.portIndex == 0 else {
+        throw fail(TSMError(.EIO, .ideKeyProgramming("KP_ACK for another slot")))
+      }
+      guard ack.status == .success else {
+        throw fail(TSMError(.EIO, .ideKeyProgramming("KEY_PROG \(slot) refused: status \(ack.status)")))
+      }
+      let opposite = IDEKeySlotID(
+        keySet: keySet, direction: slot.direction == .receive ? .transmit : .receive, subStream: slot.subStream)
+      do { try rootPort.program(streamID: stream, slot: opposite, key: keys[slot]!, initialFieldValue: ifv) } catch {
+        throw fail(TSMError(.EIO, .ideKeyProgramming("root port refused \(opposite): \(error)")))
+      }
+    }
+    for slot in IDEKeySlotID.all(in: keySet) {
+      let go = IDEKMKeySetCommand.go(streamID: stream, subStream: slot.keySubStream, portIndex: 0)
+      guard (try? IDEKMKeySetCommand(parsing: try ideKM(go.encode()))) == go.acknowledgement else {
+        throw fail(TSMError(.EIO, .ideKeyProgramming("K_SET_GO \(slot) not acknowledged")))
+      }
+      rootPort.go(streamID: stream, slot: slot)
+    }
+    guard rootPort.state(of: stream) == .secure(keySet) else {
+      throw fail(TSMError(.EIO, .ideKeyProgramming("root port stream \(stream) not SECURE on \(keySet)")))
+    }
+    self.keySet = keySet
+    connection?.keySet = keySet
+  }
+
+  private func ideKM(_ message: [UInt8]) throws(TSMError) -> [UInt8] {
+    try exchange(.ideKM, message)
+  }
+
+  /// One TDISP request; TDISP_ERROR becomes `.device` (EIO; the session stays up), a response with
+  /// another code or for another interface is refused.
+  private func tdisp(
+    _ id: TDISPInterfaceID, _ body: TDISPRequest.Body, expecting code: TDISPResponseCode
+  ) throws(TSMError) -> TDISPResponse.Body {
+    let bytes = try exchange(.tdisp, TDISPRequest(interfaceID: id, body: body).encode())
+    let response: TDISPResponse
+    do { response = try TDISPResponse(parsing: bytes) } catch {
+      throw TSMError(.EIO, .unexpectedResponse("TDISP response malformed: \(error)"))
+    }
+    if case .error(let error) = response.body { throw TSMError(.EIO, .device(error.code, data: error.data)) }
+    guard response.interfaceID == id, response.body.code == code else {
+      throw TSMError(.EIO, .unexpectedResponse("\(response.body.code) for \(response.interfaceID), expected \(code) for \(id)"))
+    }
+    return response.body
+  }
+
+  /// One vendor-defined exchange inside the session. Any SPDM failure tears the session down.
+  private func exchange(_ protocolID: PCISIGProtocolMessage.ProtocolID, _ message: [UInt8]) throws(TSMError)
+    -> [UInt8]
+  {
+    guard let sessionID = session else { throw .notConnected }
+    let response: VendorDefinedResponse
+    do {
+      response = try driver.vendorDefined(
+        standardID: PCISIGProtocolMessage.standardID, vendorID: PCISIGProtocolMessage.vendorID,
+        payload: PCISIGProtocolMessage(protocolID: protocolID, message: message).payload, sessionID: sessionID)
+    } catch {
+      throw fail(.spdm(error))
+    }
+    guard let answer = try? PCISIGProtocolMessage(response), answer.protocolID == protocolID else {
+      throw TSMError(.EIO, .unexpectedResponse("vendor-defined response is not \(protocolID)"))
+    }
+    messages.append(TSMMessageRecord(protocolID: protocolID, request: message, response: answer.message))
+    return answer.message
+  }
+
+  /// Tears the connection down after `error`: no session, nothing keyed at the root port, every TDI
+  /// that was not unlocked in an unknown state.
+  private func fail(_ error: TSMError) -> TSMError {
+    failure = error
+    session = nil
+    connection = nil
+    keySet = nil
+    rootPort.clear(streamID: configuration.streamID)
+    for id in interfaces.keys where interfaces[id]!.state != .unlocked {
+      interfaces[id]!.state = .unknown
+      interfaces[id]!.startNonce = nil
+    }
+    return error
+  }
+}

@@ -1,0 +1,13 @@
+public import PCIe
+public import SPDM
+
+/// What the TSM needs from the path to a device's DSM: SPDM exchanges, DOE discovery, and a way to
+/// drop whatever the path holds before a fresh connection (DOE Abort, PCIe 6.x §6.30.2).
+public protocol TSMTransport: SPDMRequesterTransport {
+  mutating func reset()
+  mutating func discoverProtocols() throws(SPDMRequesterError) -> [DOEProtocol]
+}
+
+extension DOEMailboxTransport: TSMTransport {
+  public mutating func reset() { abort() }
+}
