@@ -73,7 +73,7 @@ let package = Package(
       swiftSettings: strictSettings),
     .testTarget(
       name: "HostPlatformTests",
-      dependencies: ["HostPlatform", "SPDM", "TDISP", "IDEKM", "PCIe", "CoveWire", "CoveCrypto"],
+      dependencies: ["HostPlatform", "SPDM", "TDISP", "IDEKM", "PCIe", "IOMMU", "CoveWire", "CoveCrypto"],
       swiftSettings: strictSettings
     ),
     .testTarget(

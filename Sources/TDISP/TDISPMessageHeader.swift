@@ -36,9 +36,14 @@ public struct TDISPInterfaceID: Hashable, Sendable, CustomStringConvertible {
   }
 
   public var description: String {
-    let rid = requesterID
-    let bdf = "\(String(rid >> 8, radix: 16)):\(String((rid >> 3) & 0x1F, radix: 16)).\(rid & 7)"
-    if let segment { return "\(String(segment, radix: 16)):\(bdf)" }
+    // The BDF spelling Linux and lspci use: 03:00.1, or 0001:03:00.1 with a segment.
+    func hex(_ value: Int, _ digits: Int) -> String {
+      let text = String(value, radix: 16)
+      return String(repeating: "0", count: max(0, digits - text.count)) + text
+    }
+    let rid = Int(requesterID)
+    let bdf = "\(hex(rid >> 8, 2)):\(hex(rid >> 3 & 0x1F, 2)).\(rid & 7)"
+    if let segment { return "\(hex(Int(segment), 4)):\(bdf)" }
     return bdf
   }
 }

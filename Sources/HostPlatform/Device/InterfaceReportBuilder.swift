@@ -81,11 +81,10 @@ public enum InterfaceReportBuilder {
       var special: [(range: Range<UInt64>, attribute: TDISPMMIORangeAttributes)] = []
       if let msix {
         if msix.tableBIR == index {
-          special.append((UInt64(msix.tableOffset)..<UInt64(msix.tableOffset) + UInt64(msix.tableSize) * 16, .msixTable))
+          special.append((UInt64(msix.tableOffset)..<UInt64(msix.tableOffset) + msix.tableBytes, .msixTable))
         }
         if msix.pbaBIR == index {
-          let pbaBytes = UInt64((msix.tableSize + 63) / 64 * 8)
-          special.append((UInt64(msix.pbaOffset)..<UInt64(msix.pbaOffset) + pbaBytes, .msixPBA))
+          special.append((UInt64(msix.pbaOffset)..<UInt64(msix.pbaOffset) + msix.pbaBytes, .msixPBA))
         }
       }
       var common: TDISPMMIORangeAttributes = []

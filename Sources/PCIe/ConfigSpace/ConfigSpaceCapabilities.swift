@@ -112,8 +112,8 @@ public struct MSIXCapability: Hashable, Sendable {
 
   /// Bytes of the table (16 per entry, PCIe 6.x §7.7.2.5) and of the PBA (one bit per entry,
   /// QWORD granular).
-  var tableBytes: UInt64 { UInt64(tableSize) * 16 }
-  var pbaBytes: UInt64 { UInt64((tableSize + 63) / 64) * 8 }
+  public var tableBytes: UInt64 { UInt64(tableSize) * 16 }
+  public var pbaBytes: UInt64 { UInt64((tableSize + 63) / 64) * 8 }
 }
 
 /// ACS Extended Capability (PCIe 6.x §7.7.11) without an egress control vector.
