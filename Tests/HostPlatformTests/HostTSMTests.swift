@@ -77,7 +77,8 @@ import Testing
     // and a T=1 request to the TDI's MMIO is served.
     #expect(try tsm.isReadyForTrustedDMA(TEEIORig.pf1))
     #expect(try !tsm.isReadyForTrustedDMA(TEEIORig.pf0))
-    let mmio = TLP(requesterID: rig.rootPort.requesterID, address: 0xE020_0000, tBit: true, kind: .memoryRead(length: 4))
+    let mmio = TLP(
+      requesterID: rig.rootPort.requesterID, address: 0xE020_0000, tBit: true, kind: .memoryRead(length: 4))
     #expect(rig.device.receive(mmio, at: TEEIORig.pf1) == .completed)
     #expect(rig.state(TEEIORig.pf1) == .run)
 
@@ -130,9 +131,12 @@ import Testing
     }
     for operation: (RequesterID, GuestID) throws -> Void in [
       { try tsm.lock($0, for: $1) }, { try tsm.start($0, for: $1) }, { try tsm.stop($0, for: $1) },
-      { try tsm.unbind($0, from: $1) }, { _ = try tsm.evidence(for: $0, guest: $1, nonce: [UInt8](repeating: 1, count: 32)) },
+      { try tsm.unbind($0, from: $1) },
+      { _ = try tsm.evidence(for: $0, guest: $1, nonce: [UInt8](repeating: 1, count: 32)) },
     ] {
-      #expect(throws: TSMError(.EPERM, .notOwner(TEEIORig.otherGuest))) { try operation(TEEIORig.pf1, TEEIORig.otherGuest) }
+      #expect(throws: TSMError(.EPERM, .notOwner(TEEIORig.otherGuest))) {
+        try operation(TEEIORig.pf1, TEEIORig.otherGuest)
+      }
     }
     #expect(rig.state(TEEIORig.pf1) == .configUnlocked)
     // START before LOCK, evidence before LOCK: EINVAL, nothing sent.

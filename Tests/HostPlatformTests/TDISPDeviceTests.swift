@@ -30,19 +30,24 @@ import Testing
           requesterID: RequesterID(rawValue: 0x0300 + UInt16(index)), configSpace: space,
           physicalFunction: index < parents.count ? parents[index] : nil, capabilities: caps)
       }
-      _ = try TDISPDevice(functions: functions, responder: identity, idePorts: [port], entropy: SeededEntropy(seed: 1))
+      _ = try TDISPDevice(
+        functions: functions, responder: identity, idePorts: [port], entropy: SeededEntropy(seed: 1))
     }
     #expect(throws: TDISPDeviceError.noFunctions) { try make([]) }
     #expect(throws: TDISPDeviceError.dsmWithoutDOE(RequesterID(rawValue: 0x0300))) { try make([withoutDOE]) }
     #expect(throws: TDISPDeviceError.doeOnNonDSMFunction(RequesterID(rawValue: 0x0301))) {
       try make([withDOE, withDOE])
     }
-    #expect(throws: TDISPDeviceError.unknownPhysicalFunction(vf: RequesterID(rawValue: 0x0301), pf: RequesterID(rawValue: 0x0309))) {
+    #expect(
+      throws: TDISPDeviceError.unknownPhysicalFunction(
+        vf: RequesterID(rawValue: 0x0301), pf: RequesterID(rawValue: 0x0309))
+    ) {
       try make([withDOE, withoutDOE], parents: [nil, RequesterID(rawValue: 0x0309)])
     }
     #expect(throws: TDISPDeviceError.nestedVirtualFunction(RequesterID(rawValue: 0x0302))) {
       try make(
-        [withDOE, withoutDOE, withoutDOE], parents: [nil, RequesterID(rawValue: 0x0300), RequesterID(rawValue: 0x0301)])
+        [withDOE, withoutDOE, withoutDOE],
+        parents: [nil, RequesterID(rawValue: 0x0300), RequesterID(rawValue: 0x0301)])
     }
     try make([withDOE, withoutDOE])
   }
@@ -126,7 +131,8 @@ import Testing
   @Test func busMasterClearFromTheHostTakesTheRunningTDIToError() throws {
     let rig = try TEEIORig()
     try rig.run(TEEIORig.pf1)
-    let events = rig.device.configWrite(TEEIORig.pf1, offset: PCIHeaderRegister.command, size: 2, value: 0x0002)
+    let events = rig.device.configWrite(
+      TEEIORig.pf1, offset: PCIHeaderRegister.command, size: 2, value: 0x0002)
     #expect(events == [.busMasterDisabled])  // 0x0002 keeps MSE (bit 1), clears BME (bit 2)
     #expect(rig.state(TEEIORig.pf1) == .error)
     #expect(try !rig.tsm.isReadyForTrustedDMA(TEEIORig.pf1))
@@ -139,7 +145,9 @@ import Testing
     let host = rig.rootPort.requesterID
     // T=1 to a TDI not in RUN: UR, state unchanged.
     let early = TLP(requesterID: host, address: 0xE000_0000, tBit: true, kind: .memoryWrite(length: 4))
-    #expect(rig.device.receive(early, at: TEEIORig.pf0) == .unsupportedRequest("T=1 request for a TDI in CONFIG_UNLOCKED"))
+    #expect(
+      rig.device.receive(early, at: TEEIORig.pf0)
+        == .unsupportedRequest("T=1 request for a TDI in CONFIG_UNLOCKED"))
     #expect(rig.state(TEEIORig.pf0) == .configUnlocked)
     try rig.run(TEEIORig.pf0)
     // T=0 to the non-TEE range (BAR2) is served in RUN.
@@ -148,7 +156,9 @@ import Testing
     #expect(rig.state(TEEIORig.pf0) == .run)
     // T=0 to TEE memory (BAR0): UR and ERROR.
     let private0 = TLP(requesterID: host, address: 0xE000_0010, tBit: false, kind: .memoryWrite(length: 4))
-    #expect(rig.device.receive(private0, at: TEEIORig.pf0) == .unsupportedRequest("T=0 request to TEE memory of a TDI in RUN"))
+    #expect(
+      rig.device.receive(private0, at: TEEIORig.pf0)
+        == .unsupportedRequest("T=0 request to TEE memory of a TDI in RUN"))
     #expect(rig.state(TEEIORig.pf0) == .error)
 
     // A T=0 translation completion in RUN: ERROR; in CONFIG_LOCKED it is legal (§11.2).
@@ -158,7 +168,9 @@ import Testing
     #expect(rig.device.receive(completion, at: TEEIORig.pf1) == .completed)
     #expect(rig.state(TEEIORig.pf1) == .configLocked)
     try rig.tsm.start(TEEIORig.pf1, for: TEEIORig.guest)
-    #expect(rig.device.receive(completion, at: TEEIORig.pf1) == .unsupportedRequest("T=0 translation completion for a TDI in RUN"))
+    #expect(
+      rig.device.receive(completion, at: TEEIORig.pf1)
+        == .unsupportedRequest("T=0 translation completion for a TDI in RUN"))
     #expect(rig.state(TEEIORig.pf1) == .error)
   }
 }

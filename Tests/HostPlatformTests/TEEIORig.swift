@@ -25,11 +25,14 @@ struct TEEIORig {
   static let measurements: [MeasurementBlock] = [
     MeasurementBlock(
       index: 1,
-      dmtf: DMTFMeasurement(valueType: .mutableFirmware, isRawBitStream: false, value: HashAlgorithm.sha384.hash(Array("fw".utf8)))),
+      dmtf: DMTFMeasurement(
+        valueType: .mutableFirmware, isRawBitStream: false, value: HashAlgorithm.sha384.hash(Array("fw".utf8))
+      )),
     MeasurementBlock(
       index: 2,
       dmtf: DMTFMeasurement(
-        valueType: .hardwareConfiguration, isRawBitStream: false, value: HashAlgorithm.sha384.hash(Array("cfg".utf8)))),
+        valueType: .hardwareConfiguration, isRawBitStream: false,
+        value: HashAlgorithm.sha384.hash(Array("cfg".utf8)))),
   ]
 
   init(template: TEEIODeviceTemplate = TEEIODeviceTemplate(), trustAnchorSeed: UInt64? = nil) throws {
@@ -41,7 +44,9 @@ struct TEEIORig {
     rootPort = built.rootPort
     var anchors = [pki.root]
     if let trustAnchorSeed {
-      anchors = [try TestPKI.generate(entropy: SeededEntropy(seed: trustAnchorSeed), notBefore: 1_735_689_600).root]
+      anchors = [
+        try TestPKI.generate(entropy: SeededEntropy(seed: trustAnchorSeed), notBefore: 1_735_689_600).root
+      ]
     }
     var policy = SPDMRequesterPolicy(trustAnchors: anchors)
     policy.validationTime = Self.validationTime

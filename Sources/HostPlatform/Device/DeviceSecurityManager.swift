@@ -80,7 +80,8 @@ public final class DeviceSecurityManager: SPDMVendorDefinedHandler {
         readiness.ready || (readiness.fromSession != nil && readiness.fromSession != session)
       context.ideKeysFromThisSession = readiness.fromSession == session
       if tdi.state == .configUnlocked,
-        let configuration = lockConfigurationSource?.lockConfiguration(of: functionID, flags: parameters.flags)
+        let configuration = lockConfigurationSource?.lockConfiguration(
+          of: functionID, flags: parameters.flags)
       {
         context.deviceConfigurationValid = configuration.isValid && tdi.setReport(configuration.report)
       }

@@ -70,7 +70,8 @@ public enum InterfaceReportBuilder {
     {
       msix = capability
       msixControl = UInt16(
-        truncatingIfNeeded: config.read(offset: placed.offset + MSIXCapabilityRegister.messageControl, size: 2))
+        truncatingIfNeeded: config.read(
+          offset: placed.offset + MSIXCapabilityRegister.messageControl, size: 2))
     }
 
     var ranges: [TDISPMMIORange] = []
@@ -99,7 +100,8 @@ public enum InterfaceReportBuilder {
         while end < pages, attributesOf(page: end, special: special).union(common) == attributes { end += 1 }
         ranges.append(
           TDISPMMIORange(
-            firstPage: base + page * pageSize, numberOfPages: UInt32(clamping: end - page), attributes: attributes,
+            firstPage: base + page * pageSize, numberOfPages: UInt32(clamping: end - page),
+            attributes: attributes,
             rangeID: rangeID))
         page = end
       }

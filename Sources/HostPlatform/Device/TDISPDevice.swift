@@ -47,7 +47,8 @@ public enum TDISPDeviceError: Error, Hashable, Sendable, CustomStringConvertible
     case .dsmWithoutDOE(let id): "function \(id) hosts the DSM but has no DOE capability"
     case .doeOnNonDSMFunction(let id): "function \(id) has a DOE capability; only the DSM function may"
     case .duplicateFunction(let id): "function \(id) is described twice"
-    case .unknownPhysicalFunction(let vf, let pf): "VF \(vf) names PF \(pf), which is not a function of the device"
+    case .unknownPhysicalFunction(let vf, let pf):
+      "VF \(vf) names PF \(pf), which is not a function of the device"
     case .nestedVirtualFunction(let id): "VF \(id) names a VF as its PF"
     }
   }
@@ -145,14 +146,17 @@ public final class TDISPDevice: TDILockConfigurationSource {
   public func configRead(_ function: RequesterID, offset: Int, size: Int) -> UInt32 {
     guard let space = configSpaces[function] else { return size == 4 ? 0xFFFF_FFFF : (1 << (8 * size)) - 1 }
     return function == dsmFunction
-      ? space.read(offset: offset, size: size, doeMailbox: doe.mailbox) : space.read(offset: offset, size: size)
+      ? space.read(offset: offset, size: size, doeMailbox: doe.mailbox)
+      : space.read(offset: offset, size: size)
   }
 
   /// A configuration write, with the events it caused. DOE register writes go to the mailbox;
   /// events that change locked configuration reach the DSM, which takes that function's TDI to
   /// ERROR; a PF's FLR resets its VFs and takes their TDIs to ERROR too.
   @discardableResult
-  public func configWrite(_ function: RequesterID, offset: Int, size: Int, value: UInt32) -> [ConfigSpaceEvent] {
+  public func configWrite(_ function: RequesterID, offset: Int, size: Int, value: UInt32)
+    -> [ConfigSpaceEvent]
+  {
     guard configSpaces[function] != nil else { return [] }
     let happened = configSpaces[function]!.write(offset: offset, size: size, value: value)
     for event in happened {
@@ -214,7 +218,8 @@ public final class TDISPDevice: TDILockConfigurationSource {
     default:
       verdict = .completed
     }
-    events.append(.tlp(function: function, tlp, verdict, tdiBefore: before, tdiAfter: self.tdi(function)!.state))
+    events.append(
+      .tlp(function: function, tlp, verdict, tdiBefore: before, tdiAfter: self.tdi(function)!.state))
     return verdict
   }
 

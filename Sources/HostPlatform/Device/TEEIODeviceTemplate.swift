@@ -68,7 +68,8 @@ public struct TEEIODeviceTemplate: Sendable {
         builder.bars[0] = .memory64(size: 0x1_0000)
         builder.bars[2] = .memory64(size: 0x10_0000)
         builder.add(
-          .msix(MSIXCapability(tableSize: 16, tableBIR: 0, tableOffset: 0xE000, pbaBIR: 0, pbaOffset: 0xF000)),
+          .msix(
+            MSIXCapability(tableSize: 16, tableBIR: 0, tableOffset: 0xE000, pbaBIR: 0, pbaOffset: 0xF000)),
           at: 0x80)
         builder.add(.doe(DOECapability()), at: 0x100)
         builder.add(.ide(IDECapability(selectiveStreamAddressBlocks: [1])), at: 0x118)
@@ -82,7 +83,8 @@ public struct TEEIODeviceTemplate: Sendable {
         let alignment = max(definition.size, 0x1000)
         let address = (next + alignment - 1) & ~(alignment - 1)
         next = address + alignment
-        _ = space.write(offset: PCIHeaderRegister.bar0 + 4 * bar, size: 4, value: UInt32(truncatingIfNeeded: address))
+        _ = space.write(
+          offset: PCIHeaderRegister.bar0 + 4 * bar, size: 4, value: UInt32(truncatingIfNeeded: address))
         _ = space.write(offset: PCIHeaderRegister.bar0 + 4 * bar + 4, size: 4, value: UInt32(address >> 32))
       }
       _ = space.write(offset: PCIHeaderRegister.command, size: 2, value: 0x0006)  // MSE | BME
@@ -98,7 +100,8 @@ public struct TEEIODeviceTemplate: Sendable {
       deviceFunction: ids[0].rawValue.lowByte, bus: bus,
       capability: IDECapabilityRegister(linkStreams: 0, selectiveStreams: 1), selectiveBlocks: [.init()],
       streams: [streamID: .selective])
-    let device = try TDISPDevice(functions: functions, responder: identity, idePorts: [port], entropy: entropy)
+    let device = try TDISPDevice(
+      functions: functions, responder: identity, idePorts: [port], entropy: entropy)
     let rootPort = IDERootPort(requesterID: rootPortID, streams: [streamID: .selective])
     let tsm = TSMDeviceConfiguration(
       dsmFunction: ids[0], interfaces: ids, streamID: streamID, lockFlags: lockFlags)

@@ -30,7 +30,8 @@ public struct DOEFaultRule: Hashable, Sendable, CustomStringConvertible {
       case .discovery: object.type == DOEDataObjectType.discovery.rawValue
       case .anySPDM: object.type == DOEDataObjectType.spdm.rawValue
       case .spdm(let code):
-        object.type == DOEDataObjectType.spdm.rawValue && object.payload.count > 1 && object.payload[1] == code
+        object.type == DOEDataObjectType.spdm.rawValue && object.payload.count > 1
+          && object.payload[1] == code
       case .secured: object.type == DOEDataObjectType.securedSPDM.rawValue
       }
     }
@@ -55,8 +56,8 @@ public struct DOEFaultRule: Hashable, Sendable, CustomStringConvertible {
     case truncate(bytes: Int)
     /// The object arrives twice.
     case duplicate
-    /// An object seen earlier in the same direction arrives instead (`back` = 1: the previous one).
-    /// With no such object the rule does nothing.
+    /// An object seen earlier in the same direction that the rule's match also selects arrives
+    /// instead (`back` = 1: the latest such object). With no such object the rule does nothing.
     case replay(back: Int)
     /// The object arrives `microseconds` late. Within the DOE timeout only the clock moves; past it
     /// the waiting side gives up and the object arrives with the next exchange.
@@ -89,7 +90,9 @@ public struct DOEFaultRule: Hashable, Sendable, CustomStringConvertible {
   public var occurrence: Occurrence
   public var action: Action
 
-  public init(_ action: Action, _ direction: Direction, _ match: Match = .any, occurrence: Occurrence = .nth(1)) {
+  public init(
+    _ action: Action, _ direction: Direction, _ match: Match = .any, occurrence: Occurrence = .nth(1)
+  ) {
     self.direction = direction
     self.match = match
     self.occurrence = occurrence
@@ -134,7 +137,8 @@ public final class DOEFaultInjector {
   /// The first rule that hits `object` (each matching rule counts it).
   func rule(for object: DOEDataObject, direction: DOEFaultRule.Direction) -> DOEFaultRule? {
     var chosen: DOEFaultRule?
-    for index in rules.indices where rules[index].direction == direction && rules[index].match.matches(object) {
+    for index in rules.indices where rules[index].direction == direction && rules[index].match.matches(object)
+    {
       matchCounts[index] += 1
       let hits: Bool
       switch rules[index].occurrence {
@@ -155,7 +159,9 @@ public final class DOEFaultInjector {
 /// and each exchange takes the first one waiting, so a duplicated or late response is what the
 /// next exchange reads, as it would be on a shared wire. A fresh connection's `reset` (DOE Abort)
 /// empties the link.
-public struct FaultInjectingDOETransport<Inner: TSMTransport & DOEObjectExchange>: TSMTransport, DOEObjectExchange {
+public struct FaultInjectingDOETransport<Inner: TSMTransport & DOEObjectExchange>: TSMTransport,
+  DOEObjectExchange
+{
   public var inner: Inner
   public let injector: DOEFaultInjector
   private var waitingResponses: [DOEDataObject] = []
@@ -163,8 +169,9 @@ public struct FaultInjectingDOETransport<Inner: TSMTransport & DOEObjectExchange
   private var lateResponses: [DOEDataObject] = []
   private var heldRequest: DOEDataObject?
   private var heldResponse: DOEDataObject?
-  private var requestHistory: [DOEDataObject] = []
-  private var responseHistory: [DOEDataObject] = []
+  /// Every object each side sent, before faults, across connections.
+  public private(set) var requestHistory: [DOEDataObject] = []
+  public private(set) var responseHistory: [DOEDataObject] = []
 
   public init(inner: Inner, injector: DOEFaultInjector) {
     self.inner = inner
@@ -200,7 +207,9 @@ public struct FaultInjectingDOETransport<Inner: TSMTransport & DOEObjectExchange
     return waitingResponses.removeFirst()
   }
 
-  public mutating func exchange(_ message: SPDMTransportMessage) throws(SPDMRequesterError) -> SPDMTransportMessage {
+  public mutating func exchange(_ message: SPDMTransportMessage) throws(SPDMRequesterError)
+    -> SPDMTransportMessage
+  {
     try SPDMTransportMessage(doeResponse: try exchange(object: DOEDataObject(carrying: message)))
   }
 
@@ -245,8 +254,9 @@ public struct FaultInjectingDOETransport<Inner: TSMTransport & DOEObjectExchange
     case .duplicate:
       return .pass([object, object])
     case .replay(let back):
-      guard back >= 1, back <= history.count else { return .pass([object]) }
-      return .pass([history[history.count - back]])
+      let candidates = history.filter { rule.match.matches($0) }
+      guard back >= 1, back <= candidates.count else { return .pass([object]) }
+      return .pass([candidates[candidates.count - back]])
     case .delay(let microseconds):
       guard microseconds >= DOEFaultInjector.timeoutMicroseconds else {
         injector.advanceClock(by: microseconds)

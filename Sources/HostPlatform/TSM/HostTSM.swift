@@ -271,7 +271,8 @@ public final class HostTSM<Transport: TSMTransport> {
     }
     if let keySet {
       for slot in IDEKeySlotID.all(in: keySet) {
-        let stop = IDEKMKeySetCommand.stop(streamID: configuration.streamID, subStream: slot.keySubStream, portIndex: 0)
+        let stop = IDEKMKeySetCommand.stop(
+          streamID: configuration.streamID, subStream: slot.keySubStream, portIndex: 0)
         let ack = try ideKM(stop.encode())
         guard (try? IDEKMKeySetCommand(parsing: ack)) == stop.acknowledgement else {
           throw fail(TSMError(.EIO, .ideKeyProgramming("K_SET_STOP \(slot) not acknowledged")))
@@ -296,7 +297,9 @@ public final class HostTSM<Transport: TSMTransport> {
   public func bind(_ function: RequesterID, to guest: GuestID) throws(TSMError) {
     let id = try known(function)
     guard session != nil else { throw .notConnected }
-    if let owner = interfaces[id]!.owner, owner != guest { throw TSMError(.EBUSY, .boundToAnotherGuest(owner)) }
+    if let owner = interfaces[id]!.owner, owner != guest {
+      throw TSMError(.EBUSY, .boundToAnotherGuest(owner))
+    }
     interfaces[id]!.owner = guest
   }
 
@@ -306,15 +309,17 @@ public final class HostTSM<Transport: TSMTransport> {
   @discardableResult
   public func lock(_ function: RequesterID, for guest: GuestID) throws(TSMError) -> TSMInterfaceReport {
     let id = try owned(function, by: guest)
+    guard session != nil else { throw .notConnected }
     guard interfaces[id]!.state == .unlocked else {
       throw TSMError(.EINVAL, .invalidState("LOCK needs an unlocked TDI, it is \(interfaces[id]!.state)"))
     }
     let parameters = TDISPLockInterfaceParameters(
       flags: configuration.lockFlags, defaultStreamID: configuration.streamID,
       mmioReportingOffset: configuration.mmioReportingOffset)
-    guard case .lockInterface(let nonce) = try tdisp(id, .lockInterface(parameters), expecting: .lockInterface) else {
-      throw TSMError(.EIO, .unexpectedResponse("LOCK_INTERFACE"))
-    }
+    guard
+      case .lockInterface(let nonce) = try changeState(
+        id, .lockInterface(parameters), expecting: .lockInterface)
+    else { throw TSMError(.EIO, .unexpectedResponse("LOCK_INTERFACE")) }
     interfaces[id]!.state = .locked
     interfaces[id]!.startNonce = nonce
     let report = try fetchReport(id)
@@ -325,17 +330,20 @@ public final class HostTSM<Transport: TSMTransport> {
   /// START_INTERFACE_REQUEST with the nonce LOCK returned (the guest's accept): the TDI is in RUN.
   public func start(_ function: RequesterID, for guest: GuestID) throws(TSMError) {
     let id = try owned(function, by: guest)
+    guard session != nil else { throw .notConnected }
     guard interfaces[id]!.state == .locked, let nonce = interfaces[id]!.startNonce else {
       throw TSMError(.EINVAL, .invalidState("START needs a locked TDI, it is \(interfaces[id]!.state)"))
     }
-    _ = try tdisp(id, .startInterface(nonce: nonce), expecting: .startInterface)
+    _ = try changeState(id, .startInterface(nonce: nonce), expecting: .startInterface)
     interfaces[id]!.startNonce = nil
     interfaces[id]!.state = .run
   }
 
   /// STOP_INTERFACE_REQUEST: back to CONFIG_UNLOCKED, report and nonce forgotten.
   public func stop(_ function: RequesterID, for guest: GuestID) throws(TSMError) {
-    try stopInterface(try owned(function, by: guest))
+    let id = try owned(function, by: guest)
+    guard session != nil else { throw .notConnected }
+    try stopInterface(id)
   }
 
   /// Releases the TDI from `guest`, stopping it first if it is not unlocked.
@@ -348,7 +356,9 @@ public final class HostTSM<Transport: TSMTransport> {
   /// The TDI's state as the device reports it (GET_DEVICE_INTERFACE_STATE).
   public func deviceState(_ function: RequesterID) throws(TSMError) -> TDIState {
     let id = try known(function)
-    guard case .deviceInterfaceState(let state) = try tdisp(id, .getDeviceInterfaceState, expecting: .deviceInterfaceState)
+    guard
+      case .deviceInterfaceState(let state) = try tdisp(
+        id, .getDeviceInterfaceState, expecting: .deviceInterfaceState)
     else { throw TSMError(.EIO, .unexpectedResponse("GET_DEVICE_INTERFACE_STATE")) }
     return state
   }
@@ -364,8 +374,11 @@ public final class HostTSM<Transport: TSMTransport> {
   /// Evidence for the TDI's guest: the certificate chain, signed measurements over the guest's
   /// 32-byte nonce (in the session, so the device signs what the guest asked for), and the report
   /// kept at LOCK with its digest. Only for a locked or running TDI owned by `guest`.
-  public func evidence(for function: RequesterID, guest: GuestID, nonce: [UInt8]) throws(TSMError) -> TDIEvidence {
+  public func evidence(for function: RequesterID, guest: GuestID, nonce: [UInt8]) throws(TSMError)
+    -> TDIEvidence
+  {
     let id = try owned(function, by: guest)
+    guard session != nil else { throw .notConnected }
     guard let report = interfaces[id]!.report, [.locked, .run].contains(interfaces[id]!.state) else {
       throw TSMError(.EINVAL, .invalidState("evidence needs a locked TDI, it is \(interfaces[id]!.state)"))
     }
@@ -400,16 +413,34 @@ public final class HostTSM<Transport: TSMTransport> {
 
   private func owned(_ function: RequesterID, by guest: GuestID) throws(TSMError) -> TDISPInterfaceID {
     let id = try known(function)
-    guard let owner = interfaces[id]!.owner else { throw TSMError(.EINVAL, .invalidState("TDI \(id) is not bound")) }
+    guard let owner = interfaces[id]!.owner else {
+      throw TSMError(.EINVAL, .invalidState("TDI \(id) is not bound"))
+    }
     guard owner == guest else { throw TSMError(.EPERM, .notOwner(guest)) }
     return id
   }
 
   private func stopInterface(_ id: TDISPInterfaceID) throws(TSMError) {
-    _ = try tdisp(id, .stopInterface, expecting: .stopInterface)
+    _ = try changeState(id, .stopInterface, expecting: .stopInterface)
     interfaces[id]!.state = .unlocked
     interfaces[id]!.report = nil
     interfaces[id]!.startNonce = nil
+  }
+
+  /// A request that changes the TDI's state. Until the answer arrives the TSM cannot tell whether
+  /// the device acted, so the TDI is UNKNOWN; a refusal (TDISP_ERROR, session still up) restores
+  /// what it was, a torn-down session leaves it UNKNOWN for the next connect to settle.
+  private func changeState(
+    _ id: TDISPInterfaceID, _ body: TDISPRequest.Body, expecting code: TDISPResponseCode
+  ) throws(TSMError) -> TDISPResponse.Body {
+    let previous = interfaces[id]!.state
+    interfaces[id]!.state = .unknown
+    do {
+      return try tdisp(id, body, expecting: code)
+    } catch {
+      if session != nil { interfaces[id]!.state = previous }
+      throw error
+    }
   }
 
   /// Reads the whole report: OFFSET advances by each PORTION_LENGTH until REMAINDER_LENGTH is 0
@@ -421,7 +452,9 @@ public final class HostTSM<Transport: TSMTransport> {
     var portions = 0
     while true {
       let length = configuration.reportPortionLength
-      guard bytes.count <= Int(UInt16.max) else { throw TSMError(.EIO, .unexpectedResponse("report over 64 KiB")) }
+      guard bytes.count <= Int(UInt16.max) else {
+        throw TSMError(.EIO, .unexpectedResponse("report over 64 KiB"))
+      }
       guard
         case .deviceInterfaceReport(let portion) = try tdisp(
           id, .getDeviceInterfaceReport(offset: UInt16(bytes.count), length: length),
@@ -429,7 +462,8 @@ public final class HostTSM<Transport: TSMTransport> {
       else { throw TSMError(.EIO, .unexpectedResponse("DEVICE_INTERFACE_REPORT")) }
       portions += 1
       guard !portion.portion.isEmpty, portion.portion.count <= Int(length) else {
-        throw TSMError(.EIO, .unexpectedResponse("report portion of \(portion.portion.count) bytes for \(length)"))
+        throw TSMError(
+          .EIO, .unexpectedResponse("report portion of \(portion.portion.count) bytes for \(length)"))
       }
       bytes += portion.portion
       let expected = total ?? bytes.count + Int(portion.remainderLength)
@@ -466,7 +500,8 @@ public final class HostTSM<Transport: TSMTransport> {
     let ifv: [UInt8] = [0, 0, 0, 0, 1, 0, 0, 0]
     for slot in IDEKeySlotID.all(in: keySet) {
       let program = IDEKMKeyProgram(
-        streamID: stream, subStream: slot.keySubStream, portIndex: 0, key: keys[slot]!, initialFieldValue: ifv)
+        streamID: stream, subStream: slot.keySubStream, portIndex: 0, key: keys[slot]!, initialFieldValue: ifv
+      )
       let response = try ideKM(program.encode())
       guard let ack = try? IDEKMKeyProgramAck(parsing: response) else {
         throw fail(TSMError(.EIO, .ideKeyProgramming("KP_ACK malformed")))
@@ -478,8 +513,11 @@ public final class HostTSM<Transport: TSMTransport> {
         throw fail(TSMError(.EIO, .ideKeyProgramming("KEY_PROG \(slot) refused: status \(ack.status)")))
       }
       let opposite = IDEKeySlotID(
-        keySet: keySet, direction: slot.direction == .receive ? .transmit : .receive, subStream: slot.subStream)
-      do { try rootPort.program(streamID: stream, slot: opposite, key: keys[slot]!, initialFieldValue: ifv) } catch {
+        keySet: keySet, direction: slot.direction == .receive ? .transmit : .receive,
+        subStream: slot.subStream)
+      do {
+        try rootPort.program(streamID: stream, slot: opposite, key: keys[slot]!, initialFieldValue: ifv)
+      } catch {
         throw fail(TSMError(.EIO, .ideKeyProgramming("root port refused \(opposite): \(error)")))
       }
     }
@@ -513,7 +551,9 @@ public final class HostTSM<Transport: TSMTransport> {
     }
     if case .error(let error) = response.body { throw TSMError(.EIO, .device(error.code, data: error.data)) }
     guard response.interfaceID == id, response.body.code == code else {
-      throw TSMError(.EIO, .unexpectedResponse("\(response.body.code) for \(response.interfaceID), expected \(code) for \(id)"))
+      throw TSMError(
+        .EIO,
+        .unexpectedResponse("\(response.body.code) for \(response.interfaceID), expected \(code) for \(id)"))
     }
     return response.body
   }
@@ -527,7 +567,8 @@ public final class HostTSM<Transport: TSMTransport> {
     do {
       response = try driver.vendorDefined(
         standardID: PCISIGProtocolMessage.standardID, vendorID: PCISIGProtocolMessage.vendorID,
-        payload: PCISIGProtocolMessage(protocolID: protocolID, message: message).payload, sessionID: sessionID)
+        payload: PCISIGProtocolMessage(protocolID: protocolID, message: message).payload, sessionID: sessionID
+      )
     } catch {
       throw fail(.spdm(error))
     }

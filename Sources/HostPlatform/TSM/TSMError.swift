@@ -64,7 +64,8 @@ public struct TSMError: Error, Hashable, Sendable, CustomStringConvertible {
     case .boundToAnotherGuest(let guest): what = "TDI bound to \(guest)"
     case .invalidState(let why): what = why
     case .notOwner(let guest): what = "TDI not owned by \(guest)"
-    case .device(let code, let data): what = "device answered TDISP_ERROR \(code) (data 0x\(String(data, radix: 16)))"
+    case .device(let code, let data):
+      what = "device answered TDISP_ERROR \(code) (data 0x\(String(data, radix: 16)))"
     case .unexpectedResponse(let why): what = "unexpected response: \(why)"
     case .spdm(let error): what = "SPDM: \(error)"
     case .ideKeyProgramming(let why): what = "IDE key programming: \(why)"

@@ -400,7 +400,9 @@ public struct SPDMRequester {
     operation: UInt8 = 0xFF, signed: Bool = true, sessionID: UInt32? = nil, nonce: [UInt8]? = nil
   ) throws(SPDMRequesterError) -> [UInt8] {
     let algorithms = try negotiated()
-    if let nonce, nonce.count != 32 { throw .outOfOrder("a GET_MEASUREMENTS nonce is 32 bytes, not \(nonce.count)") }
+    if let nonce, nonce.count != 32 {
+      throw .outOfOrder("a GET_MEASUREMENTS nonce is 32 bytes, not \(nonce.count)")
+    }
     guard !responderCapabilities.intersection([.measNoSig, .measSig]).isEmpty else {
       throw .missingCapability("MEAS_CAP")
     }

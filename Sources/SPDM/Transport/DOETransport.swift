@@ -84,7 +84,9 @@ public protocol DOEObjectExchange {
 
 extension SPDMDOEEndpoint: DOERegisterPort {
   public func readDOERegister(offset: Int) -> UInt32 { readRegister(offset: offset) }
-  public mutating func writeDOERegister(offset: Int, value: UInt32) { writeRegister(offset: offset, value: value) }
+  public mutating func writeDOERegister(offset: Int, value: UInt32) {
+    writeRegister(offset: offset, value: value)
+  }
 }
 
 /// The host side: a TSM's DOE driver that moves each SPDM message through a mailbox's registers
