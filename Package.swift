@@ -61,7 +61,7 @@ let package = Package(
     ),
     .executableTarget(
       name: "cove-bench",
-      dependencies: ["CoveCrypto", "CoveWire", "PCIe", "SPDM", "IOMMU", "CoveCommands"],
+      dependencies: ["CoveCrypto", "CoveWire", "PCIe", "SPDM", "IOMMU", "TDISP", "HostPlatform", "CoveCommands"],
       swiftSettings: strictSettings
     ),
     .testTarget(name: "CoveWireTests", dependencies: ["CoveWire"], swiftSettings: strictSettings),

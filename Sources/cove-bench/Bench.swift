@@ -62,14 +62,6 @@ enum SPDMBench {
       guard a == b else { fatalError("floor ECDH mismatch") }
     }
 
-    func median(_ samples: [Duration]) -> Double {
-      let sorted = samples.map {
-        Double($0.components.seconds) * 1e3 + Double($0.components.attoseconds) / 1e15
-      }.sorted()
-      return sorted.count % 2 == 1
-        ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
-    }
-
     let clock = ContinuousClock()
     // Warm up both paths (page in code, OpenSSL's lazy tables).
     for _ in 0..<3 {
@@ -82,8 +74,8 @@ enum SPDMBench {
       connectionSamples.append(try clock.measure { try connection() })
       floorSamples.append(try clock.measure { try cryptoFloor() })
     }
-    let connectionMedian = median(connectionSamples)
-    let floorMedian = median(floorSamples)
+    let connectionMedian = medianMilliseconds(connectionSamples)
+    let floorMedian = medianMilliseconds(floorSamples)
     let ratio = connectionMedian / floorMedian
     print("cove-bench: full SPDM 1.3 connection over DOE, ECDSA P-384 / SHA-384 / secp384r1 / AES-256-GCM")
     print("  median of \(runs) interleaved runs each")
@@ -104,25 +96,35 @@ enum SPDMBench {
   }
 }
 
+/// The median of `samples`, in milliseconds.
+func medianMilliseconds(_ samples: [Duration]) -> Double {
+  let sorted = samples.map {
+    Double($0.components.seconds) * 1e3 + Double($0.components.attoseconds) / 1e15
+  }.sorted()
+  return sorted.count % 2 == 1
+    ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+}
+
 @main
 struct CoveBench {
-  /// `cove-bench [spdm|iommu|all] [runs]`: every section by default.
+  /// `cove-bench [spdm|tdisp|iommu|all] [runs]`: every section by default.
   static func main() throws {
     let arguments = Array(CommandLine.arguments.dropFirst())
     let section = arguments.first ?? "all"
     let runs = max(20, arguments.dropFirst().first.flatMap { Int($0) } ?? 30)
     switch section {
     case "spdm": try SPDMBench.run(runs: runs)
+    case "tdisp": try TDISPBench.run(runs: runs)
     case "iommu": try IOMMUBench.run()
     case "all":
       try SPDMBench.run(runs: runs)
       print("")
+      try TDISPBench.run(runs: runs)
+      print("")
       try IOMMUBench.run()
     default:
-      print("usage: cove-bench [spdm|iommu|all] [runs]")
-      throw ExitCodeError()
+      FileHandle.standardError.write(Data("usage: cove-bench [spdm|tdisp|iommu|all] [runs]\n".utf8))
+      exit(2)
     }
   }
 }
-
-struct ExitCodeError: Error {}
