@@ -18,6 +18,7 @@ let package = Package(
     .executable(name: "FuzzDOE", targets: ["FuzzDOE"]),
     .executable(name: "FuzzSPDMDecoders", targets: ["FuzzSPDMDecoders"]),
     .executable(name: "FuzzResponder", targets: ["FuzzResponder"]),
+    .executable(name: "FuzzPCISIGProtocols", targets: ["FuzzPCISIGProtocols"]),
   ],
   dependencies: [
     // The root package; its manifest declares `name: "Cove"`.
@@ -29,5 +30,6 @@ let package = Package(
     harness("FuzzDOE", ["PCIe"]),
     harness("FuzzSPDMDecoders", ["SPDM", "CoveWire", "CoveCrypto"]),
     harness("FuzzResponder", ["SPDM", "CoveCrypto"]),
+    harness("FuzzPCISIGProtocols", ["SPDM", "TDISP", "IDEKM", "CoveWire", "CoveCrypto"]),
   ]
 )
