@@ -49,7 +49,7 @@ let package = Package(
     .target(
       name: "CoveCommands",
       dependencies: [
-        "CoveCrypto", "CoveWire", "PCIe", "SPDM",
+        "CoveCrypto", "CoveWire", "PCIe", "SPDM", "TDISP", "IDEKM", "IOMMU", "HostPlatform",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ],
       swiftSettings: strictSettings
@@ -61,7 +61,9 @@ let package = Package(
     ),
     .executableTarget(
       name: "cove-bench",
-      dependencies: ["CoveCrypto", "CoveWire", "PCIe", "SPDM", "IOMMU", "TDISP", "HostPlatform", "CoveCommands"],
+      dependencies: [
+        "CoveCrypto", "CoveWire", "PCIe", "SPDM", "IOMMU", "TDISP", "HostPlatform", "CoveCommands",
+      ],
       swiftSettings: strictSettings
     ),
     .testTarget(name: "CoveWireTests", dependencies: ["CoveWire"], swiftSettings: strictSettings),

@@ -103,11 +103,13 @@ public struct AttestCommand: ParsableCommand {
   }
 }
 
-/// `cove run`: the main job. Until guest images land it runs the attestation story of `cove attest`.
+/// `cove run`: the main job. Until guest images land it runs the attestation story of `cove attest`,
+/// then the TDISP story on the built-in device (``TDISPFlow``).
 public struct RunCommand: ParsableCommand {
   public static let configuration = CommandConfiguration(
     commandName: "run",
-    abstract: "Run the main job: the TSM attests the built-in emulated device and opens a secure session."
+    abstract:
+      "Run the main job: the TSM attests the built-in emulated device, then keys its link and takes a TDI through LOCK, START, ERROR and STOP."
   )
 
   @OptionGroup public var options: AttestOptions
@@ -118,6 +120,10 @@ public struct RunCommand: ParsableCommand {
     var attest = AttestCommand()
     attest.options = options
     try attest.run()
+    let flow = TDISPFlow.run(device: try BuiltInDevice(), entropy: options.entropy())
+    if !options.quiet { print("") }
+    print(TDISPFlow.render(flow, quiet: options.quiet), terminator: "")
+    if !flow.succeeded { throw ExitCode(1) }
   }
 }
 
@@ -191,7 +197,7 @@ public enum ReportPrinter {
     var out = ""
     if !quiet {
       out +=
-        "cove: host TSM attests emulated device cove-dma (DSM at 00:03.0) over SPDM in a PCIe DOE mailbox\n"
+        "cove: host TSM attests emulated device cove-dma (DSM at 03:00.0) over SPDM in a PCIe DOE mailbox\n"
       for step in report.steps {
         out += "[\(milliseconds(step.elapsed))] \(step.title)\n"
         for line in step.details { out += "             \(line)\n" }
@@ -205,7 +211,7 @@ public enum ReportPrinter {
     return out
   }
 
-  static func milliseconds(_ duration: Duration) -> String {
+  public static func milliseconds(_ duration: Duration) -> String {
     let ms = Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15
     return String(format: "%8.2f ms", ms)
   }

@@ -69,19 +69,23 @@ enum TDISPBench {
     }
     let baselineMedian = medianMilliseconds(baseline)
     let fullMedian = medianMilliseconds(full)
-    print("cove-bench: TDISP + IDE_KM on top of SPDM, host TSM to a two-function device over DOE in config space")
+    print(
+      "cove-bench: TDISP + IDE_KM on top of SPDM, host TSM to a two-function device over DOE in config space")
     print("  median of \(runs) interleaved runs each")
     print(
       String(
-        format: "  full        %9.3f ms  TSM connect (SPDM + IDE_KM keys on both ends) + bind + LOCK + report + START",
+        format:
+          "  full        %9.3f ms  TSM connect (SPDM + IDE_KM keys on both ends) + bind + LOCK + report + START",
         fullMedian))
     print(
       String(
-        format: "  baseline    %9.3f ms  SPDM connection alone: DOE discovery, VCA, chain, signed measurements, session",
+        format:
+          "  baseline    %9.3f ms  SPDM connection alone: DOE discovery, VCA, chain, signed measurements, session",
         baselineMedian))
     print(
       String(
-        format: "  ratio       %9.3f     full / baseline; TDISP + IDE_KM overhead %.3f ms", fullMedian / baselineMedian,
+        format: "  ratio       %9.3f     full / baseline; TDISP + IDE_KM overhead %.3f ms",
+        fullMedian / baselineMedian,
         fullMedian - baselineMedian))
   }
 }

@@ -130,3 +130,30 @@ import Testing
     #expect(key.publicKey.rawXY == (try certificate.publicKey().rawXY))
   }
 }
+
+@Suite struct TDISPFlowTests {
+  @Test func mainJobTakesATDIThroughLockStartErrorAndStop() throws {
+    let report = TDISPFlow.run(device: try BuiltInDevice(), entropy: SeededEntropy(seed: 3))
+    #expect(report.failure == nil)
+    #expect(
+      report.steps.map(\.title) == [
+        "TSM connect (SPDM session, IDE_KM, stream enable)", "bind 03:00.1 to guest 1",
+        "LOCK_INTERFACE 03:00.1",
+        "evidence for guest 1", "START_INTERFACE 03:00.1 (guest accepts)",
+        "host clears Bus Master Enable on 03:00.1", "STOP_INTERFACE 03:00.1", "TSM disconnect",
+      ])
+    let details = report.steps.map { $0.details.first ?? "" }
+    #expect(details[1] == "03:00.1 is guest 1's; another guest asking for it gets EBUSY")
+    #expect(report.steps[0].details[2] == "stream 1: device SECURE(K0), root port SECURE(K0)")
+    #expect(details[2] == "CONFIG_LOCKED; START nonce kept by the TSM")
+    #expect(report.steps[2].details.last == "  range 0: 0xe0200000 × 16 pages")
+    #expect(details[4] == "RUN; ready for trusted DMA: yes")
+    #expect(
+      report.steps[5].details == [
+        "config space reports busMasterDisabled; TDI ERROR", "ready for trusted DMA: no",
+      ])
+    #expect(details[6] == "CONFIG_UNLOCKED; TDI secrets scrubbed, report forgotten")
+    #expect(details[7] == "K_SET_STOP ×6, END_SESSION; stream 1 INSECURE")
+    #expect(TDISPFlow.render(report, quiet: true).hasPrefix("TDISP flow succeeded: 8 steps in"))
+  }
+}

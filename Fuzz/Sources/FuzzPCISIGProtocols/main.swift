@@ -42,11 +42,15 @@ func fuzzInput(_ input: [UInt8]) {
   var tdi = TDI(
     interfaceID: TDISPInterfaceID(requesterID: 0x0300),
     capabilities: TDISPCapabilities(
-      supportedRequests: TDISPRequestCode.allKnown, lockInterfaceFlagsSupported: [.noFirmwareUpdate, .lockMSIX],
+      supportedRequests: TDISPRequestCode.allKnown,
+      lockInterfaceFlagsSupported: [.noFirmwareUpdate, .lockMSIX],
       deviceAddressWidth: 52),
     report: TDISPDeviceInterfaceReport(
       interfaceInfo: [.dmaWithoutPASID],
-      mmioRanges: [TDISPMMIORange(firstPage: 0x1000, numberOfPages: 1, attributes: .isMemoryAttributeUpdatable, rangeID: 0)]),
+      mmioRanges: [
+        TDISPMMIORange(
+          firstPage: 0x1000, numberOfPages: 1, attributes: .isMemoryAttributeUpdatable, rangeID: 0)
+      ]),
     entropy: SeededEntropy(seed: 1))
   var ide = IDEKMResponder(ports: [
     IDEKMPort(
