@@ -15,7 +15,9 @@ func header(_ type: UInt8, version: UInt8 = 0x10) -> [UInt8] {
     #expect(id.segment == 0x2A)
     #expect(id.requesterID == 0x0110)
     #expect(tdiID.segment == nil)
-    #expect(id.description == "2a:1:2.0")
+    // lspci's spelling: segment 4 digits, bus and device 2, function 1.
+    #expect(id.description == "002a:01:02.0")
+    #expect(TDISPInterfaceID(requesterID: 0x0301).description == "03:00.1")
   }
 
   @Test func headerRoundTrip() throws {
