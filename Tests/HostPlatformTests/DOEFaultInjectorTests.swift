@@ -44,7 +44,7 @@ import Testing
 
   func echo(_ code: UInt8, _ marker: UInt8) -> [UInt8] { [0x12, code & 0x7F, marker, 0, 0xAA, 0, 0, 0] }
 
-  static let timeout = SPDMRequesterError.transport("DOE timeout: no response within 1 s (PCIe 6.x §6.30.2)")
+  static let timeout = SPDMRequesterError.timeout("DOE: no response within 1 s (PCIe 6.x §6.30.2)")
 
   @Test func withoutRulesEveryObjectPassesUnchanged() throws {
     var (link, log, injector) = link()
@@ -96,9 +96,10 @@ import Testing
   }
 
   @Test func replayWithNoEarlierObjectChangesNothing() throws {
-    var (link, log, _) = link(DOEFaultRule(.replay(back: 1), .request))
+    var (link, log, injector) = link(DOEFaultRule(.replay(back: 1), .request))
     _ = try link.exchange(object: object(0x84, 1))
     #expect(log.delivered == [[0x12, 0x84, 1, 0]])
+    #expect(injector.fired.isEmpty)
   }
 
   @Test func delayWithinTheTimeoutOnlyMovesTheClock() throws {
@@ -150,5 +151,27 @@ import Testing
     link.reset()
     #expect(log.resets == 1)
     #expect(try link.exchange(object: object(0xE1, 2)).payload == echo(0xE1, 2))
+  }
+}
+
+extension DOEFaultInjectorTests {
+  @Test func everyReorderedObjectArrivesInOrderNoneIsLost() throws {
+    var (link, log, _) = link(DOEFaultRule(.reorder, .request, occurrence: .every))
+    // Each object is held and released once the next has passed: every exchange reads the answer to
+    // the one before it, and the last object is still held.
+    #expect(throws: Self.timeout) { try link.exchange(object: object(0x84, 1)) }
+    #expect(try link.exchange(object: object(0x84, 2)).payload == echo(0x84, 1))
+    #expect(try link.exchange(object: object(0x84, 3)).payload == echo(0x84, 2))
+    #expect(log.delivered == [[0x12, 0x84, 1, 0], [0x12, 0x84, 2, 0]])
+  }
+
+  @Test func aHeldObjectIsReleasedEvenWhenTheNextOneIsDropped() throws {
+    var (link, log, _) = link(
+      DOEFaultRule(.reorder, .request, occurrence: .nth(1)),
+      DOEFaultRule(.drop, .request, occurrence: .nth(2)))
+    #expect(throws: Self.timeout) { try link.exchange(object: object(0x84, 1)) }
+    // The second object is dropped, the first arrives in its wake and answers this exchange.
+    #expect(try link.exchange(object: object(0xE1, 2)).payload == echo(0x84, 1))
+    #expect(log.delivered == [[0x12, 0x84, 1, 0]])
   }
 }

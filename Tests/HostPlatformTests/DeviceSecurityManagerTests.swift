@@ -140,7 +140,7 @@ import Testing
     var rig = try rig()
     let request = TDISPRequest(
       interfaceID: TDISPInterfaceID(requesterID: 0x0300), body: .getDeviceInterfaceState)
-    #expect(throws: SPDMRequesterError.transport("no response")) {
+    #expect(throws: SPDMRequesterError.timeout("no response")) {
       _ = try send(&rig, PCISIGProtocolMessage(protocolID: .tdisp, message: request.encode()), session: false)
     }
     #expect(rig.dsm.unansweredOutsideSession == 1)

@@ -199,23 +199,47 @@ import Testing
     #expect(chainError.code == .untrustedRoot)
     #expect(error.errno == .EIO)
     #expect(!rig.tsm.isConnected)
-    #expect(rig.rootPort.state(of: 1) == .insecure)
-    #expect(rig.device.doe.responder.sessions.count == 0)
+    #expect(rig.tsm.failure == error)
+    // Refused before KEY_EXCHANGE: no session on the device, no IDE_KM or TDISP message sent.
+    #expect(rig.device.doe.responder.sessions.isEmpty)
     #expect(rig.tsm.messages.isEmpty)
+    #expect(rig.tsm.transport.requestHistory.allSatisfy { $0.type != DOEDataObjectType.securedSPDM.rawValue })
   }
 
-  @Test func deviceRefusalsReachTheCallerAndKeepTheSession() throws {
-    // A TSM asking for a lock flag the device does not support: INVALID_REQUEST, session still up.
+  @Test func lockFlagsTheDeviceDoesNotSupportAreRefusedBeforeSending() throws {
     var template = TEEIODeviceTemplate()
     template.lockFlags = [.allRequestRedirect]
     let rig = try TEEIORig(template: template)
     try rig.tsm.connect()
     try rig.tsm.bind(TEEIORig.pf1, to: TEEIORig.guest)
-    #expect(throws: TSMError(.EIO, .device(.invalidRequest, data: 0))) {
+    let sent = rig.tsm.messages.count
+    #expect(throws: TSMError(.EOPNOTSUPP, .invalidState("the device does not support lock flags 0x10"))) {
       try rig.tsm.lock(TEEIORig.pf1, for: TEEIORig.guest)
     }
+    #expect(rig.tsm.messages.count == sent)
     #expect(rig.tsm.isConnected)
     #expect(rig.tsm.interface(TEEIORig.pf1)?.state == .unlocked)
-    #expect(try rig.tsm.deviceState(TEEIORig.pf1) == .configUnlocked)
+  }
+
+  @Test func theReportIsShiftedByTheMMIOReportingOffset() throws {
+    let rig = try TEEIORig { $0.mmioReportingOffset = 0x1_0000_0000 }
+    try rig.tsm.connect()
+    try rig.tsm.bind(TEEIORig.pf1, to: TEEIORig.guest)
+    let report = try rig.tsm.lock(TEEIORig.pf1, for: TEEIORig.guest)
+    #expect(report.report.mmioRanges.map(\.firstPage) == [0x1_E020_0000])
+    // The LOCK request carried the offset (bytes 20…27 of the message, little-endian).
+    let lock = try #require(rig.tsm.messages.first { $0.request.count > 1 && $0.request[1] == 0x83 })
+    #expect(Array(lock.request[20..<28]) == [0, 0, 0, 0, 1, 0, 0, 0])
+  }
+
+  @Test func evidenceIsRefusedOnceTheDeviceSaysError() throws {
+    let rig = try TEEIORig()
+    try rig.run(TEEIORig.pf1)
+    rig.device.configWrite(TEEIORig.pf1, offset: PCIHeaderRegister.command, size: 2, value: 0x0002)
+    #expect(throws: TSMError(.EINVAL, .invalidState("evidence needs a locked TDI, the device says ERROR"))) {
+      _ = try rig.tsm.evidence(
+        for: TEEIORig.pf1, guest: TEEIORig.guest, nonce: [UInt8](repeating: 9, count: 32))
+    }
+    #expect(rig.tsm.isConnected)
   }
 }

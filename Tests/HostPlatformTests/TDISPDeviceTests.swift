@@ -101,6 +101,24 @@ import Testing
       try rig.tsm.lock(TEEIORig.pf0, for: TEEIORig.guest)
     }
     #expect(rig.state(TEEIORig.pf0) == .configUnlocked)
+    // A refusal keeps the session and the TSM's view of the TDI.
+    #expect(rig.tsm.isConnected)
+    #expect(rig.tsm.interface(TEEIORig.pf0)?.state == .unlocked)
+  }
+
+  /// The last 1 MiB of the 64-bit space is a legal BAR (size-aligned, base + size wraps to 0): the
+  /// lock checks must not trap on it.
+  @Test func aBARAtTheTopOfTheAddressSpaceLocksWithoutTrapping() throws {
+    let rig = try TEEIORig()
+    try rig.tsm.connect()
+    rig.device.configWrite(TEEIORig.pf0, offset: PCIHeaderRegister.bar0 + 8, size: 4, value: 0xFFF0_0000)
+    rig.device.configWrite(TEEIORig.pf0, offset: PCIHeaderRegister.bar0 + 12, size: 4, value: 0xFFFF_FFFF)
+    #expect(rig.device.configSpaces[TEEIORig.pf0]?.barAddress(2) == 0xFFFF_FFFF_FFF0_0000)
+    try rig.tsm.bind(TEEIORig.pf0, to: TEEIORig.guest)
+    let report = try rig.tsm.lock(TEEIORig.pf0, for: TEEIORig.guest).report
+    #expect(
+      report.mmioRanges.last
+        == TDISPMMIORange(firstPage: 0xFFFF_FFFF_FFF0_0000, numberOfPages: 256, attributes: [], rangeID: 2))
   }
 
   @Test func aPFsFLRTakesItsVFsTDIsToError() throws {

@@ -35,7 +35,10 @@ struct TEEIORig {
         value: HashAlgorithm.sha384.hash(Array("cfg".utf8)))),
   ]
 
-  init(template: TEEIODeviceTemplate = TEEIODeviceTemplate(), trustAnchorSeed: UInt64? = nil) throws {
+  init(
+    template: TEEIODeviceTemplate = TEEIODeviceTemplate(), trustAnchorSeed: UInt64? = nil,
+    tsmConfiguration: (inout TSMDeviceConfiguration) -> Void = { _ in }
+  ) throws {
     pki = try TestPKI.generate(entropy: SeededEntropy(seed: 40), notBefore: 1_735_689_600)
     let identity = SPDMResponderConfiguration(
       certificateChain: pki.chainRootToLeaf, signingKey: pki.deviceKey, measurements: Self.measurements)
@@ -53,8 +56,10 @@ struct TEEIORig {
     for block in Self.measurements { policy.referenceMeasurements[block.index] = block.dmtf!.value }
     faults = DOEFaultInjector()
     let link = Link(inner: DOEMailboxTransport(port: ConfigSpaceDOEPort(device: device)), injector: faults)
+    var configuration = built.tsm
+    tsmConfiguration(&configuration)
     tsm = HostTSM(
-      configuration: built.tsm, transport: link, rootPort: rootPort, policy: policy,
+      configuration: configuration, transport: link, rootPort: rootPort, policy: policy,
       entropy: SeededEntropy(seed: 42))
   }
 

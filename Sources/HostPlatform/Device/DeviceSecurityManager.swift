@@ -29,6 +29,11 @@ public final class DeviceSecurityManager: SPDMVendorDefinedHandler {
   public private(set) var locks: [UInt32: (session: UInt32, stream: UInt8)] = [:]
   /// TDISP or IDE_KM requests that arrived outside a session and got no answer (PCIe §11.3).
   public private(set) var unansweredOutsideSession = 0
+  /// A misbehaving device: sees each answer the DSM is about to send (request and response, both
+  /// in the clear) and may replace it, so a TSM can be tested against a hostile or buggy DSM
+  /// (wrong interface IDs, lying report lengths, refusals). Nil: the device follows the spec.
+  public var responseTamper:
+    ((_ request: PCISIGProtocolMessage, _ response: PCISIGProtocolMessage) -> PCISIGProtocolMessage)?
   /// The device whose configuration LOCK freezes (weak: the device owns this DSM).
   public weak var lockConfigurationSource: (any TDILockConfigurationSource)?
 
@@ -61,7 +66,8 @@ public final class DeviceSecurityManager: SPDMVendorDefinedHandler {
     default:
       return .unsupported
     }
-    return .response(answer.response(version: request.version))
+    let sent = responseTamper?(message, answer) ?? answer
+    return .response(sent.response(version: request.version))
   }
 
   private func handleTDISP(_ request: TDISPRequest, sessionID: UInt32) -> TDISPResponse {

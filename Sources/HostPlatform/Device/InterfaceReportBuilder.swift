@@ -100,7 +100,7 @@ public enum InterfaceReportBuilder {
         while end < pages, attributesOf(page: end, special: special).union(common) == attributes { end += 1 }
         ranges.append(
           TDISPMMIORange(
-            firstPage: base + page * pageSize, numberOfPages: UInt32(clamping: end - page),
+            firstPage: base &+ page &* pageSize, numberOfPages: UInt32(clamping: end - page),
             attributes: attributes,
             rangeID: rangeID))
         page = end
@@ -121,17 +121,22 @@ public enum InterfaceReportBuilder {
     return attributes
   }
 
-  /// Whether the memory BARs of `config` overlap one another: a configuration LOCK must refuse with
-  /// INVALID_DEVICE_CONFIGURATION (PCIe 6.x §11.3.8, "no overlapping BARs").
-  public static func hasOverlappingBARs(_ config: PCIeConfigSpace) -> Bool {
-    var spans: [Range<UInt64>] = []
+  /// Why LOCK must refuse `config` with INVALID_DEVICE_CONFIGURATION (PCIe 6.x §11.3.8, "no
+  /// overlapping BARs"), or nil: two memory BARs overlap, or a BAR runs past the top of the 64-bit
+  /// address space (a value only an untrusted host's BAR write can produce).
+  public static func lockRefusal(_ config: PCIeConfigSpace) -> String? {
+    var spans: [(index: Int, range: ClosedRange<UInt64>)] = []
     for (index, bar) in config.layout.bars.enumerated() {
-      guard let bar, bar.kind != .io, let base = config.barAddress(index) else { continue }
-      spans.append(base..<base &+ bar.size)
+      guard let bar, bar.kind != .io, bar.size > 0, let base = config.barAddress(index) else { continue }
+      let (last, overflow) = base.addingReportingOverflow(bar.size - 1)
+      if overflow { return "BAR\(index) at 0x\(String(base, radix: 16)) runs past the 64-bit address space" }
+      spans.append((index, base...last))
     }
     for (i, a) in spans.enumerated() {
-      for b in spans[(i + 1)...] where a.overlaps(b) { return true }
+      for b in spans[(i + 1)...] where a.range.overlaps(b.range) {
+        return "BAR\(a.index) and BAR\(b.index) overlap"
+      }
     }
-    return false
+    return nil
   }
 }

@@ -144,7 +144,9 @@ public final class TDISPDevice: TDILockConfigurationSource {
   /// A configuration read. A function the device does not have reads all ones, as an unclaimed
   /// configuration request does (PCIe 6.x §7.5.1.1, Vendor ID 0xFFFF).
   public func configRead(_ function: RequesterID, offset: Int, size: Int) -> UInt32 {
-    guard let space = configSpaces[function] else { return size == 4 ? 0xFFFF_FFFF : (1 << (8 * size)) - 1 }
+    guard let space = configSpaces[function] else {
+      return (1...3).contains(size) ? (1 << (8 * UInt32(size))) - 1 : 0xFFFF_FFFF
+    }
     return function == dsmFunction
       ? space.read(offset: offset, size: size, doeMailbox: doe.mailbox)
       : space.read(offset: offset, size: size)
@@ -239,7 +241,7 @@ public final class TDISPDevice: TDILockConfigurationSource {
     guard let space = configSpaces[function] else { return nil }
     return (
       InterfaceReportBuilder.report(for: space, lockFlags: flags, tweaks: tweaks[function] ?? .none),
-      !InterfaceReportBuilder.hasOverlappingBARs(space)
+      InterfaceReportBuilder.lockRefusal(space) == nil
     )
   }
 }

@@ -50,7 +50,8 @@ public struct DOEFaultRule: Hashable, Sendable, CustomStringConvertible {
   public enum Action: Hashable, Sendable, CustomStringConvertible {
     /// The object is lost.
     case drop
-    /// Payload byte `offset` (clamped to the last byte) is XORed with `mask`.
+    /// Payload byte `offset` is XORed with `mask`; an offset past the end hits the last byte of the
+    /// payload as the wire carries it (DW padding included).
     case corrupt(offset: Int, mask: UInt8)
     /// Only the first `bytes` payload bytes arrive (the DOE length is recomputed, in whole DWs).
     case truncate(bytes: Int)
@@ -59,10 +60,11 @@ public struct DOEFaultRule: Hashable, Sendable, CustomStringConvertible {
     /// An object seen earlier in the same direction that the rule's match also selects arrives
     /// instead (`back` = 1: the latest such object). With no such object the rule does nothing.
     case replay(back: Int)
-    /// The object arrives `microseconds` late. Within the DOE timeout only the clock moves; past it
-    /// the waiting side gives up and the object arrives with the next exchange.
+    /// The object arrives `microseconds` late. Below the DOE timeout only the clock moves; at or past
+    /// it the waiting side gives up and the object arrives with the next exchange.
     case delay(microseconds: UInt64)
-    /// The object is held back and arrives after the next object in the same direction.
+    /// The object is held back and arrives right after the next object in the same direction has
+    /// passed (whatever other rules did to that one); several held objects keep their order.
     case reorder
 
     public var description: String {
@@ -145,12 +147,14 @@ public final class DOEFaultInjector {
       case .every: hits = true
       case .nth(let n): hits = matchCounts[index] == n
       }
-      if hits, chosen == nil {
-        chosen = rules[index]
-        fired.append(DOEFaultRecord(rule: rules[index], object: object))
-      }
+      if hits, chosen == nil { chosen = rules[index] }
     }
     return chosen
+  }
+
+  /// A rule that did something to `object` (a replay with nothing to replay does not count).
+  func record(_ rule: DOEFaultRule, on object: DOEDataObject) {
+    fired.append(DOEFaultRecord(rule: rule, object: object))
   }
 }
 
@@ -167,8 +171,8 @@ public struct FaultInjectingDOETransport<Inner: TSMTransport & DOEObjectExchange
   private var waitingResponses: [DOEDataObject] = []
   private var lateRequests: [DOEDataObject] = []
   private var lateResponses: [DOEDataObject] = []
-  private var heldRequest: DOEDataObject?
-  private var heldResponse: DOEDataObject?
+  private var heldRequests: [DOEDataObject] = []
+  private var heldResponses: [DOEDataObject] = []
   /// Every object each side sent, before faults, across connections.
   public private(set) var requestHistory: [DOEDataObject] = []
   public private(set) var responseHistory: [DOEDataObject] = []
@@ -190,19 +194,19 @@ public struct FaultInjectingDOETransport<Inner: TSMTransport & DOEObjectExchange
     let request = object.paddedToDW()
     let history = requestHistory
     requestHistory.append(request)
+    // Objects held back before this one arrive after it, whatever happened to it.
+    let released = heldRequests
+    heldRequests = []
     switch disposition(of: request, direction: .request, history: history) {
     case .pass(let objects):
       for object in objects { deliver(object, error: &deviceError) }
-      if let held = heldRequest, !objects.isEmpty {
-        heldRequest = nil
-        deliver(held, error: &deviceError)
-      }
     case .late(let object): lateRequests.append(object)
-    case .held(let object): heldRequest = object
+    case .held(let object): heldRequests.append(object)
     }
+    for held in released { deliver(held, error: &deviceError) }
     guard !waitingResponses.isEmpty else {
       injector.advanceClock(by: DOEFaultInjector.timeoutMicroseconds)
-      throw deviceError ?? .transport("DOE timeout: no response within 1 s (PCIe 6.x §6.30.2)")
+      throw deviceError ?? .timeout("DOE: no response within 1 s (PCIe 6.x §6.30.2)")
     }
     return waitingResponses.removeFirst()
   }
@@ -224,8 +228,8 @@ public struct FaultInjectingDOETransport<Inner: TSMTransport & DOEObjectExchange
     waitingResponses = []
     lateRequests = []
     lateResponses = []
-    heldRequest = nil
-    heldResponse = nil
+    heldRequests = []
+    heldResponses = []
     inner.reset()
   }
 
@@ -239,12 +243,20 @@ public struct FaultInjectingDOETransport<Inner: TSMTransport & DOEObjectExchange
     of object: DOEDataObject, direction: DOEFaultRule.Direction, history: [DOEDataObject]
   ) -> Disposition {
     guard let rule = injector.rule(for: object, direction: direction) else { return .pass([object]) }
+    let outcome = apply(rule, to: object, history: history)
+    if outcome != nil { injector.record(rule, on: object) }
+    return outcome ?? .pass([object])
+  }
+
+  /// What `rule` does to `object`, or nil when it cannot act (a replay with nothing to replay).
+  private func apply(_ rule: DOEFaultRule, to object: DOEDataObject, history: [DOEDataObject]) -> Disposition?
+  {
     switch rule.action {
     case .drop:
       return .pass([])
     case .corrupt(let offset, let mask):
       var corrupted = object
-      guard !corrupted.payload.isEmpty else { return .pass([object]) }
+      guard !corrupted.payload.isEmpty else { return nil }
       corrupted.payload[min(max(offset, 0), corrupted.payload.count - 1)] ^= mask
       return .pass([corrupted])
     case .truncate(let bytes):
@@ -255,7 +267,7 @@ public struct FaultInjectingDOETransport<Inner: TSMTransport & DOEObjectExchange
       return .pass([object, object])
     case .replay(let back):
       let candidates = history.filter { rule.match.matches($0) }
-      guard back >= 1, back <= candidates.count else { return .pass([object]) }
+      guard back >= 1, back <= candidates.count else { return nil }
       return .pass([candidates[candidates.count - back]])
     case .delay(let microseconds):
       guard microseconds >= DOEFaultInjector.timeoutMicroseconds else {
@@ -277,16 +289,14 @@ public struct FaultInjectingDOETransport<Inner: TSMTransport & DOEObjectExchange
     }
     let history = responseHistory
     responseHistory.append(response)
+    let released = heldResponses
+    heldResponses = []
     switch disposition(of: response, direction: .response, history: history) {
-    case .pass(let objects):
-      waitingResponses += objects
-      if let held = heldResponse, !objects.isEmpty {
-        heldResponse = nil
-        waitingResponses.append(held)
-      }
+    case .pass(let objects): waitingResponses += objects
     case .late(let object): lateResponses.append(object)
-    case .held(let object): heldResponse = object
+    case .held(let object): heldResponses.append(object)
     }
+    waitingResponses += released
   }
 }
 

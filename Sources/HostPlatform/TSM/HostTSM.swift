@@ -94,7 +94,8 @@ public struct TDIEvidence: Hashable, Sendable {
   public var measurements: MeasurementsResponse
   public var signedMeasurements: SignedMeasurementsEvidence
   public var report: TSMInterfaceReport
-  public var state: TSMInterfaceState
+  /// The TDI's state as the device reported it (GET_DEVICE_INTERFACE_STATE) when the evidence was taken.
+  public var state: TDIState
 }
 
 /// One PCI-SIG protocol exchange inside the session, in the clear: what traces and tests read.
@@ -127,9 +128,14 @@ public final class HostTSM<Transport: TSMTransport> {
   public private(set) var session: UInt32?
   /// The key set the stream uses.
   public private(set) var keySet: IDEKeySet?
+  /// What GET_TDISP_CAPABILITIES said on this connection.
+  public private(set) var tdispCapabilities: TDISPCapabilities?
   public private(set) var interfaces: [TDISPInterfaceID: TSMInterface]
   /// Every IDE_KM and TDISP exchange, decrypted, in order.
   public private(set) var messages: [TSMMessageRecord] = []
+  /// GET_DEVICE_INTERFACE_REPORT requests the TSM makes for one report before giving up: enough for
+  /// a 64 KiB report in 64-byte portions.
+  public static var maximumReportPortions: Int { 1024 }
   private let policy: SPDMRequesterPolicy
   private let entropy: any EntropySource
 
@@ -214,21 +220,27 @@ public final class HostTSM<Transport: TSMTransport> {
     session = sessionID
     do throws(TSMError) {
       let dsm = TDISPInterfaceID(requesterID: configuration.dsmFunction.rawValue)
-      guard case .version(let versions) = try tdisp(dsm, .getVersion, expecting: .tdispVersion) else {
-        throw TSMError(.EIO, .unexpectedResponse("GET_TDISP_VERSION"))
+      guard case .version(let versions) = try tdisp(dsm, .getVersion, expecting: .tdispVersion),
+        versions.contains(.v10)
+      else {
+        throw fail(
+          TSMError(.EIO, .unexpectedResponse("the device offers no TDISP version Cove speaks (1.0)")))
       }
       guard
         case .capabilities(let capabilities) = try tdisp(
           dsm, .getCapabilities(tsmCapabilities: 0), expecting: .tdispCapabilities)
-      else { throw TSMError(.EIO, .unexpectedResponse("GET_TDISP_CAPABILITIES")) }
+      else { throw fail(TSMError(.EIO, .unexpectedResponse("GET_TDISP_CAPABILITIES"))) }
       let ideQuery = try query()
+      guard ideQuery.capability.selectiveStreamCount + ideQuery.capability.linkStreamCount > 0 else {
+        throw fail(TSMError(.EIO, .ideKeyProgramming("QUERY_RESP: port 0 has no IDE stream")))
+      }
       try programStream(keySet: .k0)
       var stopped: [TDISPInterfaceID] = []
       for id in interfaces.keys.sorted(by: { $0.functionID < $1.functionID }) {
         guard
           case .deviceInterfaceState(let state) = try tdisp(
             id, .getDeviceInterfaceState, expecting: .deviceInterfaceState)
-        else { throw TSMError(.EIO, .unexpectedResponse("GET_DEVICE_INTERFACE_STATE")) }
+        else { throw fail(TSMError(.EIO, .unexpectedResponse("GET_DEVICE_INTERFACE_STATE"))) }
         if state != .configUnlocked {
           _ = try tdisp(id, .stopInterface, expecting: .stopInterface)
           stopped.append(id)
@@ -237,6 +249,7 @@ public final class HostTSM<Transport: TSMTransport> {
         interfaces[id]?.report = nil
         interfaces[id]?.startNonce = nil
       }
+      tdispCapabilities = capabilities
       connection = TSMConnection(
         doeProtocols: protocols, algorithms: algorithms, certificateChain: chain, measurements: measurements,
         sessionID: sessionID, tdispVersions: versions, tdispCapabilities: capabilities, ideQuery: ideQuery,
@@ -244,30 +257,30 @@ public final class HostTSM<Transport: TSMTransport> {
       return connection!
     } catch {
       // A refusal (not a transport failure) still leaves a session open: end it, the connect failed.
-      if session != nil {
-        failure = error
-        try? endSessionQuietly()
-      }
+      // The refusal stays the reported cause even if ending the session fails too.
+      if session != nil { try? endSessionQuietly() }
+      failure = error
       throw error
     }
   }
 
   /// Stops and unbinds every TDI, stops the stream's keys on both ends, and ends the session.
-  /// After a failure there is no session to use: the TSM forgets its state and unbinds.
+  /// After a failure there is no session to use: the TSM forgets its state and unbinds (the next
+  /// connect stops whatever the device still has locked). If a STOP is refused while the session is
+  /// up, the disconnect stops there and throws: TDIs that are still locked keep their owner, so no
+  /// other guest can take them.
   public func disconnect() throws(TSMError) {
-    defer {
-      for id in interfaces.keys {
-        interfaces[id]?.owner = nil
-        if session == nil, interfaces[id]?.state != .unlocked { interfaces[id]?.state = .unknown }
-      }
-    }
     guard session != nil else {
       failure = nil
+      for id in interfaces.keys {
+        interfaces[id]?.owner = nil
+        if interfaces[id]?.state != .unlocked { interfaces[id]?.state = .unknown }
+      }
       return
     }
-    for id in interfaces.keys.sorted(by: { $0.functionID < $1.functionID })
-    where interfaces[id]?.state != .unlocked {
-      try stopInterface(id)
+    for id in interfaces.keys.sorted(by: { $0.functionID < $1.functionID }) {
+      if interfaces[id]?.state != .unlocked { try stopInterface(id) }
+      interfaces[id]?.owner = nil
     }
     if let keySet {
       for slot in IDEKeySlotID.all(in: keySet) {
@@ -287,6 +300,7 @@ public final class HostTSM<Transport: TSMTransport> {
     guard let sessionID = session else { return }
     session = nil
     connection = nil
+    keySet = nil
     rootPort.clear(streamID: configuration.streamID)
     do { try driver.endSession(sessionID: sessionID) } catch { throw fail(.spdm(error)) }
   }
@@ -305,7 +319,8 @@ public final class HostTSM<Transport: TSMTransport> {
 
   /// LOCK_INTERFACE_REQUEST with the configured flags on the configured stream, then fetches the
   /// interface report in portions and keeps it (PCIe 6.x §11.3.8–§11.3.11). The START nonce the
-  /// device returns stays with the TSM.
+  /// device returns stays with the TSM. Flags the device said it does not support are refused here
+  /// (EOPNOTSUPP) before anything is sent; a report the TSM cannot accept undoes the lock.
   @discardableResult
   public func lock(_ function: RequesterID, for guest: GuestID) throws(TSMError) -> TSMInterfaceReport {
     let id = try owned(function, by: guest)
@@ -313,25 +328,42 @@ public final class HostTSM<Transport: TSMTransport> {
     guard interfaces[id]!.state == .unlocked else {
       throw TSMError(.EINVAL, .invalidState("LOCK needs an unlocked TDI, it is \(interfaces[id]!.state)"))
     }
+    let unsupported = configuration.lockFlags.subtracting(
+      tdispCapabilities?.lockInterfaceFlagsSupported ?? [])
+    guard unsupported.isEmpty else {
+      throw TSMError(
+        .EOPNOTSUPP,
+        .invalidState("the device does not support lock flags 0x\(String(unsupported.rawValue, radix: 16))"))
+    }
     let parameters = TDISPLockInterfaceParameters(
       flags: configuration.lockFlags, defaultStreamID: configuration.streamID,
       mmioReportingOffset: configuration.mmioReportingOffset)
     guard
       case .lockInterface(let nonce) = try changeState(
         id, .lockInterface(parameters), expecting: .lockInterface)
-    else { throw TSMError(.EIO, .unexpectedResponse("LOCK_INTERFACE")) }
+    else { throw fail(TSMError(.EIO, .unexpectedResponse("LOCK_INTERFACE"))) }
     interfaces[id]!.state = .locked
     interfaces[id]!.startNonce = nonce
-    let report = try fetchReport(id)
-    interfaces[id]!.report = report
-    return report
+    do {
+      let report = try fetchReport(id)
+      interfaces[id]!.report = report
+      return report
+    } catch {
+      // No report the TSM accepts, no TDI a guest could accept: undo the lock while the session is
+      // up (a failing STOP tears the session down, and the next connect stops the TDI).
+      if session != nil { try? stopInterface(id) }
+      throw error
+    }
   }
 
   /// START_INTERFACE_REQUEST with the nonce LOCK returned (the guest's accept): the TDI is in RUN.
+  /// Only a TDI whose report the TSM fetched and kept can be started.
   public func start(_ function: RequesterID, for guest: GuestID) throws(TSMError) {
     let id = try owned(function, by: guest)
     guard session != nil else { throw .notConnected }
-    guard interfaces[id]!.state == .locked, let nonce = interfaces[id]!.startNonce else {
+    guard interfaces[id]!.state == .locked, interfaces[id]!.report != nil,
+      let nonce = interfaces[id]!.startNonce
+    else {
       throw TSMError(.EINVAL, .invalidState("START needs a locked TDI, it is \(interfaces[id]!.state)"))
     }
     _ = try changeState(id, .startInterface(nonce: nonce), expecting: .startInterface)
@@ -372,28 +404,32 @@ public final class HostTSM<Transport: TSMTransport> {
   }
 
   /// Evidence for the TDI's guest: the certificate chain, signed measurements over the guest's
-  /// 32-byte nonce (in the session, so the device signs what the guest asked for), and the report
-  /// kept at LOCK with its digest. Only for a locked or running TDI owned by `guest`.
+  /// 32-byte nonce (in the session, so the device signs what the guest asked for), the report kept
+  /// at LOCK with its digest, and the TDI's state as the device reports it now. Only for a TDI owned
+  /// by `guest` that is locked or running on the device.
   public func evidence(for function: RequesterID, guest: GuestID, nonce: [UInt8]) throws(TSMError)
     -> TDIEvidence
   {
     let id = try owned(function, by: guest)
-    guard session != nil else { throw .notConnected }
+    guard let sessionID = session else { throw .notConnected }
     guard let report = interfaces[id]!.report, [.locked, .run].contains(interfaces[id]!.state) else {
       throw TSMError(.EINVAL, .invalidState("evidence needs a locked TDI, it is \(interfaces[id]!.state)"))
     }
     guard nonce.count == 32 else { throw TSMError(.EINVAL, .invalidState("the nonce must be 32 bytes")) }
-    guard let sessionID = session else { throw .notConnected }
+    let deviceState = try deviceState(function)
+    guard deviceState == .configLocked || deviceState == .run else {
+      throw TSMError(.EINVAL, .invalidState("evidence needs a locked TDI, the device says \(deviceState)"))
+    }
     let measurements: MeasurementsResponse
     do { measurements = try driver.measurements(signed: true, sessionID: sessionID, nonce: nonce) } catch {
       throw fail(.spdm(error))
     }
     guard let signed = driver.requester.lastSignedMeasurements, signed.nonce == nonce else {
-      throw TSMError(.EIO, .unexpectedResponse("signed measurements missing"))
+      throw fail(TSMError(.EIO, .unexpectedResponse("signed measurements missing")))
     }
     return TDIEvidence(
       interfaceID: id, certificateChain: driver.requester.certificateChain, measurements: measurements,
-      signedMeasurements: signed, report: report, state: interfaces[id]!.state)
+      signedMeasurements: signed, report: report, state: deviceState)
   }
 
   /// IDE key refresh (PCIe 6.x §6.33.4): the other key set is programmed on both ends and set to
@@ -429,7 +465,7 @@ public final class HostTSM<Transport: TSMTransport> {
 
   /// A request that changes the TDI's state. Until the answer arrives the TSM cannot tell whether
   /// the device acted, so the TDI is UNKNOWN; a refusal (TDISP_ERROR, session still up) restores
-  /// what it was, a torn-down session leaves it UNKNOWN for the next connect to settle.
+  /// what it was, anything else tore the session down and leaves it UNKNOWN for the next connect.
   private func changeState(
     _ id: TDISPInterfaceID, _ body: TDISPRequest.Body, expecting code: TDISPResponseCode
   ) throws(TSMError) -> TDISPResponse.Body {
@@ -438,7 +474,7 @@ public final class HostTSM<Transport: TSMTransport> {
     do {
       return try tdisp(id, body, expecting: code)
     } catch {
-      if session != nil { interfaces[id]!.state = previous }
+      if case .device = error.reason { interfaces[id]!.state = previous }
       throw error
     }
   }
@@ -452,29 +488,36 @@ public final class HostTSM<Transport: TSMTransport> {
     var portions = 0
     while true {
       let length = configuration.reportPortionLength
-      guard bytes.count <= Int(UInt16.max) else {
-        throw TSMError(.EIO, .unexpectedResponse("report over 64 KiB"))
+      // A device that answers in slivers is refused rather than followed for 64 Ki exchanges.
+      guard portions < Self.maximumReportPortions else {
+        throw fail(TSMError(.EIO, .unexpectedResponse("report not complete after \(portions) portions")))
       }
       guard
         case .deviceInterfaceReport(let portion) = try tdisp(
           id, .getDeviceInterfaceReport(offset: UInt16(bytes.count), length: length),
           expecting: .deviceInterfaceReport)
-      else { throw TSMError(.EIO, .unexpectedResponse("DEVICE_INTERFACE_REPORT")) }
+      else { throw fail(TSMError(.EIO, .unexpectedResponse("DEVICE_INTERFACE_REPORT"))) }
       portions += 1
       guard !portion.portion.isEmpty, portion.portion.count <= Int(length) else {
-        throw TSMError(
-          .EIO, .unexpectedResponse("report portion of \(portion.portion.count) bytes for \(length)"))
+        throw fail(
+          TSMError(
+            .EIO, .unexpectedResponse("report portion of \(portion.portion.count) bytes for \(length)")))
       }
       bytes += portion.portion
       let expected = total ?? bytes.count + Int(portion.remainderLength)
       total = expected
+      // The whole report must have a u16 OFFSET for every byte (§11.3.10).
+      guard expected <= TDISPDeviceInterfaceReport.maximumSize else {
+        throw fail(TSMError(.EIO, .unexpectedResponse("report of \(expected) bytes, over 65535")))
+      }
       guard bytes.count + Int(portion.remainderLength) == expected else {
-        throw TSMError(.EIO, .unexpectedResponse("REMAINDER_LENGTH inconsistent with earlier portions"))
+        throw fail(TSMError(.EIO, .unexpectedResponse("REMAINDER_LENGTH inconsistent with earlier portions")))
       }
       if portion.remainderLength == 0 { break }
     }
     let report: TDISPDeviceInterfaceReport
     do { report = try TDISPDeviceInterfaceReport(parsing: bytes) } catch {
+      // Well-formed TDISP carrying a malformed report: the device is refused, the session kept.
       throw TSMError(.EIO, .unexpectedResponse("interface report malformed: \(error)"))
     }
     let hash = driver.requester.algorithms?.hash ?? .sha384
@@ -484,7 +527,7 @@ public final class HostTSM<Transport: TSMTransport> {
   private func query() throws(TSMError) -> IDEKMQueryResponse {
     let response = try ideKM(IDEKMQuery(portIndex: 0).encode())
     guard let answer = try? IDEKMQueryResponse(parsing: response), answer.portIndex == 0 else {
-      throw TSMError(.EIO, .ideKeyProgramming("QUERY_RESP malformed or for another port"))
+      throw fail(TSMError(.EIO, .ideKeyProgramming("QUERY_RESP malformed or for another port")))
     }
     return answer
   }
@@ -512,13 +555,10 @@ public final class HostTSM<Transport: TSMTransport> {
       guard ack.status == .success else {
         throw fail(TSMError(.EIO, .ideKeyProgramming("KEY_PROG \(slot) refused: status \(ack.status)")))
       }
-      let opposite = IDEKeySlotID(
-        keySet: keySet, direction: slot.direction == .receive ? .transmit : .receive,
-        subStream: slot.subStream)
       do {
-        try rootPort.program(streamID: stream, slot: opposite, key: keys[slot]!, initialFieldValue: ifv)
+        try rootPort.program(streamID: stream, slot: slot.opposite, key: keys[slot]!, initialFieldValue: ifv)
       } catch {
-        throw fail(TSMError(.EIO, .ideKeyProgramming("root port refused \(opposite): \(error)")))
+        throw fail(TSMError(.EIO, .ideKeyProgramming("root port refused \(slot.opposite): \(error)")))
       }
     }
     for slot in IDEKeySlotID.all(in: keySet) {
@@ -526,7 +566,7 @@ public final class HostTSM<Transport: TSMTransport> {
       guard (try? IDEKMKeySetCommand(parsing: try ideKM(go.encode()))) == go.acknowledgement else {
         throw fail(TSMError(.EIO, .ideKeyProgramming("K_SET_GO \(slot) not acknowledged")))
       }
-      rootPort.go(streamID: stream, slot: slot)
+      rootPort.go(streamID: stream, slot: slot.opposite)
     }
     guard rootPort.state(of: stream) == .secure(keySet) else {
       throw fail(TSMError(.EIO, .ideKeyProgramming("root port stream \(stream) not SECURE on \(keySet)")))
@@ -547,13 +587,19 @@ public final class HostTSM<Transport: TSMTransport> {
     let bytes = try exchange(.tdisp, TDISPRequest(interfaceID: id, body: body).encode())
     let response: TDISPResponse
     do { response = try TDISPResponse(parsing: bytes) } catch {
-      throw TSMError(.EIO, .unexpectedResponse("TDISP response malformed: \(error)"))
+      throw fail(TSMError(.EIO, .unexpectedResponse("TDISP response malformed: \(error)")))
+    }
+    // A response about another interface, in another version, or of another kind comes from a
+    // device that does not follow the protocol: nothing it says is trusted, the session is torn down.
+    guard response.interfaceID == id, response.version == .v10 else {
+      throw fail(
+        TSMError(
+          .EIO,
+          .unexpectedResponse("TDISP \(response.version) response for \(response.interfaceID), asked \(id)")))
     }
     if case .error(let error) = response.body { throw TSMError(.EIO, .device(error.code, data: error.data)) }
-    guard response.interfaceID == id, response.body.code == code else {
-      throw TSMError(
-        .EIO,
-        .unexpectedResponse("\(response.body.code) for \(response.interfaceID), expected \(code) for \(id)"))
+    guard response.body.code == code else {
+      throw fail(TSMError(.EIO, .unexpectedResponse("\(response.body.code) for \(id), expected \(code)")))
     }
     return response.body
   }
@@ -573,7 +619,7 @@ public final class HostTSM<Transport: TSMTransport> {
       throw fail(.spdm(error))
     }
     guard let answer = try? PCISIGProtocolMessage(response), answer.protocolID == protocolID else {
-      throw TSMError(.EIO, .unexpectedResponse("vendor-defined response is not \(protocolID)"))
+      throw fail(TSMError(.EIO, .unexpectedResponse("vendor-defined response is not \(protocolID)")))
     }
     messages.append(TSMMessageRecord(protocolID: protocolID, request: message, response: answer.message))
     return answer.message
@@ -582,7 +628,8 @@ public final class HostTSM<Transport: TSMTransport> {
   /// Tears the connection down after `error`: no session, nothing keyed at the root port, every TDI
   /// that was not unlocked in an unknown state.
   private func fail(_ error: TSMError) -> TSMError {
-    failure = error
+    // The first failure is the cause; a later one while tearing down is not.
+    if session != nil || failure == nil { failure = error }
     session = nil
     connection = nil
     keySet = nil
@@ -592,5 +639,14 @@ public final class HostTSM<Transport: TSMTransport> {
       interfaces[id]!.startNonce = nil
     }
     return error
+  }
+}
+
+extension IDEKeySlotID {
+  /// The root port's slot for the key the device holds in this one: the same key set and
+  /// sub-stream, the other direction (what one end transmits with, the other receives with).
+  var opposite: IDEKeySlotID {
+    IDEKeySlotID(
+      keySet: keySet, direction: direction == .receive ? .transmit : .receive, subStream: subStream)
   }
 }

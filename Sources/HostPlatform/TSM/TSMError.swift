@@ -49,9 +49,7 @@ public struct TSMError: Error, Hashable, Sendable, CustomStringConvertible {
 
   /// A device-side or transport failure: EIO, or ETIMEDOUT when the device never answered.
   static func spdm(_ error: SPDMRequesterError) -> TSMError {
-    if case .transport(let what) = error, what.contains("timeout") || what.contains("no response") {
-      return TSMError(.ETIMEDOUT, .spdm(error))
-    }
+    if case .timeout = error { return TSMError(.ETIMEDOUT, .spdm(error)) }
     return TSMError(.EIO, .spdm(error))
   }
 

@@ -129,7 +129,7 @@ public struct DirectSPDMTransport: SPDMRequesterTransport {
   public mutating func exchange(_ message: SPDMTransportMessage) throws(SPDMRequesterError)
     -> SPDMTransportMessage
   {
-    guard let response = responder.respond(to: message) else { throw .transport("no response") }
+    guard let response = responder.respond(to: message) else { throw .timeout("no response") }
     return response
   }
 }

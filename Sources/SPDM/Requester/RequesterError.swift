@@ -30,6 +30,9 @@ public enum SPDMRequesterError: Error, Hashable, Sendable, CustomStringConvertib
   case crypto(CryptoError)
   /// The transport below SPDM failed (DOE mailbox error, socket closed, …).
   case transport(String)
+  /// The responder did not answer in time, or at all (DOE: DATA_OBJECT_READY never set; PCIe 6.x
+  /// §6.30.2 allows 1 second).
+  case timeout(String)
 
   public var description: String {
     switch self {
@@ -54,6 +57,7 @@ public enum SPDMRequesterError: Error, Hashable, Sendable, CustomStringConvertib
     case .unknownSession(let id): "no session 0x\(String(id, radix: 16))"
     case .crypto(let error): "cryptography: \(error)"
     case .transport(let what): "transport: \(what)"
+    case .timeout(let what): "timeout: \(what)"
     }
   }
 }

@@ -121,7 +121,7 @@ public struct DOEMailboxTransport<Port: DOERegisterPort>: SPDMRequesterTransport
       throw .transport("DOE ERROR: the device refused the \(DOEDataObjectType(rawValue: object.type)) object")
     }
     guard status.contains(.dataObjectReady) else {
-      throw .transport("DOE: no response (DATA_OBJECT_READY clear)")
+      throw .timeout("DOE: no response (DATA_OBJECT_READY clear)")
     }
     var assembler = DOEResponseAssembler()
     // The response is at most 2^18 DWs (PCIe 6.x §6.30.1); stop there even if READY stays set.

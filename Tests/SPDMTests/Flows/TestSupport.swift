@@ -65,7 +65,7 @@ struct RecordingTransport: SPDMRequesterTransport {
   }
 
   mutating func exchange(_ message: SPDMTransportMessage) throws(SPDMRequesterError) -> SPDMTransportMessage {
-    guard var response = responder.respond(to: message) else { throw .transport("no response") }
+    guard var response = responder.respond(to: message) else { throw .timeout("no response") }
     if let tamper { response = tamper(message, response) }
     exchanges.append((message, response))
     return response
