@@ -1,5 +1,5 @@
 public import CoveCrypto
-public import IDEKM
+import IDEKM
 public import PCIe
 public import SPDM
 public import TDISP
