@@ -73,6 +73,10 @@ public final class IOMMUDomain: CustomStringConvertible {
     lookup(iova).map(\.physical)
   }
 
+  /// The full translation of one IOVA (output address, rights, leaf size), or nil when nothing maps
+  /// it; no IOTLB involved.
+  public func translation(of iova: IOVA) -> IOTranslation? { lookup(iova) }
+
   /// The full translation of one IOVA, or nil when nothing maps it.
   func lookup(_ iova: IOVA) -> IOTranslation? {
     switch type {
