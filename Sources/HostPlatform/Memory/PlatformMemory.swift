@@ -1,0 +1,264 @@
+public import CoveCrypto
+public import IOMMU
+
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
+/// Host physical memory with confidential guests' pages in it (issue 5, SEMANTICS.md §5): 4 KiB pages,
+/// an ownership table like SEV-SNP's RMP or TDX's PAMT (owner guest, private or shared, integrity
+/// poison), and a per-guest memory encryption key.
+///
+/// ## The model
+/// The backing store holds every page's *plaintext*; the memory encryption engine is modelled at the
+/// access boundary, by who is looking:
+/// - An authorised accessor — the owning guest, or a trusted (T=1) device access made on its behalf,
+///   both `.owner(guest)` — reads and writes plaintext, private or shared. That keeps authorised DMA a
+///   plain `memcpy`.
+/// - Anyone else — the host, a T=0 device access, `.untrusted` — reads a *private* page as
+///   AES-256-XTS(guest key, tweak = the page's host physical address as 16 little-endian bytes) of the
+///   whole page (the 4 KiB page is the XTS data unit), computed on the fly: real ciphertext, never
+///   plaintext. Shared and hypervisor pages read as they are.
+/// - An untrusted *write* to a private page does what it does to DRAM: the written bytes replace the
+///   ciphertext bytes at those offsets, so the page's plaintext becomes XTS-decrypt(ciphertext with the
+///   write overlaid) — the untrusted view afterwards shows exactly the bytes written — and the page is
+///   integrity-poisoned (TDX's MAC mismatch). The owner's next read of it fails with
+///   `integrityFailure` (EIO); so does a partial write (it is a read-modify-write of the damaged
+///   data). Writing the *whole* page as its owner rewrites every byte and clears the poison, as does
+///   the scrub of a conversion or a release.
+/// - `.owner(guest)` reaching a page of another guest or of the hypervisor is refused with `notOwner`
+///   (EPERM): guests are isolated from each other and from hypervisor memory. There is no other path
+///   to a page's plaintext.
+///
+/// An access spanning pages is checked page by page before anything is read or written: it succeeds
+/// as a whole or fails with nothing changed.
+///
+/// ## Pages
+/// Every page starts hypervisor-owned. `assign` hands free pages to a guest as private (TDX
+/// TDH.MEM.PAGE.AUG / SNP RMPUPDATE), zeroed, creating the guest's key from the entropy source on the
+/// guest's first assignment; `release` scrubs and returns all of a guest's pages and destroys its key.
+/// `convert` is the guest's page-state-change hypercall (TDG.VP.VMCALL<MapGPA>, SNP Page State Change):
+/// private ⇄ shared, scrubbing the page.
+///
+/// This type knows nothing of the IOMMU. The VMM above it keeps the IOMMU rules of a conversion: it
+/// refuses the conversion while a trusted device has the page mapped private (checking before it calls
+/// `convert`, which then changes nothing if it refuses), and after `convert` succeeds it invalidates
+/// the IOMMU mappings and IOTLB entries that covered the page. The same holds for `release`.
+///
+/// Single-threaded (STYLE.md rule 8): the VMM serialises access.
+public final class PlatformMemory {
+  public static let pageSize = 4096
+
+  /// Who owns a page and how the memory encryption engine treats it.
+  public enum PageState: Hashable, Sendable, CustomStringConvertible {
+    /// Free or host memory: no guest owns it; it is read and written as it is.
+    case hypervisor
+    /// A guest's encrypted memory: plaintext only to the owner (and trusted devices for it).
+    case `private`
+    /// A guest's unencrypted memory, shared with the host and untrusted devices (swiotlb, virtio).
+    case shared
+
+    public var description: String {
+      switch self {
+      case .hypervisor: "hypervisor"
+      case .private: "private"
+      case .shared: "shared"
+      }
+    }
+  }
+
+  /// One entry of the ownership table. `owner` is nil exactly when `state` is `.hypervisor`;
+  /// `poisoned` is only ever set on a private page.
+  public struct Page: Hashable, Sendable {
+    public var owner: GuestID?
+    public var state: PageState
+    public var poisoned: Bool
+
+    public init(owner: GuestID?, state: PageState, poisoned: Bool = false) {
+      self.owner = owner
+      self.state = state
+      self.poisoned = poisoned
+    }
+
+    static let free = Page(owner: nil, state: .hypervisor)
+  }
+
+  /// On whose behalf an access is made.
+  public enum Accessor: Hashable, Sendable, CustomStringConvertible {
+    /// The guest itself, or a trusted (T=1, TDI in RUN) device access on its behalf: sees plaintext of
+    /// the guest's pages and reaches no other page.
+    case owner(GuestID)
+    /// The host, a T=0 device access, anything else: sees ciphertext of private pages.
+    case untrusted
+
+    public var description: String {
+      switch self {
+      case .owner(let guest): "owner \(guest)"
+      case .untrusted: "untrusted"
+      }
+    }
+  }
+
+  /// The physical address of page 0.
+  public let base: PhysicalAddress
+  /// Pages of host memory.
+  public let pageCount: Int
+  /// Pages no guest owns, ready to `assign`.
+  public var freePageCount: Int { freePageNumbers.count }
+  /// One past the last byte of host memory.
+  public var end: PhysicalAddress { base.advanced(by: UInt64(byteCount)) }
+
+  let byteCount: Int
+  /// Every page's plaintext, page `n` at `[n × 4096, (n + 1) × 4096)`, page-aligned inside one
+  /// allocation.
+  let storage: UnsafeMutableRawPointer
+  private let allocation: UnsafeMutableRawPointer
+  /// One page of working space for computing a page's ciphertext.
+  let scratch: UnsafeMutableRawBufferPointer
+  /// The ownership table, indexed by page number. Exclusivity is not checked dynamically: the memory
+  /// is single-threaded and no access overlaps a mutation in progress (as `TablePagePool` does).
+  @exclusivity(unchecked) var table: ContiguousArray<Page>
+  /// Free page numbers; the lowest is at the end, so `assign` hands out low pages first.
+  @exclusivity(unchecked) private var freePageNumbers: [Int]
+  /// Each guest's memory encryption key, from its first assignment until its release.
+  var keys: [GuestID: AES256XTS] = [:]
+  private let entropy: any EntropySource
+
+  /// `pages` pages of host memory at the page-aligned `base`, zeroed and all hypervisor-owned. Guest
+  /// keys are drawn from `entropy` (64 bytes per key, drawn again in the negligible case of equal
+  /// halves), so a `SeededEntropy` makes every key reproducible.
+  public init(base: PhysicalAddress = PhysicalAddress(0), pages: Int, entropy: any EntropySource) {
+    precondition(pages > 0, "host memory needs at least one page")
+    precondition(base.rawValue % UInt64(Self.pageSize) == 0, "host memory base \(base) is not page-aligned")
+    let (byteCount, overflow) = pages.multipliedReportingOverflow(by: Self.pageSize)
+    precondition(
+      !overflow && byteCount <= Int.max - Self.pageSize, "\(pages) pages overflow the address space")
+    precondition(UInt64(byteCount) <= UInt64.max - base.rawValue, "host memory at \(base) overflows 64 bits")
+    // calloc: the kernel hands out zero pages lazily, so a large memory costs only what is touched.
+    // One page more, to align the pages with real ones (a misaligned memcpy is markedly slower).
+    guard let allocation = calloc(byteCount + Self.pageSize, 1) else {
+      fatalError("cannot allocate \(byteCount) bytes of host memory")
+    }
+    self.base = base
+    self.pageCount = pages
+    self.byteCount = byteCount
+    self.allocation = allocation
+    self.storage = allocation.alignedUp(toMultipleOf: Self.pageSize)
+    self.scratch = .allocate(byteCount: Self.pageSize, alignment: 16)
+    self.table = ContiguousArray(repeating: .free, count: pages)
+    self.freePageNumbers = Array((0..<pages).reversed())
+    self.entropy = entropy
+  }
+
+  deinit {
+    free(allocation)
+    scratch.deallocate()
+  }
+
+  // MARK: - The ownership table
+
+  /// The ownership-table entry of the page holding `address`; nil outside host memory.
+  public func page(at address: PhysicalAddress) -> Page? {
+    guard let number = pageNumber(containing: address) else { return nil }
+    return table[number]
+  }
+
+  /// Gives `count` free pages to `guest` as private, zeroed (as TDX's PAGE.AUG does), lowest free
+  /// pages first; the guest's key is created on its first assignment. Returns the pages' addresses.
+  ///
+  /// - Throws: `exhausted` (ENOMEM) when fewer than `count` pages are free, `invalidArgument` (EINVAL)
+  ///   for a negative count; nothing is assigned then.
+  public func assign(pages count: Int, to guest: GuestID) throws(MemoryError) -> [PhysicalAddress] {
+    guard count >= 0 else { throw MemoryError(.invalidArgument("negative page count \(count)")) }
+    guard count <= freePageNumbers.count else {
+      throw MemoryError(.exhausted(requested: count, free: freePageNumbers.count))
+    }
+    guard count > 0 else { return [] }
+    if keys[guest] == nil { keys[guest] = makeKey() }
+    var addresses: [PhysicalAddress] = []
+    addresses.reserveCapacity(count)
+    for _ in 0..<count {
+      let number = freePageNumbers.removeLast()
+      scrub(number)
+      table[number] = Page(owner: guest, state: .private)
+      addresses.append(address(ofPage: number))
+    }
+    return addresses
+  }
+
+  /// Returns every page of `guest` to the hypervisor, scrubbed (zeroed) and unpoisoned, and destroys
+  /// the guest's key: a later assignment to the same guest gets a new one. Returns how many pages it
+  /// took back.
+  @discardableResult
+  public func release(_ guest: GuestID) -> Int {
+    var released = 0
+    // From the top down, so the lowest pages end up at the end of the free list and go out first.
+    for number in stride(from: pageCount - 1, through: 0, by: -1) where table[number].owner == guest {
+      scrub(number)
+      table[number] = .free
+      freePageNumbers.append(number)
+      released += 1
+    }
+    keys[guest] = nil
+    return released
+  }
+
+  /// The guest's page-state change (hypercall): converts its page at the page-aligned `page` to
+  /// `state`, private ⇄ shared. The page is scrubbed (zeroed, which also clears integrity poison):
+  /// neither side's data crosses the boundary.
+  ///
+  /// The VMM refuses the conversion itself while a trusted device has the page mapped private, before
+  /// calling this, and invalidates the page's IOMMU mappings and IOTLB entries after it succeeds (see
+  /// the type's documentation).
+  ///
+  /// - Throws: `outOfRange` (EFAULT) outside host memory; `invalidArgument` (EINVAL) for an unaligned
+  ///   address or a conversion to `.hypervisor` (`release` gives pages back); `notOwner` (EPERM) when
+  ///   `guest` does not own the page; `wrongState` (EINVAL) when it is already in `state`. Nothing
+  ///   changes on an error.
+  public func convert(_ page: PhysicalAddress, to state: PageState, by guest: GuestID) throws(MemoryError) {
+    guard state != .hypervisor else {
+      throw MemoryError(.invalidArgument("a guest converts pages to private or shared, not to hypervisor"))
+    }
+    guard let number = pageNumber(containing: page) else {
+      throw MemoryError(.outOfRange(page, count: Self.pageSize))
+    }
+    guard page == address(ofPage: number) else {
+      throw MemoryError(.invalidArgument("\(page) is not page-aligned"))
+    }
+    let entry = table[number]
+    guard entry.owner == guest else { throw MemoryError(.notOwner(page: page, owner: entry.owner)) }
+    guard entry.state != state else { throw MemoryError(.wrongState(page: page, state: state)) }
+    scrub(number)
+    table[number] = Page(owner: guest, state: state)
+  }
+
+  // MARK: - Helpers
+
+  func address(ofPage number: Int) -> PhysicalAddress {
+    base.advanced(by: UInt64(number) * UInt64(Self.pageSize))
+  }
+
+  func pageNumber(containing address: PhysicalAddress) -> Int? {
+    guard address >= base else { return nil }
+    let offset = address.rawValue - base.rawValue
+    guard offset < UInt64(byteCount) else { return nil }
+    return Int(offset / UInt64(Self.pageSize))
+  }
+
+  func pageBytes(_ number: Int) -> UnsafeMutableRawBufferPointer {
+    UnsafeMutableRawBufferPointer(start: storage + number * Self.pageSize, count: Self.pageSize)
+  }
+
+  private func scrub(_ number: Int) {
+    pageBytes(number).initializeMemory(as: UInt8.self, repeating: 0)
+  }
+
+  private func makeKey() -> AES256XTS {
+    while true {
+      // Equal halves (probability 2^-256) are refused by AES256XTS: draw again.
+      if let key = try? AES256XTS(key: entropy.bytes(count: AES256XTS.keySize)) { return key }
+    }
+  }
+}
