@@ -1,0 +1,218 @@
+public import IOMMU
+public import PCIe
+public import TDISP
+
+/// What the platform knows about a requester's TEE-IO standing when one of its TLPs arrives: its
+/// TDI's state on the device, the guest the TSM bound it to, and whether its IDE stream is SECURE.
+public struct TEEStanding: Hashable, Sendable {
+  public var tdiState: TDIState
+  public var boundGuest: GuestID?
+  public var streamSecure: Bool
+
+  public init(tdiState: TDIState, boundGuest: GuestID?, streamSecure: Bool) {
+    self.tdiState = tdiState
+    self.boundGuest = boundGuest
+    self.streamSecure = streamSecure
+  }
+
+  public static let untrusted = TEEStanding(tdiState: .configUnlocked, boundGuest: nil, streamSecure: false)
+}
+
+/// One refused DMA request, as the platform records it.
+public struct PlatformDMAFault: Hashable, Sendable, CustomStringConvertible {
+  public var tlp: TLP
+  public var guest: GuestID?
+  public var reason: DMAFaultReason
+
+  public var description: String { "\(tlp): \(reason)" }
+}
+
+/// The host's physical IOMMU as Cove models it, on the shared IOMMU core (groups, domains, radix page
+/// tables, IOTLB). Every device access is a TLP; the model applies, in order (issue 5, SEMANTICS.md §5):
+/// 1. the requester's group and domain in the core (blocked, paging; a vIOMMU guest's nested walk);
+/// 2. for a confidential guest without a vIOMMU, the IOVA split at the guest's boundary X, which the
+///    guest's domain encodes: IOVA < X maps the guest's private pages, IOVA ≥ X the shared alias
+///    (GPA = IOVA − X), each leaf carrying the shared bit; only the alias that matches a page's
+///    current state is mapped, so a conversion moves the page from one alias to the other and the
+///    unmap invalidates the IOTLB;
+/// 3. the TEE-IO checks: T=1 only from a TDI in RUN, bound to the owning guest, over a SECURE stream;
+///    T=0 only to shared pages; every page touched must belong to the requester's guest.
+/// Every refusal becomes a ``PlatformDMAFault`` and nothing is copied.
+public final class PlatformIOMMU: DMAPort {
+  public let core: IOMMUCore
+  public let memory: PlatformMemory
+  /// The guest each requester is assigned to.
+  public private(set) var assignments: [RequesterID: GuestID] = [:]
+  /// The TEE-IO standing of each requester, asked at every T=1 request.
+  public var standing: (RequesterID) -> TEEStanding = { _ in .untrusted }
+  /// Where MSI-X messages go (the VMM delivers them to the owning guest).
+  public var interruptSink: (RequesterID, UInt16) -> Void = { _, _ in }
+  public private(set) var faults: [PlatformDMAFault] = []
+  public static let faultLogLimit = 4096
+
+  public init(core: IOMMUCore, memory: PlatformMemory) {
+    self.core = core
+    self.memory = memory
+  }
+
+  /// Routes `requester`'s DMA into `domain` (the guest's) and records the owner. A requester the
+  /// core has not seen is probed with `description` (its topology decides its group: ACS present or
+  /// absent, SEMANTICS.md §1); by default a function with ACS below an ACS root port.
+  public func assign(
+    _ requester: RequesterID, to guest: GuestID, domain: IOMMUDomain, description: DeviceDescription? = nil
+  ) throws(IOMMUError) {
+    let bdf = requester.bdf()
+    if core.group(of: bdf) == nil {
+      try core.addDevice(
+        description
+          ?? DeviceDescription(
+            bdf, upstream: [BridgeInfo(BDF(bus: 0, device: 1, function: 0), hasACS: true)],
+            functionIsolation: .multiFunctionWithACS, maxPASID: 1 << 20))
+    }
+    try core.attachDevice(domain, to: bdf)
+    assignments[requester] = guest
+  }
+
+  /// Takes `requester` away from its guest: its DMA is blocked from now on.
+  public func unassign(_ requester: RequesterID) throws(IOMMUError) {
+    let bdf = requester.bdf()
+    if let group = core.group(of: bdf) {
+      let blocking = try core.blockingDomain(of: group)
+      try core.attachDevice(blocking, to: bdf)
+    }
+    assignments[requester] = nil
+  }
+
+  // MARK: DMAPort
+
+  public func dmaRead(_ tlp: TLP, into buffer: UnsafeMutableRawBufferPointer) -> DMAVerdict {
+    var done = 0
+    while done < buffer.count {
+      let target: Target
+      switch resolve(tlp, offset: done, access: .read) {
+      case .success(let resolved): target = resolved
+      case .failure(let reason): return refuse(tlp, reason)
+      }
+      let chunk = min(buffer.count - done, target.contiguous)
+      if let reason = memory.dmaRead(
+        target.physical, into: UnsafeMutableRawBufferPointer(rebasing: buffer[done..<(done + chunk)]),
+        as: target.accessor)
+      {
+        return refuse(tlp, reason)
+      }
+      done += chunk
+    }
+    return .completed
+  }
+
+  public func dmaWrite(_ tlp: TLP, from buffer: UnsafeRawBufferPointer) -> DMAVerdict {
+    // Check every page first: a refused write leaves memory untouched.
+    var targets: [(Target, Int)] = []
+    var done = 0
+    while done < buffer.count {
+      switch resolve(tlp, offset: done, access: .write) {
+      case .success(let target):
+        let chunk = min(buffer.count - done, target.contiguous)
+        targets.append((target, chunk))
+        done += chunk
+      case .failure(let reason): return refuse(tlp, reason)
+      }
+    }
+    done = 0
+    for (target, chunk) in targets {
+      if let reason = memory.dmaWrite(
+        target.physical, from: UnsafeRawBufferPointer(rebasing: buffer[done..<(done + chunk)]),
+        as: target.accessor)
+      {
+        return refuse(tlp, reason)
+      }
+      done += chunk
+    }
+    return .completed
+  }
+
+  public func dmaCopy(source: TLP, destination: TLP, length: Int) -> (verdict: DMAVerdict, bytesMoved: Int) {
+    var done = 0
+    while done < length {
+      let from: Target
+      switch resolve(source, offset: done, access: .read) {
+      case .success(let target): from = target
+      case .failure(let reason): return (refuse(source, reason), done)
+      }
+      let to: Target
+      switch resolve(destination, offset: done, access: .write) {
+      case .success(let target): to = target
+      case .failure(let reason): return (refuse(destination, reason), done)
+      }
+      let chunk = min(length - done, from.contiguous, to.contiguous)
+      if let reason = memory.dmaCopy(
+        from: from.physical, as: from.accessor, to: to.physical, as: to.accessor, count: chunk)
+      {
+        return (refuse(destination, reason), done)
+      }
+      done += chunk
+    }
+    return (.completed, done)
+  }
+
+  public func signalInterrupt(from function: RequesterID, vector: UInt16) {
+    interruptSink(function, vector)
+  }
+
+  // MARK: Translation and checks
+
+  struct Target {
+    var physical: PhysicalAddress
+    /// Bytes from `physical` that the same translation covers (to the end of the page or large page).
+    var contiguous: Int
+    var accessor: DMAAccess
+  }
+
+  private func resolve(_ tlp: TLP, offset: Int, access: IOAccess) -> Result<Target, DMAFaultReason> {
+    guard let guest = assignments[tlp.requesterID] else { return .failure(.blocked) }
+    let iova = IOVA(tlp.address &+ UInt64(offset))
+    let pasid = tlp.pasid.map { PASID($0) }
+    let translation: IOTranslation
+    switch core.translate(device: tlp.requesterID.bdf(), pasid: pasid, iova: iova, access: access) {
+    case .success(let result): translation = result
+    case .failure(let fault):
+      switch fault.reason {
+      case .blocked: return .failure(.blocked)
+      case .permission: return .failure(.permission)
+      default: return .failure(.notMapped)
+      }
+    }
+    let shared = translation.protection.contains(.shared)
+    let accessor: DMAAccess
+    if tlp.tBit {
+      let standing = standing(tlp.requesterID)
+      guard standing.tdiState == .run else {
+        return .failure(.untrustedTBit("TDI in \(standing.tdiState)"))
+      }
+      guard standing.boundGuest == guest else { return .failure(.untrustedTBit("TDI not bound to \(guest)")) }
+      guard standing.streamSecure else { return .failure(.untrustedTBit("IDE stream not SECURE")) }
+      accessor = .trusted(guest)
+    } else {
+      // T=0 may reach only shared memory, by the shared alias and on a page that is shared now.
+      guard shared else { return .failure(.tZeroToPrivate) }
+      accessor = .sharedOnly(guest)
+    }
+    // The translation holds to the end of its (possibly large) page; memory checks every 4 KiB page.
+    let size = translation.pageSize.bytes
+    let offsetInLeaf = Int(iova.rawValue & (size - 1))
+    return .success(
+      Target(physical: translation.physical, contiguous: Int(size) - offsetInLeaf, accessor: accessor))
+  }
+
+  private func refuse(_ tlp: TLP, _ reason: DMAFaultReason) -> DMAVerdict {
+    if faults.count < Self.faultLogLimit {
+      faults.append(PlatformDMAFault(tlp: tlp, guest: assignments[tlp.requesterID], reason: reason))
+    }
+    return .refused(reason)
+  }
+
+  public func drainFaults() -> [PlatformDMAFault] {
+    defer { faults = [] }
+    return faults
+  }
+}

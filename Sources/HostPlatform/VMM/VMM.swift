@@ -1,0 +1,290 @@
+public import IOMMU
+public import PCIe
+public import TDISP
+
+/// A guest as the VMM creates it.
+public struct GuestConfiguration: Hashable, Sendable {
+  /// Guest memory, a whole number of 4 KiB pages.
+  public var memoryBytes: UInt64
+  /// The IOVA boundary X without a vIOMMU (SEMANTICS.md §5): IOVA < X is private (GPA = IOVA),
+  /// IOVA ≥ X shared (GPA = IOVA − X). `UInt64.max` means all private. Default: half the 48-bit
+  /// address width, 2^47.
+  public var boundary: UInt64
+  /// Whether the guest's IOMMU domain may map host-contiguous runs with 2 MiB / 1 GiB leaves; false
+  /// maps every page with a 4 KiB leaf.
+  public var largeIOMMUPages: Bool
+
+  public static let defaultBoundary: UInt64 = 1 << 47
+
+  public init(
+    memoryBytes: UInt64, boundary: UInt64 = GuestConfiguration.defaultBoundary, largeIOMMUPages: Bool = true
+  ) {
+    self.memoryBytes = memoryBytes
+    self.boundary = boundary
+    self.largeIOMMUPages = largeIOMMUPages
+  }
+}
+
+/// A refused VMM request, with the errno a guest's hypercall returns.
+public struct VMMError: Error, Hashable, Sendable, CustomStringConvertible {
+  public var errno: Errno
+  public var message: String
+  public init(_ errno: Errno, _ message: String) {
+    self.errno = errno
+    self.message = message
+  }
+  public var description: String { "\(errno): \(message)" }
+}
+
+/// One running confidential guest: its pages (GPA page n is `pages[n]`), its IOMMU domain (the
+/// boundary split of SEMANTICS.md §5), and the interrupts delivered to it.
+public final class VMMGuest {
+  public let id: GuestID
+  public let configuration: GuestConfiguration
+  /// Stage 2: host page of each guest-physical page.
+  public let pages: [PhysicalAddress]
+  /// The host IOMMU domain the guest's devices DMA through.
+  public let domain: IOMMUDomain
+  /// MSI-X messages delivered, oldest first.
+  public internal(set) var interrupts: [(function: RequesterID, vector: UInt16)] = []
+  /// Guest-physical pages currently shared.
+  public internal(set) var sharedPages: Set<UInt64> = []
+
+  init(id: GuestID, configuration: GuestConfiguration, pages: [PhysicalAddress], domain: IOMMUDomain) {
+    self.id = id
+    self.configuration = configuration
+    self.pages = pages
+    self.domain = domain
+  }
+
+  public var memoryBytes: UInt64 { UInt64(pages.count) * UInt64(PlatformMemory.pageSize) }
+
+  /// The host page behind a guest-physical address, or nil outside guest memory.
+  public func hostAddress(of gpa: UInt64) -> PhysicalAddress? {
+    let page = gpa / UInt64(PlatformMemory.pageSize)
+    guard page < UInt64(pages.count) else { return nil }
+    return PhysicalAddress(pages[Int(page)].rawValue + gpa % UInt64(PlatformMemory.pageSize))
+  }
+}
+
+/// The virtual machine monitor: creates guests (memory, boundary X), assigns devices to them,
+/// handles their hypercalls (page conversion, guest requests to the TSM), forwards their MMIO and
+/// delivers interrupts. Everything the guest side needs crosses this one interface
+/// (ARCHITECTURE.md, "two boundaries").
+public final class VMM {
+  public let memory: PlatformMemory
+  public let iommu: PlatformIOMMU
+  public private(set) var guests: [GuestID: VMMGuest] = [:]
+  /// Devices by function, and the TSM that drives each device.
+  public private(set) var devices: [RequesterID: CoveDMADevice] = [:]
+  private var tsms: [ObjectIdentifier: any TSMStanding] = [:]
+  private var nextGuest: UInt32 = 1
+
+  public init(memory: PlatformMemory, iommu: PlatformIOMMU) {
+    self.memory = memory
+    self.iommu = iommu
+    iommu.standing = { [unowned self] requester in self.standing(of: requester) }
+    iommu.interruptSink = { [unowned self] function, vector in self.deliver(function, vector) }
+  }
+
+  // MARK: Guests
+
+  /// Creates a guest: its pages (private), its IOMMU domain with the private alias IOVA = GPA mapped
+  /// (large pages where the host pages allow). ENOMEM when host memory runs out.
+  public func createGuest(_ configuration: GuestConfiguration) throws(VMMError) -> VMMGuest {
+    let pageSize = UInt64(PlatformMemory.pageSize)
+    guard configuration.memoryBytes > 0, configuration.memoryBytes % pageSize == 0 else {
+      throw VMMError(.EINVAL, "guest memory must be a positive multiple of 4 KiB")
+    }
+    guard configuration.boundary == .max || configuration.boundary >= configuration.memoryBytes else {
+      throw VMMError(.EINVAL, "boundary X below the top of guest memory would alias private and shared")
+    }
+    let id = GuestID(nextGuest)
+    let pages: [PhysicalAddress]
+    do { pages = try memory.assign(pages: Int(configuration.memoryBytes / pageSize), to: id) } catch {
+      throw VMMError(.ENOMEM, "\(error)")
+    }
+    let domain: IOMMUDomain
+    do {
+      domain = try iommu.core.allocateDomain(.paging)
+      try mapRuns(
+        domain, pages: pages, from: 0, iovaBase: 0, protection: [.read, .write],
+        coalesce: configuration.largeIOMMUPages)
+    } catch {
+      _ = memory.release(id)
+      throw VMMError(error.errno, error.reason)
+    }
+    nextGuest += 1
+    let guest = VMMGuest(id: id, configuration: configuration, pages: pages, domain: domain)
+    guests[id] = guest
+    return guest
+  }
+
+  /// Maps guest pages [from, from + count) at `iovaBase + gpa`, coalescing host-contiguous runs so
+  /// the page table can use 2 MiB leaves where alignment allows.
+  private func mapRuns(
+    _ domain: IOMMUDomain, pages: [PhysicalAddress], from: Int, count: Int? = nil, iovaBase: UInt64,
+    protection: IOProtection, coalesce: Bool
+  ) throws(IOMMUError) {
+    let pageSize = UInt64(PlatformMemory.pageSize)
+    let end = from + (count ?? pages.count - from)
+    var start = from
+    while start < end {
+      var next = start + 1
+      while coalesce, next < end, pages[next].rawValue == pages[next - 1].rawValue + pageSize { next += 1 }
+      try domain.map(
+        IOVA(iovaBase + UInt64(start) * pageSize), to: pages[start], size: UInt64(next - start) * pageSize,
+        protection: protection)
+      start = next
+    }
+  }
+
+  // MARK: Hypercalls
+
+  /// Page conversion (set_memory_decrypted / set_memory_encrypted): the pages' contents are scrubbed,
+  /// the alias that mapped them in the guest's IOMMU domain is unmapped (which invalidates the
+  /// IOTLB) and the other alias mapped. Pages already in the asked state are an error (EINVAL); a page
+  /// outside guest memory too. Converting stops at the first failure; pages before it stay converted.
+  public func convert(_ guest: GuestID, gpa: UInt64, pages count: Int, toShared: Bool) throws(VMMError) {
+    guard let vm = guests[guest] else { throw VMMError(.ENODEV, "no \(guest)") }
+    let pageSize = UInt64(PlatformMemory.pageSize)
+    guard gpa % pageSize == 0, count > 0, gpa / pageSize + UInt64(count) <= UInt64(vm.pages.count) else {
+      throw VMMError(.EINVAL, "conversion range outside guest memory or unaligned")
+    }
+    let boundary = vm.configuration.boundary
+    for index in Int(gpa / pageSize)..<(Int(gpa / pageSize) + count) {
+      let page = UInt64(index)
+      guard vm.sharedPages.contains(page) != toShared else {
+        throw VMMError(
+          .EINVAL, "GPA 0x\(String(page * pageSize, radix: 16)) is already \(toShared ? "shared" : "private")"
+        )
+      }
+      guard toShared == false || boundary != .max else {
+        throw VMMError(.EINVAL, "boundary X is all ones: the guest has no shared alias")
+      }
+      do {
+        try memory.convert(vm.pages[index], to: toShared ? .shared : .private, by: guest)
+        let privateIOVA = IOVA(page * pageSize)
+        let sharedIOVA = IOVA(boundary &+ page * pageSize)
+        if toShared {
+          _ = try vm.domain.unmapSplitting(privateIOVA)
+          try vm.domain.map(
+            sharedIOVA, to: vm.pages[index], size: pageSize, protection: [.read, .write, .shared])
+          vm.sharedPages.insert(page)
+        } else {
+          _ = try vm.domain.unmapSplitting(sharedIOVA)
+          try vm.domain.map(privateIOVA, to: vm.pages[index], size: pageSize, protection: [.read, .write])
+          vm.sharedPages.remove(page)
+        }
+      } catch let error as IOMMUError {
+        throw VMMError(error.errno, error.reason)
+      } catch {
+        throw VMMError(.EIO, "\(error)")
+      }
+    }
+  }
+
+  // MARK: Devices
+
+  /// Plugs a cove-dma device into the platform: its engines DMA through the IOMMU model, the TSM
+  /// (through `standing`) tells the IOMMU which of its TDIs may send T=1.
+  public func plug(_ device: CoveDMADevice, tsm: any TSMStanding) {
+    device.attach(to: iommu)
+    for function in device.tdisp.functionIDs { devices[function] = device }
+    tsms[ObjectIdentifier(device)] = tsm
+  }
+
+  /// Routes `function`'s DMA into the guest's domain.
+  public func assign(_ function: RequesterID, to guest: GuestID) throws(VMMError) {
+    guard let vm = guests[guest] else { throw VMMError(.ENODEV, "no \(guest)") }
+    guard devices[function] != nil else { throw VMMError(.ENODEV, "no device function \(function)") }
+    if let owner = iommu.assignments[function], owner != guest {
+      throw VMMError(.EBUSY, "\(function) is assigned to \(owner)")
+    }
+    do { try iommu.assign(function, to: guest, domain: vm.domain) } catch {
+      throw VMMError(error.errno, error.reason)
+    }
+  }
+
+  /// A guest's MMIO access to an assigned function's BAR, trapped by the VMM. The guest's accesses
+  /// to a TDI it accepted (RUN, bound to it) carry T=1; all others T=0 (SEMANTICS.md §5: MMIO marked
+  /// private is served only to T=1 accesses from the owning guest in RUN).
+  public func mmio(
+    _ guest: GuestID, function: RequesterID, address: UInt64, write value: UInt32? = nil
+  ) throws(VMMError) -> UInt32 {
+    guard let device = devices[function], iommu.assignments[function] == guest else {
+      throw VMMError(.EPERM, "\(function) is not assigned to \(guest)")
+    }
+    let standing = standing(of: function)
+    let tBit = standing.tdiState == .run && standing.boundGuest == guest
+    let kind: TLP.Kind = value == nil ? .memoryRead(length: 4) : .memoryWrite(length: 4)
+    return device.mmio(
+      TLP(requesterID: function, address: address, tBit: tBit, kind: kind), at: function, value: value ?? 0)
+  }
+
+  // MARK: Guest and host views of memory
+
+  /// The guest's CPU reading its own memory (plaintext of its pages).
+  public func guestRead(_ guest: GuestID, gpa: UInt64, count: Int) throws(VMMError) -> [UInt8] {
+    guard let vm = guests[guest], let hpa = vm.hostAddress(of: gpa) else {
+      throw VMMError(.EFAULT, "GPA outside guest memory")
+    }
+    do { return try memory.read(hpa, count: count, as: .owner(guest)) } catch {
+      throw VMMError(.EFAULT, "\(error)")
+    }
+  }
+
+  public func guestWrite(_ guest: GuestID, gpa: UInt64, bytes: [UInt8]) throws(VMMError) {
+    guard let vm = guests[guest], let hpa = vm.hostAddress(of: gpa) else {
+      throw VMMError(.EFAULT, "GPA outside guest memory")
+    }
+    do { try memory.write(bytes, at: hpa, as: .owner(guest)) } catch { throw VMMError(.EFAULT, "\(error)") }
+  }
+
+  // MARK: Internals
+
+  private func standing(of requester: RequesterID) -> TEEStanding {
+    guard let device = devices[requester], let tsm = tsms[ObjectIdentifier(device)],
+      let tdi = device.tdisp.tdi(requester)
+    else { return .untrusted }
+    return TEEStanding(
+      tdiState: tdi.state, boundGuest: tsm.owner(of: requester), streamSecure: device.streamSecure())
+  }
+
+  private func deliver(_ function: RequesterID, _ vector: UInt16) {
+    guard let guest = iommu.assignments[function], let vm = guests[guest] else { return }
+    vm.interrupts.append((function, vector))
+  }
+}
+
+/// What the VMM asks a TSM about a TDI: which guest it is bound to.
+public protocol TSMStanding: AnyObject {
+  func owner(of function: RequesterID) -> GuestID?
+}
+
+extension HostTSM: TSMStanding {
+  public func owner(of function: RequesterID) -> GuestID? { interface(function)?.owner }
+}
+
+extension IOMMUDomain {
+  /// Unmaps the 4 KiB page at `iova`, first splitting a large leaf that covers it into 4 KiB leaves
+  /// (remapping the rest), since conversion works page by page.
+  func unmapSplitting(_ iova: IOVA) throws(IOMMUError) -> UInt64 {
+    let pageSize = UInt64(PlatformMemory.pageSize)
+    guard let translation = translation(of: iova) else { return 0 }
+    if translation.pageSize != .size4K {
+      let leafBytes = translation.pageSize.bytes
+      let leafIOVA = iova.rawValue & ~(leafBytes - 1)
+      let leafPhysical = translation.physical.rawValue - (iova.rawValue - leafIOVA)
+      _ = try unmap(IOVA(leafIOVA), size: leafBytes)
+      var offset: UInt64 = 0
+      while offset < leafBytes {
+        try map(
+          IOVA(leafIOVA + offset), to: PhysicalAddress(leafPhysical + offset), size: pageSize,
+          protection: translation.protection)
+        offset += pageSize
+      }
+    }
+    return try unmap(iova, size: pageSize)
+  }
+}
