@@ -173,15 +173,25 @@ struct VIOMMURig {
     viommu = VIOMMU(guest: guest, stage2: memory, memory: memory, configuration: configuration)
   }
 
+  /// Every table made, kept for the rig's lifetime: a table's deinit frees its pages, which would
+  /// take them out of stage 2 under a test that only holds the vIOMMU.
+  private let tables = TableKeeper()
+
   /// A new guest table, `bits` wide, in the guest's memory.
   func makeTable(bits: Int = 48) throws -> RadixIOPageTable {
-    try RadixIOPageTable(memory: tableMemory, inputAddressBits: bits)
+    let table = try RadixIOPageTable(memory: tableMemory, inputAddressBits: bits)
+    tables.tables.append(table)
+    return table
   }
 
   /// The host address the data window gives guest-physical `gpa`.
   static func dataHost(_ gpa: UInt64) -> PhysicalAddress {
     PhysicalAddress(gpa - FakeGuestMemory.dataBase + FakeGuestMemory.dataHostBase)
   }
+}
+
+final class TableKeeper {
+  var tables: [RadixIOPageTable] = []
 }
 
 /// The errno a call threw, or nil when it succeeded.
