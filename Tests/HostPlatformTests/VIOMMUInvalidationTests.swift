@@ -158,6 +158,19 @@ import Testing
     #expect(read(rig, iova) == .success(newGPA))
   }
 
+  @Test func aReusedDomainIDServesTheOldTableUntilInvalidated() throws {
+    let (rig, _) = try makeRig()
+    let other = try rig.makeTable()
+    try other.map(IOVA(iova), to: PhysicalAddress(newGPA), size: 0x1000, protection: .readWrite)
+    #expect(read(rig, iova) == .success(oldGPA))
+    try rig.viommu.execute(.detach(requester: rid, pasid: nil))
+    try rig.viommu.execute(
+      .attach(requester: rid, pasid: nil, domain: domain, root: other.root, inputAddressBits: 48))
+    #expect(read(rig, iova) == .success(oldGPA), "the guest reused the domain ID without invalidating it")
+    try rig.viommu.execute(.invalidateDomain(domain))
+    #expect(read(rig, iova) == .success(newGPA))
+  }
+
   @Test func stage2IsNeverStale() throws {
     let (rig, _) = try makeRig()
     #expect(read(rig, iova) == .success(oldGPA))

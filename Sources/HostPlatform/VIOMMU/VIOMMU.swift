@@ -26,7 +26,8 @@ public struct VIOMMUAttachmentKey: Hashable, Sendable, CustomStringConvertible {
 /// mapping and does not invalidate keeps getting the old translation, as on hardware; tests rely on it.
 /// Attach and detach take effect at once (they are the context-entry write together with its
 /// context-cache invalidation), but neither touches the IOTLB: a domain's cached translations outlive
-/// a detach until the guest invalidates them.
+/// a detach until the guest invalidates them — also when the guest reuses the domain ID for another
+/// table, which is why a guest invalidates a domain before reusing its ID (as VT-d requires).
 ///
 /// **Stage 2 is never cached.** The output of every translation, cached or walked, goes through the
 /// platform's ``GuestPhysicalMap`` on every access, so a page the platform converts or takes away stops

@@ -185,7 +185,7 @@ public struct VIOMMUFaultQueue: Sendable {
   private var slots: [VIOMMUFaultRecord?]
   private var head = 0
 
-  /// The most records a queue may hold: what the 16-bit count field of the status register can show.
+  /// The most records a queue may hold: what the 16-bit capacity field of CAP can show.
   public static let maximumCapacity = 0xFFFF
 
   /// - Precondition: `capacity` in 1…``maximumCapacity`` (platform configuration, not guest input).
