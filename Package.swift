@@ -44,6 +44,7 @@ let package = Package(
     .target(
       name: "HostPlatform",
       dependencies: ["SPDM", "TDISP", "IDEKM", "IOMMU", "PCIe", "CoveWire", "CoveCrypto"],
+      exclude: ["VIOMMU/README.md"],
       swiftSettings: strictSettings
     ),
     .target(

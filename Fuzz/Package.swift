@@ -19,6 +19,7 @@ let package = Package(
     .executable(name: "FuzzSPDMDecoders", targets: ["FuzzSPDMDecoders"]),
     .executable(name: "FuzzResponder", targets: ["FuzzResponder"]),
     .executable(name: "FuzzPCISIGProtocols", targets: ["FuzzPCISIGProtocols"]),
+    .executable(name: "FuzzVIOMMUCommands", targets: ["FuzzVIOMMUCommands"]),
   ],
   dependencies: [
     // The root package; its manifest declares `name: "Cove"`.
@@ -31,5 +32,6 @@ let package = Package(
     harness("FuzzSPDMDecoders", ["SPDM", "CoveWire", "CoveCrypto"]),
     harness("FuzzResponder", ["SPDM", "CoveCrypto"]),
     harness("FuzzPCISIGProtocols", ["SPDM", "TDISP", "IDEKM", "CoveWire", "CoveCrypto"]),
+    harness("FuzzVIOMMUCommands", ["HostPlatform", "IOMMU", "PCIe", "CoveWire"]),
   ]
 )

@@ -26,12 +26,18 @@ public struct IOPageWalk: Hashable, Sendable {
     case notPresent(level: Int)
     /// The entry at `level` has a reserved bit set (only possible in tables someone else wrote).
     case reservedBitsSet(level: Int)
+    /// The entry at `level`, at `address` in the table's address space, could not be read: the
+    /// reader refused it. Only walks through a checked reader end this way — a vIOMMU walking a
+    /// guest's tables, where the table page may be unmapped in stage 2 or fail the platform's access
+    /// checks (VT-d reports a fault on a failed paging-structure access rather than use the entry).
+    case tableReadFailed(level: Int, address: PhysicalAddress)
 
     public var description: String {
       switch self {
       case .addressOutOfRange: "address out of range"
       case .notPresent(let level): "not present at level \(level)"
       case .reservedBitsSet(let level): "reserved bits set at level \(level)"
+      case .tableReadFailed(let level, let address): "table read failed at level \(level) (\(address))"
       }
     }
   }

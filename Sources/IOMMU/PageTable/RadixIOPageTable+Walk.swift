@@ -1,7 +1,8 @@
 /// Page walks: `translate` (the hot path, no allocation, no trace), `walk` (with its trace) and the
-/// static walk over tables in any memory, which the vIOMMU uses on guest-owned tables.
+/// static walks over tables in any memory or behind a checked reader, which the vIOMMU uses on
+/// guest-owned tables.
 ///
-/// All three run the same loop (VT-d "Second-Level Translation": index with 9 IOVA bits per level,
+/// All of them run the same loop (VT-d "Second-Level Translation": index with 9 IOVA bits per level,
 /// stop at a leaf; R and W are ANDed over the levels), specialised at compile time for the table memory
 /// and for whether a trace is kept, so the translate path makes no existential call when the memory is
 /// a `TablePagePool` and does not allocate.
@@ -48,6 +49,31 @@ extension RadixIOPageTable {
   public static func walk(
     root: PhysicalAddress, memory: any IOTableMemory, iova: IOVA, inputAddressBits: Int = 48
   ) throws(IOMMUError) -> IOPageWalk {
+    try walkForeign(MemoryReader(memory: memory), root: root, iova: iova, inputAddressBits: inputAddressBits)
+  }
+
+  /// Walks tables in Cove's format rooted at `root` whose entries are read through `readEntry`, which
+  /// may refuse a read (nil): the nested walk of a guest's stage-1 tables, where each table address is
+  /// guest-physical and reaching it takes a stage-2 translation and the platform's access checks.
+  /// A refused read ends the walk with `.tableReadFailed(level:address:)`, naming the level and the
+  /// entry's address in the tables' own address space; the trace holds only the entries read.
+  ///
+  /// `readEntry` is called with 8-byte-aligned entry addresses, top level first, at most once per level.
+  ///
+  /// - Throws: EINVAL as for `walk(root:memory:iova:inputAddressBits:)`.
+  public static func walk(
+    root: PhysicalAddress, iova: IOVA, inputAddressBits: Int = 48,
+    readEntry: (PhysicalAddress) -> UInt64?
+  ) throws(IOMMUError) -> IOPageWalk {
+    try withoutActuallyEscaping(readEntry) { (read) throws(IOMMUError) -> IOPageWalk in
+      try walkForeign(ClosureReader(read: read), root: root, iova: iova, inputAddressBits: inputAddressBits)
+    }
+  }
+
+  /// The static walks' checks, then the loop with a trace.
+  private static func walkForeign<Reader: WalkEntryReader>(
+    _ reader: Reader, root: PhysicalAddress, iova: IOVA, inputAddressBits: Int
+  ) throws(IOMMUError) -> IOPageWalk {
     let levels = try Self.levels(forInputAddressBits: inputAddressBits)
     guard root.rawValue % TablePagePool.pageBytes == 0,
       root.rawValue < RadixPageTableEntry.outputAddressLimit
@@ -59,14 +85,13 @@ extension RadixIOPageTable {
     }
     var trace = StepTrace()
     trace.steps.reserveCapacity(levels)
-    let outcome = walkTables(
-      MemoryReader(memory: memory), root: root.rawValue, levels: levels, iova: iova.rawValue, trace: &trace)
+    let outcome = walkTables(reader, root: root.rawValue, levels: levels, iova: iova.rawValue, trace: &trace)
     return IOPageWalk(iova: iova, steps: trace.steps, outcome: outcome)
   }
 
   /// The one walk loop. `iova` is inside the table's width.
   @inline(__always)
-  static func walkTables<Reader: TableEntryReader, Trace: WalkTrace>(
+  static func walkTables<Reader: WalkEntryReader, Trace: WalkTrace>(
     _ reader: Reader, root: UInt64, levels: Int, iova: UInt64, trace: inout Trace
   ) -> IOPageWalk.Outcome {
     let rw = RadixPageTableEntry.readBit | RadixPageTableEntry.writeBit
@@ -75,7 +100,11 @@ extension RadixIOPageTable {
     var rights = rw
     while true {
       let address = entryAddress(table: table, level: level, iova: iova)
-      let raw = reader.load(address)
+      // Readers of the table's own memory never fail: their `walkLoad` is `load` wrapped, so once the
+      // loop is specialised for them this check folds away.
+      guard let raw = reader.walkLoad(address) else {
+        return .faulted(.tableReadFailed(level: level, address: PhysicalAddress(address)))
+      }
       trace.record(level: level, address: address, entry: raw)
       guard raw & rw != 0 else { return .faulted(.notPresent(level: level)) }
       let entry = RadixPageTableEntry(rawValue: raw)
@@ -99,9 +128,25 @@ extension RadixIOPageTable {
   }
 }
 
-/// Reads entries for a walk; specialised per memory so the pool path makes direct calls.
-protocol TableEntryReader {
+/// Reads entries for a walk; a read may fail (nil) when the tables sit behind checks (a guest's tables
+/// walked by the vIOMMU). Specialised per reader so the pool path makes direct calls.
+protocol WalkEntryReader {
+  func walkLoad(_ address: UInt64) -> UInt64?
+}
+
+/// Reads entries of memory that always answers: a table's own memory.
+protocol TableEntryReader: WalkEntryReader {
   func load(_ address: UInt64) -> UInt64
+}
+
+extension TableEntryReader {
+  @inline(__always) func walkLoad(_ address: UInt64) -> UInt64? { load(address) }
+}
+
+/// Entries through a caller's closure, which may refuse a read.
+struct ClosureReader: WalkEntryReader {
+  let read: (PhysicalAddress) -> UInt64?
+  @inline(__always) func walkLoad(_ address: UInt64) -> UInt64? { read(PhysicalAddress(address)) }
 }
 
 /// Reads and writes a table's own entries and pages; specialised per memory like `TableEntryReader`,
