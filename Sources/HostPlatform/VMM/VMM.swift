@@ -1,6 +1,6 @@
 public import IOMMU
 public import PCIe
-public import TDISP
+import TDISP
 
 /// A guest as the VMM creates it.
 public struct GuestConfiguration: Hashable, Sendable {
