@@ -187,4 +187,26 @@ import Testing
     }
     #expect(try platform.vmm.guestRead(other.id, gpa: 0x10000, count: 300) == Self.pattern)
   }
+
+  @Test func aCopyThatFaultsMidwayKeepsWhatMovedBeforeTheFault() throws {
+    let platform = try Platform()
+    let guest = platform.guest.id
+    let x = GuestConfiguration.defaultBoundary
+    // Ring and two destination pages shared; of the source only the first page is shared.
+    try platform.vmm.convert(guest, gpa: 0x40000, pages: 1, toShared: true)
+    try platform.vmm.convert(guest, gpa: 0x50000, pages: 1, toShared: true)
+    try platform.vmm.convert(guest, gpa: 0x60000, pages: 2, toShared: true)
+    let page = (0..<4096).map { UInt8($0 & 0xFF) }
+    try platform.vmm.guestWrite(guest, gpa: 0x50000, bytes: page)
+    try platform.copy(
+      ring: x + 0x40000, ringGPA: 0x40000,
+      CoveDMAEngine.Descriptor(source: x + 0x50000, destination: x + 0x60000, length: 8192))
+    // The second source page has no shared alias: refused after exactly one page moved.
+    #expect(platform.iommu.faults.map(\.reason) == [.notMapped])
+    #expect(platform.iommu.faults.first?.tlp.address == x + 0x51000)
+    #expect(platform.engine.bytesMoved == 4096)
+    #expect(try platform.vmm.guestRead(guest, gpa: 0x60000, count: 4096) == page)
+    #expect(try platform.vmm.guestRead(guest, gpa: 0x61000, count: 16) == [UInt8](repeating: 0, count: 16))
+    #expect(try platform.vmm.guestRead(guest, gpa: 0x40000 + 24, count: 8) == [2, 0, 0, 0, 0, 0x10, 0, 0])
+  }
 }

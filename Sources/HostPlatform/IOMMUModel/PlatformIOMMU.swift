@@ -91,7 +91,7 @@ public final class PlatformIOMMU: DMAPort {
       let target: Target
       switch resolve(tlp, offset: done, access: .read) {
       case .success(let resolved): target = resolved
-      case .failure(let reason): return refuse(tlp, reason)
+      case .failure(let reason): return refuse(tlp.at(done), reason)
       }
       let chunk = min(buffer.count - done, target.contiguous)
       if let reason = memory.dmaRead(
@@ -115,7 +115,7 @@ public final class PlatformIOMMU: DMAPort {
         let chunk = min(buffer.count - done, target.contiguous)
         targets.append((target, chunk))
         done += chunk
-      case .failure(let reason): return refuse(tlp, reason)
+      case .failure(let reason): return refuse(tlp.at(done), reason)
       }
     }
     done = 0
@@ -132,28 +132,76 @@ public final class PlatformIOMMU: DMAPort {
   }
 
   public func dmaCopy(source: TLP, destination: TLP, length: Int) -> (verdict: DMAVerdict, bytesMoved: Int) {
+    guard length > 0 else { return (.completed, 0) }
+    let reader: Requester
+    switch requester(of: source) {
+    case .success(let found): reader = found
+    case .failure(let reason): return (refuse(source, reason), 0)
+    }
+    let writer: Requester
+    switch requester(of: destination) {
+    case .success(let found): writer = found
+    case .failure(let reason): return (refuse(destination, reason), 0)
+    }
     var done = 0
     while done < length {
-      let from: Target
-      switch resolve(source, offset: done, access: .read) {
-      case .success(let target): from = target
-      case .failure(let reason): return (refuse(source, reason), done)
+      // Translate page by page and gather a run whose source and destination are both host-contiguous,
+      // then move it at once: every page still gets its own translation and memory checks.
+      var run = 0
+      var start: (from: Target, to: Target)?
+      var refusal: (TLP, DMAFaultReason)?
+      while done + run < length, run < Self.maximumRun {
+        let pair = resolvePair(source, destination, offset: done + run, reader: reader, writer: writer)
+        guard case .success(let (from, to)) = pair else {
+          if case .failure(let failure) = pair { refusal = (failure.tlp, failure.reason) }
+          break
+        }
+        if let start {
+          guard from.physical.rawValue == start.from.physical.rawValue + UInt64(run),
+            to.physical.rawValue == start.to.physical.rawValue + UInt64(run), from.accessor == start.from.accessor,
+            to.accessor == start.to.accessor
+          else { break }
+        } else {
+          start = (from, to)
+        }
+        run += min(length - done - run, from.contiguous, to.contiguous)
       }
-      let to: Target
-      switch resolve(destination, offset: done, access: .write) {
-      case .success(let target): to = target
-      case .failure(let reason): return (refuse(destination, reason), done)
+      if let start, run > 0 {
+        if let reason = memory.dmaCopy(
+          from: start.from.physical, as: start.from.accessor, to: start.to.physical, as: start.to.accessor,
+          count: run)
+        {
+          return (refuse(destination, reason), done)
+        }
+        done += run
       }
-      let chunk = min(length - done, from.contiguous, to.contiguous)
-      if let reason = memory.dmaCopy(
-        from: from.physical, as: from.accessor, to: to.physical, as: to.accessor, count: chunk)
-      {
-        return (refuse(destination, reason), done)
-      }
-      done += chunk
+      if let (tlp, reason) = refusal { return (refuse(tlp, reason), done) }
     }
     return (.completed, done)
   }
+
+  struct PairFailure: Error {
+    var tlp: TLP
+    var reason: DMAFaultReason
+  }
+
+  private func resolvePair(
+    _ source: TLP, _ destination: TLP, offset: Int, reader: Requester, writer: Requester
+  ) -> Result<(Target, Target), PairFailure> {
+    let from: Target
+    switch resolve(source, offset: offset, access: .read, requester: reader) {
+    case .success(let target): from = target
+    case .failure(let reason): return .failure(PairFailure(tlp: source.at(offset), reason: reason))
+    }
+    switch resolve(destination, offset: offset, access: .write, requester: writer) {
+    case .success(let to): return .success((from, to))
+    case .failure(let reason): return .failure(PairFailure(tlp: destination.at(offset), reason: reason))
+    }
+  }
+
+  /// Bytes one host-contiguous run may carry before the engine moves it (a bound on the copy's
+  /// granularity, not on what is checked).
+  static let maximumRun = 1 << 20
 
   public func signalInterrupt(from function: RequesterID, vector: UInt16) {
     interruptSink(function, vector)
@@ -168,8 +216,29 @@ public final class PlatformIOMMU: DMAPort {
     var accessor: DMAAccess
   }
 
-  private func resolve(_ tlp: TLP, offset: Int, access: IOAccess) -> Result<Target, DMAFaultReason> {
+  /// The requester's guest and, for T=1, its TEE standing: looked up once per request, since neither
+  /// can change while the request is in flight.
+  struct Requester {
+    var guest: GuestID
+    var standing: TEEStanding?
+  }
+
+  private func requester(of tlp: TLP) -> Result<Requester, DMAFaultReason> {
     guard let guest = assignments[tlp.requesterID] else { return .failure(.blocked) }
+    return .success(Requester(guest: guest, standing: tlp.tBit ? standing(tlp.requesterID) : nil))
+  }
+
+  private func resolve(_ tlp: TLP, offset: Int, access: IOAccess) -> Result<Target, DMAFaultReason> {
+    switch requester(of: tlp) {
+    case .success(let found): return resolve(tlp, offset: offset, access: access, requester: found)
+    case .failure(let reason): return .failure(reason)
+    }
+  }
+
+  private func resolve(_ tlp: TLP, offset: Int, access: IOAccess, requester: Requester) -> Result<
+    Target, DMAFaultReason
+  > {
+    let guest = requester.guest
     let iova = IOVA(tlp.address &+ UInt64(offset))
     let pasid = tlp.pasid.map { PASID($0) }
     let translation: IOTranslation
@@ -184,8 +253,7 @@ public final class PlatformIOMMU: DMAPort {
     }
     let shared = translation.protection.contains(.shared)
     let accessor: DMAAccess
-    if tlp.tBit {
-      let standing = standing(tlp.requesterID)
+    if tlp.tBit, let standing = requester.standing {
       guard standing.tdiState == .run else {
         return .failure(.untrustedTBit("TDI in \(standing.tdiState)"))
       }
@@ -214,5 +282,14 @@ public final class PlatformIOMMU: DMAPort {
   public func drainFaults() -> [PlatformDMAFault] {
     defer { faults = [] }
     return faults
+  }
+}
+
+extension TLP {
+  /// The same request `offset` bytes further on: the address a fault record names.
+  func at(_ offset: Int) -> TLP {
+    var moved = self
+    moved.address &+= UInt64(offset)
+    return moved
   }
 }
