@@ -24,7 +24,8 @@ enum DMABench {
       "  median of \(max(5, runs / 4)) runs each, memcpy of the same 64 MiB measured in the same run; platform IOTLB \(iotlbEntries) entries"
     )
     for large in [false, true] {
-      let (dma, copy) = try measure(largeIOMMUPages: large, runs: max(5, runs / 4), iotlbEntries: iotlbEntries)
+      let (dma, copy) = try measure(
+        largeIOMMUPages: large, runs: max(5, runs / 4), iotlbEntries: iotlbEntries)
       let ratio = copy / dma
       let target = large ? 0.8 : 0.5
       print(
@@ -41,7 +42,8 @@ enum DMABench {
       largeIOMMUPages: false, runs: max(5, runs / 4), iotlbEntries: IOMMUCore.Configuration().iotlbCapacity)
     print(
       String(
-        format: "  4 KiB mappings, default 4 Ki-entry IOTLB: dma %8.3f ms, memcpy %8.3f ms, ratio %5.2f (for reference)",
+        format:
+          "  4 KiB mappings, default 4 Ki-entry IOTLB: dma %8.3f ms, memcpy %8.3f ms, ratio %5.2f (for reference)",
         dma, copy, copy / dma))
   }
 
@@ -49,11 +51,14 @@ enum DMABench {
     Double(bytes) / Double(1 << 30) / (milliseconds / 1000)
   }
 
-  static func measure(largeIOMMUPages: Bool, runs: Int, iotlbEntries: Int) throws -> (dma: Double, memcpy: Double) {
+  static func measure(largeIOMMUPages: Bool, runs: Int, iotlbEntries: Int) throws -> (
+    dma: Double, memcpy: Double
+  ) {
     let memoryBytes = UInt64(bytes) * 2 + (4 << 20)
     let memory = PlatformMemory(pages: Int(memoryBytes / 4096) + 1024, entropy: SystemEntropy())
     let core = try IOMMUCore(
-      configuration: IOMMUCore.Configuration(iotlbCapacity: iotlbEntries), tableMemory: try TablePagePool(maxPages: 1 << 16))
+      configuration: IOMMUCore.Configuration(iotlbCapacity: iotlbEntries),
+      tableMemory: try TablePagePool(maxPages: 1 << 16))
     let iommu = PlatformIOMMU(core: core, memory: memory)
     let vmm = VMM(memory: memory, iommu: iommu)
     let identity = try BuiltInDevice()

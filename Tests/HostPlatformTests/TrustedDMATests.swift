@@ -17,7 +17,7 @@ import Testing
     let tsm: HostTSM<DOEMailboxTransport<ConfigSpaceDOEPort>>
     let guest: VMMGuest
 
-    init(boundary: UInt64 = GuestConfiguration.defaultBoundary) throws {
+    init(boundary: UInt64 = GuestConfiguration.defaultBoundary, viommu: Bool = false) throws {
       memory = PlatformMemory(pages: 4096, entropy: SeededEntropy(seed: 50))
       let core = try IOMMUCore(tableMemory: try TablePagePool(maxPages: 1024))
       iommu = PlatformIOMMU(core: core, memory: memory)
@@ -35,7 +35,8 @@ import Testing
         rootPort: device.rootPort,
         policy: policy, entropy: SeededEntropy(seed: 53))
       vmm.plug(device, tsm: tsm)
-      guest = try vmm.createGuest(GuestConfiguration(memoryBytes: 1 << 20, boundary: boundary))
+      guest = try vmm.createGuest(
+        GuestConfiguration(memoryBytes: 1 << 20, boundary: boundary, viommu: viommu))
       try vmm.assign(Self.function, to: guest.id)
     }
 

@@ -48,6 +48,9 @@ public final class PlatformIOMMU: DMAPort {
   /// Where MSI-X messages go (the VMM delivers them to the owning guest).
   public var interruptSink: (RequesterID, UInt16) -> Void = { _, _ in }
   public private(set) var faults: [PlatformDMAFault] = []
+  /// The vIOMMU of each guest that has one: its devices' requests are translated by the nested walk
+  /// of the guest's own tables instead of the guest's host domain.
+  public var viommus: [GuestID: VIOMMU] = [:]
   public static let faultLogLimit = 4096
 
   public init(core: IOMMUCore, memory: PlatformMemory) {
@@ -158,7 +161,8 @@ public final class PlatformIOMMU: DMAPort {
         }
         if let start {
           guard from.physical.rawValue == start.from.physical.rawValue + UInt64(run),
-            to.physical.rawValue == start.to.physical.rawValue + UInt64(run), from.accessor == start.from.accessor,
+            to.physical.rawValue == start.to.physical.rawValue + UInt64(run),
+            from.accessor == start.from.accessor,
             to.accessor == start.to.accessor
           else { break }
         } else {
@@ -242,6 +246,17 @@ public final class PlatformIOMMU: DMAPort {
     let iova = IOVA(tlp.address &+ UInt64(offset))
     let pasid = tlp.pasid.map { PASID($0) }
     let translation: IOTranslation
+    if let viommu = viommus[guest] {
+      switch viommu.translate(requester: tlp.requesterID, pasid: pasid, iova: iova, access: access) {
+      case .success(let nested):
+        // Stage 2 is per 4 KiB page: contiguity ends at the host page.
+        translation = IOTranslation(
+          physical: nested.hostPhysical, protection: nested.protection, pageSize: .size4K)
+      case .failure(let fault):
+        return .failure(.translation("\(fault)"))
+      }
+      return check(tlp, translation: translation, iova: iova, guest: guest, requester: requester)
+    }
     switch core.translate(device: tlp.requesterID.bdf(), pasid: pasid, iova: iova, access: access) {
     case .success(let result): translation = result
     case .failure(let fault):
@@ -251,6 +266,13 @@ public final class PlatformIOMMU: DMAPort {
       default: return .failure(.notMapped)
       }
     }
+    return check(tlp, translation: translation, iova: iova, guest: guest, requester: requester)
+  }
+
+  /// The TEE-IO checks on a translated request (SEMANTICS.md §5).
+  private func check(
+    _ tlp: TLP, translation: IOTranslation, iova: IOVA, guest: GuestID, requester: Requester
+  ) -> Result<Target, DMAFaultReason> {
     let shared = translation.protection.contains(.shared)
     let accessor: DMAAccess
     if tlp.tBit, let standing = requester.standing {

@@ -13,15 +13,20 @@ public struct GuestConfiguration: Hashable, Sendable {
   /// Whether the guest's IOMMU domain may map host-contiguous runs with 2 MiB / 1 GiB leaves; false
   /// maps every page with a 4 KiB leaf.
   public var largeIOMMUPages: Bool
+  /// A paravirtual vIOMMU (Sources/HostPlatform/VIOMMU/README.md): the guest keeps stage-1 tables in
+  /// its private memory and the platform walks them nested; the boundary X then plays no part.
+  public var viommu: Bool
 
   public static let defaultBoundary: UInt64 = 1 << 47
 
   public init(
-    memoryBytes: UInt64, boundary: UInt64 = GuestConfiguration.defaultBoundary, largeIOMMUPages: Bool = true
+    memoryBytes: UInt64, boundary: UInt64 = GuestConfiguration.defaultBoundary, largeIOMMUPages: Bool = true,
+    viommu: Bool = false
   ) {
     self.memoryBytes = memoryBytes
     self.boundary = boundary
     self.largeIOMMUPages = largeIOMMUPages
+    self.viommu = viommu
   }
 }
 
@@ -49,6 +54,8 @@ public final class VMMGuest {
   public internal(set) var interrupts: [(function: RequesterID, vector: UInt16)] = []
   /// Guest-physical pages currently shared.
   public internal(set) var sharedPages: Set<UInt64> = []
+  /// The guest's vIOMMU, when it has one.
+  public internal(set) var viommu: VIOMMU?
 
   init(id: GuestID, configuration: GuestConfiguration, pages: [PhysicalAddress], domain: IOMMUDomain) {
     self.id = id
@@ -116,6 +123,12 @@ public final class VMM {
     }
     nextGuest += 1
     let guest = VMMGuest(id: id, configuration: configuration, pages: pages, domain: domain)
+    if configuration.viommu {
+      let viommu = VIOMMU(
+        guest: id, stage2: GuestStage2(pages: pages), memory: CheckedGuestReads(memory: memory))
+      guest.viommu = viommu
+      iommu.viommus[id] = viommu
+    }
     guests[id] = guest
     return guest
   }
@@ -182,6 +195,13 @@ public final class VMM {
         throw VMMError(.EIO, "\(error)")
       }
     }
+  }
+
+  /// A vIOMMU command from the guest (the hypercall form of its command queue): attach, detach,
+  /// invalidate. ENODEV when the guest has no vIOMMU; the command's own errors as the vIOMMU reports them.
+  public func viommuCommand(_ guest: GuestID, _ command: VIOMMUCommand) throws(VMMError) {
+    guard let viommu = guests[guest]?.viommu else { throw VMMError(.ENODEV, "\(guest) has no vIOMMU") }
+    do { try viommu.execute(command) } catch { throw VMMError(error.errno, error.reason) }
   }
 
   // MARK: Devices
@@ -286,5 +306,29 @@ extension IOMMUDomain {
       }
     }
     return try unmap(iova, size: pageSize)
+  }
+}
+
+/// Stage 2 of a vIOMMU guest: its GPA → HPA map, which the platform owns and the guest cannot change.
+struct GuestStage2: GuestPhysicalMap {
+  let pages: [PhysicalAddress]
+
+  func hostAddress(of gpa: PhysicalAddress, for guest: GuestID) -> PhysicalAddress? {
+    let pageSize = UInt64(PlatformMemory.pageSize)
+    let page = gpa.rawValue / pageSize
+    guard page < UInt64(pages.count) else { return nil }
+    return PhysicalAddress(pages[Int(page)].rawValue + gpa.rawValue % pageSize)
+  }
+}
+
+/// The vIOMMU's reads of guest tables and command queues, through the same checks as the guest's own
+/// reads (its page, integrity intact): a table the guest placed in another guest's or the host's
+/// page, or one the host corrupted, cannot be walked.
+struct CheckedGuestReads: GuestMemoryReader {
+  let memory: PlatformMemory
+
+  func readWord(at address: PhysicalAddress, for guest: GuestID) -> UInt64? {
+    guard let bytes = try? memory.read(address, count: 8, as: .owner(guest)) else { return nil }
+    return bytes.enumerated().reduce(0) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
   }
 }
