@@ -107,7 +107,7 @@ func medianMilliseconds(_ samples: [Duration]) -> Double {
 
 @main
 struct CoveBench {
-  /// `cove-bench [spdm|tdisp|iommu|dma|all] [runs]`: every section by default.
+  /// `cove-bench [spdm|tdisp|iommu|dma|platform|all] [runs]`: every section by default.
   static func main() throws {
     let arguments = Array(CommandLine.arguments.dropFirst())
     let section = arguments.first ?? "all"
@@ -117,6 +117,7 @@ struct CoveBench {
     case "tdisp": try TDISPBench.run(runs: runs)
     case "iommu": try IOMMUBench.run()
     case "dma": try DMABench.run(runs: runs)
+    case "platform": try PlatformBench.run(runs: runs)
     case "all":
       try SPDMBench.run(runs: runs)
       print("")
@@ -125,8 +126,11 @@ struct CoveBench {
       try IOMMUBench.run()
       print("")
       try DMABench.run(runs: runs)
+      print("")
+      try PlatformBench.run(runs: runs)
     default:
-      FileHandle.standardError.write(Data("usage: cove-bench [spdm|tdisp|iommu|dma|all] [runs]\n".utf8))
+      FileHandle.standardError.write(
+        Data("usage: cove-bench [spdm|tdisp|iommu|dma|platform|all] [runs]\n".utf8))
       exit(2)
     }
   }
