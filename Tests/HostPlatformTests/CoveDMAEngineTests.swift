@@ -130,9 +130,18 @@ import Testing
 
   @Test func badRingSizesAndDisabledQueuesDoNothing() {
     let (engine, port, _) = engine()
+    // RING_SIZE and RING_BASE are fixed while the queue is enabled.
+    engine.mmioWrite(offset: 0x148, size: 4, value: 6)
+    engine.mmioWrite(offset: 0x140, size: 4, value: 0x9000)
+    #expect(engine.mmioRead(offset: 0x148, size: 4) == 8)
+    #expect(engine.mmioRead(offset: 0x140, size: 4) == 0x10000)
+    engine.mmioWrite(offset: 0x14C, size: 4, value: 0)
     engine.mmioWrite(offset: 0x148, size: 4, value: 6)  // not a power of two
+    engine.mmioWrite(offset: 0x14C, size: 4, value: 1)
     engine.mmioWrite(offset: 0x158, size: 4, value: 1)
+    engine.mmioWrite(offset: 0x14C, size: 4, value: 0)
     engine.mmioWrite(offset: 0x148, size: 4, value: 8)
+    engine.mmioWrite(offset: 0x14C, size: 4, value: 1)
     engine.mmioWrite(offset: 0x158, size: 4, value: 9)  // tail beyond the ring
     engine.mmioWrite(offset: 0x14C, size: 4, value: 0)
     engine.mmioWrite(offset: 0x158, size: 4, value: 1)  // disabled

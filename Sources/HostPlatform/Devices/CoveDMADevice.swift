@@ -51,7 +51,10 @@ public final class CoveDMADevice {
     guard let space = tdisp.configSpaces[function], space.command.contains(.memorySpace),
       let base = space.barAddress(0), let size = space.layout.bars[0]?.size
     else { return nil }
-    return base..<(base &+ size)
+    // A BAR being sized (all ones written) or placed at the very top decodes nothing usable.
+    let (end, overflow) = base.addingReportingOverflow(size)
+    guard !overflow else { return nil }
+    return base..<end
   }
 
   /// A memory request to the function's BAR0 (a guest's MMIO, trapped and forwarded by the VMM, or

@@ -16,7 +16,7 @@ public import TDISP
 /// | 0x00C | DESCRIPTORS_COMPLETED | RO |
 /// | 0x010 / 0x014 | BYTES_MOVED low / high | RO |
 /// | 0x100 + 0x40·q | queue q (0…3): RING_BASE low (+0x00), high (+0x04) — the ring's IOVA | RW |
-/// | +0x08 | RING_SIZE: entries, a power of two, 1…4096 | RW |
+/// | +0x08 | RING_SIZE: entries, a power of two, 1…4096 (RING_BASE and RING_SIZE ignore writes while ENABLE is set) | RW |
 /// | +0x0C | CONTROL: bit 0 ENABLE, bit 1 RING_T0 (ring and status writes use T=0 even in RUN) | RW |
 /// | +0x10 | PASID: bit 31 valid, bits 19:0 the PASID every request of the queue carries | RW |
 /// | +0x14 | MSIX_VECTOR | RW |
@@ -142,10 +142,13 @@ public final class CoveDMAEngine {
 
   public func mmioWrite(offset: Int, size: Int, value: UInt32) {
     guard size == 4, offset & 3 == 0, let (index, register) = queueRegister(offset) else { return }
+    // The ring's base and size are fixed while the queue is enabled (HEAD must stay inside it).
+    let enabled = queues[index].enabled
     switch register {
-    case 0x00: queues[index].ringBase = queues[index].ringBase & ~0xFFFF_FFFF | UInt64(value)
-    case 0x04: queues[index].ringBase = queues[index].ringBase & 0xFFFF_FFFF | UInt64(value) << 32
-    case 0x08: queues[index].ringSize = value
+    case 0x00 where !enabled: queues[index].ringBase = queues[index].ringBase & ~0xFFFF_FFFF | UInt64(value)
+    case 0x04 where !enabled:
+      queues[index].ringBase = queues[index].ringBase & 0xFFFF_FFFF | UInt64(value) << 32
+    case 0x08 where !enabled: queues[index].ringSize = value
     case 0x0C:
       // Enabling a queue starts it from descriptor 0 with no fault.
       if value & 1 != 0, !queues[index].enabled {

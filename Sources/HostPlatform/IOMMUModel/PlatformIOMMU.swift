@@ -37,7 +37,8 @@ public struct PlatformDMAFault: Hashable, Sendable, CustomStringConvertible {
 ///    unmap invalidates the IOTLB;
 /// 3. the TEE-IO checks: T=1 only from a TDI in RUN, bound to the owning guest, over a SECURE stream;
 ///    T=0 only to shared pages; every page touched must belong to the requester's guest.
-/// Every refusal becomes a ``PlatformDMAFault`` and nothing is copied.
+/// Every refusal becomes a ``PlatformDMAFault`` naming the address it hit. A request spanning pages is
+/// checked page by page, as the TLPs that carry it would be, and stops at the first refused page.
 public final class PlatformIOMMU: DMAPort {
   public let core: IOMMUCore
   public let memory: PlatformMemory
@@ -48,6 +49,8 @@ public final class PlatformIOMMU: DMAPort {
   /// Where MSI-X messages go (the VMM delivers them to the owning guest).
   public var interruptSink: (RequesterID, UInt16) -> Void = { _, _ in }
   public private(set) var faults: [PlatformDMAFault] = []
+  /// Faults beyond the log's limit: counted, never silently lost.
+  public private(set) var faultsNotLogged = 0
   /// The vIOMMU of each guest that has one: its devices' requests are translated by the nested walk
   /// of the guest's own tables instead of the guest's host domain.
   public var viommus: [GuestID: VIOMMU] = [:]
@@ -101,7 +104,7 @@ public final class PlatformIOMMU: DMAPort {
         target.physical, into: UnsafeMutableRawBufferPointer(rebasing: buffer[done..<(done + chunk)]),
         as: target.accessor)
       {
-        return refuse(tlp, reason)
+        return refuse(tlp.at(done), reason)
       }
       done += chunk
     }
@@ -127,7 +130,7 @@ public final class PlatformIOMMU: DMAPort {
         target.physical, from: UnsafeRawBufferPointer(rebasing: buffer[done..<(done + chunk)]),
         as: target.accessor)
       {
-        return refuse(tlp, reason)
+        return refuse(tlp.at(done), reason)
       }
       done += chunk
     }
@@ -171,11 +174,18 @@ public final class PlatformIOMMU: DMAPort {
         run += min(length - done - run, from.contiguous, to.contiguous)
       }
       if let start, run > 0 {
-        if let reason = memory.dmaCopy(
+        if let failure = memory.dmaCopy(
           from: start.from.physical, as: start.from.accessor, to: start.to.physical, as: start.to.accessor,
           count: run)
         {
-          return (refuse(destination, reason), done)
+          // Name the request and the page that failed (the run starts at `done`).
+          let base = failure.source ? start.from.physical : start.to.physical
+          var into = 0
+          if let page = failure.page, page.rawValue > base.rawValue {
+            into = Int(page.rawValue - base.rawValue)
+          }
+          let tlp = (failure.source ? source : destination).at(done + into)
+          return (refuse(tlp, failure.reason), done)
         }
         done += run
       }
@@ -297,6 +307,8 @@ public final class PlatformIOMMU: DMAPort {
   private func refuse(_ tlp: TLP, _ reason: DMAFaultReason) -> DMAVerdict {
     if faults.count < Self.faultLogLimit {
       faults.append(PlatformDMAFault(tlp: tlp, guest: assignments[tlp.requesterID], reason: reason))
+    } else {
+      faultsNotLogged += 1
     }
     return .refused(reason)
   }

@@ -29,16 +29,26 @@ extension PlatformMemory {
     return nil
   }
 
+  /// A copy; a refusal says which side it was (`source` true: the read) and the page it hit.
   public func dmaCopy(
     from source: PhysicalAddress, as reader: DMAAccess, to destination: PhysicalAddress, as writer: DMAAccess,
     count: Int
-  ) -> DMAFaultReason? {
-    if let refusal = dmaCheck(source, count: count, reader, reading: true) { return refusal }
-    if let refusal = dmaCheck(destination, count: count, writer, reading: false) { return refusal }
+  ) -> (reason: DMAFaultReason, source: Bool, page: PhysicalAddress?)? {
+    if let refusal = dmaCheck(source, count: count, reader, reading: true) { return (refusal, true, nil) }
+    if let refusal = dmaCheck(destination, count: count, writer, reading: false) {
+      return (refusal, false, nil)
+    }
     do {
       try copy(count, from: source, as: accessor(reader), to: destination, as: accessor(writer))
     } catch {
-      return Self.reason(error)
+      let page: PhysicalAddress?
+      switch error.reason {
+      case .notOwner(let at, _), .integrityFailure(let at): page = at
+      default: page = nil
+      }
+      let inSource =
+        page.map { $0.rawValue >= source.rawValue && $0.rawValue - source.rawValue < UInt64(count) } ?? true
+      return (Self.reason(error), inSource, page)
     }
     return nil
   }

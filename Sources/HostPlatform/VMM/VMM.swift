@@ -106,6 +106,18 @@ public final class VMM {
     guard configuration.boundary == .max || configuration.boundary >= configuration.memoryBytes else {
       throw VMMError(.EINVAL, "boundary X below the top of guest memory would alias private and shared")
     }
+    // The shared alias [X, X + memory) must be page-aligned and fit the domain's 48-bit IOVA space.
+    let iovaLimit: UInt64 = 1 << 48
+    guard
+      configuration.viommu || configuration.boundary == .max
+        || (configuration.boundary % pageSize == 0
+          && configuration.boundary <= iovaLimit - configuration.memoryBytes)
+    else {
+      throw VMMError(
+        .EINVAL,
+        "boundary X 0x\(String(configuration.boundary, radix: 16)) must be all ones, or page-aligned with X + memory ≤ 2^48"
+      )
+    }
     let id = GuestID(nextGuest)
     let pages: [PhysicalAddress]
     do { pages = try memory.assign(pages: Int(configuration.memoryBytes / pageSize), to: id) } catch {
@@ -161,40 +173,66 @@ public final class VMM {
   public func convert(_ guest: GuestID, gpa: UInt64, pages count: Int, toShared: Bool) throws(VMMError) {
     guard let vm = guests[guest] else { throw VMMError(.ENODEV, "no \(guest)") }
     let pageSize = UInt64(PlatformMemory.pageSize)
-    guard gpa % pageSize == 0, count > 0, gpa / pageSize + UInt64(count) <= UInt64(vm.pages.count) else {
+    guard gpa % pageSize == 0, count > 0, count <= vm.pages.count,
+      gpa / pageSize <= UInt64(vm.pages.count - count)
+    else {
       throw VMMError(.EINVAL, "conversion range outside guest memory or unaligned")
     }
-    let boundary = vm.configuration.boundary
-    for index in Int(gpa / pageSize)..<(Int(gpa / pageSize) + count) {
-      let page = UInt64(index)
-      guard vm.sharedPages.contains(page) != toShared else {
-        throw VMMError(
-          .EINVAL, "GPA 0x\(String(page * pageSize, radix: 16)) is already \(toShared ? "shared" : "private")"
-        )
-      }
-      guard toShared == false || boundary != .max else {
-        throw VMMError(.EINVAL, "boundary X is all ones: the guest has no shared alias")
-      }
+    let first = Int(gpa / pageSize)
+    let indices = first..<(first + count)
+    // Every page is checked before any is touched: a refused range changes nothing.
+    for index in indices where vm.sharedPages.contains(UInt64(index)) == toShared {
+      throw VMMError(
+        .EINVAL,
+        "GPA 0x\(String(UInt64(index) * pageSize, radix: 16)) is already \(toShared ? "shared" : "private")")
+    }
+    let usesAliases = vm.viommu == nil
+    if toShared, usesAliases, vm.configuration.boundary == .max {
+      throw VMMError(.EINVAL, "boundary X is all ones: the guest has no shared alias")
+    }
+    var done: [Int] = []
+    for index in indices {
       do {
-        try memory.convert(vm.pages[index], to: toShared ? .shared : .private, by: guest)
-        let privateIOVA = IOVA(page * pageSize)
-        let sharedIOVA = IOVA(boundary &+ page * pageSize)
-        if toShared {
-          _ = try vm.domain.unmapSplitting(privateIOVA)
-          try vm.domain.map(
-            sharedIOVA, to: vm.pages[index], size: pageSize, protection: [.read, .write, .shared])
-          vm.sharedPages.insert(page)
-        } else {
-          _ = try vm.domain.unmapSplitting(sharedIOVA)
-          try vm.domain.map(privateIOVA, to: vm.pages[index], size: pageSize, protection: [.read, .write])
-          vm.sharedPages.remove(page)
-        }
-      } catch let error as IOMMUError {
-        throw VMMError(error.errno, error.reason)
+        try convertOne(vm, index: index, toShared: toShared, aliases: usesAliases)
+        done.append(index)
       } catch {
-        throw VMMError(.EIO, "\(error)")
+        // Put the pages already converted back (scrubbed, as any conversion leaves them).
+        for undone in done.reversed() {
+          try? convertOne(vm, index: undone, toShared: !toShared, aliases: usesAliases)
+        }
+        throw error
       }
     }
+  }
+
+  /// One page: the new alias is mapped first, then memory changes state (scrubbing it), then the old
+  /// alias is unmapped (which invalidates the IOTLB); a failure undoes the steps before it. A vIOMMU
+  /// guest has no aliases: its stage 2 is checked page by page on every access, so nothing cached
+  /// can outlive the conversion.
+  private func convertOne(_ vm: VMMGuest, index: Int, toShared: Bool, aliases: Bool) throws(VMMError) {
+    let pageSize = UInt64(PlatformMemory.pageSize)
+    let page = UInt64(index)
+    let privateIOVA = IOVA(page * pageSize)
+    let sharedIOVA = IOVA(vm.configuration.boundary &+ page * pageSize)
+    let (newIOVA, oldIOVA) = toShared ? (sharedIOVA, privateIOVA) : (privateIOVA, sharedIOVA)
+    let protection: IOProtection = toShared ? [.read, .write, .shared] : [.read, .write]
+    if aliases {
+      do { try vm.domain.map(newIOVA, to: vm.pages[index], size: pageSize, protection: protection) } catch {
+        throw VMMError(error.errno, error.reason)
+      }
+    }
+    do { try memory.convert(vm.pages[index], to: toShared ? .shared : .private, by: vm.id) } catch {
+      if aliases { _ = try? vm.domain.unmap(newIOVA, size: pageSize) }
+      throw VMMError(error.errno, "\(error)")
+    }
+    if aliases {
+      do { _ = try vm.domain.unmapSplitting(oldIOVA) } catch {
+        _ = try? memory.convert(vm.pages[index], to: toShared ? .private : .shared, by: vm.id)
+        _ = try? vm.domain.unmap(newIOVA, size: pageSize)
+        throw VMMError(error.errno, error.reason)
+      }
+    }
+    if toShared { vm.sharedPages.insert(page) } else { vm.sharedPages.remove(page) }
   }
 
   /// A vIOMMU command from the guest (the hypercall form of its command queue): attach, detach,
@@ -221,6 +259,11 @@ public final class VMM {
     if let owner = iommu.assignments[function], owner != guest {
       throw VMMError(.EBUSY, "\(function) is assigned to \(owner)")
     }
+    if let device = devices[function], let owner = tsms[ObjectIdentifier(device)]?.owner(of: function),
+      owner != guest
+    {
+      throw VMMError(.EBUSY, "\(function)'s TDI is bound to \(owner)")
+    }
     do { try iommu.assign(function, to: guest, domain: vm.domain) } catch {
       throw VMMError(error.errno, error.reason)
     }
@@ -236,7 +279,7 @@ public final class VMM {
       throw VMMError(.EPERM, "\(function) is not assigned to \(guest)")
     }
     let standing = standing(of: function)
-    let tBit = standing.tdiState == .run && standing.boundGuest == guest
+    let tBit = standing.tdiState == .run && standing.boundGuest == guest && standing.streamSecure
     let kind: TLP.Kind = value == nil ? .memoryRead(length: 4) : .memoryWrite(length: 4)
     return device.mmio(
       TLP(requesterID: function, address: address, tBit: tBit, kind: kind), at: function, value: value ?? 0)
@@ -244,21 +287,55 @@ public final class VMM {
 
   // MARK: Guest and host views of memory
 
-  /// The guest's CPU reading its own memory (plaintext of its pages).
+  /// The guest's CPU reading its own memory (plaintext of its pages), page by page through stage 2.
   public func guestRead(_ guest: GuestID, gpa: UInt64, count: Int) throws(VMMError) -> [UInt8] {
-    guard let vm = guests[guest], let hpa = vm.hostAddress(of: gpa) else {
-      throw VMMError(.EFAULT, "GPA outside guest memory")
+    var bytes: [UInt8] = []
+    bytes.reserveCapacity(max(0, count))
+    try forEachPage(guest, gpa: gpa, count: count) { (hpa, offset, length) throws(VMMError) in
+      do throws(MemoryError) { bytes += try memory.read(hpa, count: length, as: .owner(guest)) } catch {
+        throw VMMError(error.errno, "\(error)")
+      }
     }
-    do { return try memory.read(hpa, count: count, as: .owner(guest)) } catch {
-      throw VMMError(.EFAULT, "\(error)")
+    return bytes
+  }
+
+  /// The guest's CPU writing its own memory. Every page is checked first, so a refused write writes
+  /// nothing.
+  public func guestWrite(_ guest: GuestID, gpa: UInt64, bytes: [UInt8]) throws(VMMError) {
+    var pieces: [(PhysicalAddress, Int, Int)] = []
+    try forEachPage(guest, gpa: gpa, count: bytes.count) { hpa, offset, length in
+      pieces.append((hpa, offset, length))
+    }
+    for (hpa, _, _) in pieces {
+      if let page = memory.page(at: hpa), page.owner != guest {
+        throw VMMError(.EPERM, "GPA page at \(hpa) is not \(guest)'s")
+      }
+    }
+    for (hpa, offset, length) in pieces {
+      do { try memory.write(Array(bytes[offset..<(offset + length)]), at: hpa, as: .owner(guest)) } catch {
+        throw VMMError(error.errno, "\(error)")
+      }
     }
   }
 
-  public func guestWrite(_ guest: GuestID, gpa: UInt64, bytes: [UInt8]) throws(VMMError) {
-    guard let vm = guests[guest], let hpa = vm.hostAddress(of: gpa) else {
-      throw VMMError(.EFAULT, "GPA outside guest memory")
+  /// Splits [gpa, gpa + count) at guest page boundaries and hands each piece's host address, its
+  /// offset in the access and its length to `body`. EFAULT outside guest memory.
+  private func forEachPage(
+    _ guest: GuestID, gpa: UInt64, count: Int, _ body: (PhysicalAddress, Int, Int) throws(VMMError) -> Void
+  ) throws(VMMError) {
+    guard let vm = guests[guest] else { throw VMMError(.ENODEV, "no \(guest)") }
+    guard count >= 0, gpa <= vm.memoryBytes, UInt64(count) <= vm.memoryBytes - gpa else {
+      throw VMMError(.EFAULT, "GPA range outside guest memory")
     }
-    do { try memory.write(bytes, at: hpa, as: .owner(guest)) } catch { throw VMMError(.EFAULT, "\(error)") }
+    let pageSize = UInt64(PlatformMemory.pageSize)
+    var done = 0
+    while done < count {
+      let address = gpa + UInt64(done)
+      let length = min(count - done, Int(pageSize - address % pageSize))
+      guard let hpa = vm.hostAddress(of: address) else { throw VMMError(.EFAULT, "GPA outside guest memory") }
+      try body(hpa, done, length)
+      done += length
+    }
   }
 
   // MARK: Internals
@@ -299,9 +376,18 @@ extension IOMMUDomain {
       _ = try unmap(IOVA(leafIOVA), size: leafBytes)
       var offset: UInt64 = 0
       while offset < leafBytes {
-        try map(
-          IOVA(leafIOVA + offset), to: PhysicalAddress(leafPhysical + offset), size: pageSize,
-          protection: translation.protection)
+        do {
+          try map(
+            IOVA(leafIOVA + offset), to: PhysicalAddress(leafPhysical + offset), size: pageSize,
+            protection: translation.protection)
+        } catch {
+          // Out of table memory part-way: put the large leaf back as it was, then report.
+          _ = try? unmap(IOVA(leafIOVA), size: offset)
+          try? map(
+            IOVA(leafIOVA), to: PhysicalAddress(leafPhysical), size: leafBytes,
+            protection: translation.protection)
+          throw error
+        }
         offset += pageSize
       }
     }

@@ -1,0 +1,143 @@
+import HostPlatform
+import IOMMU
+import PCIe
+import TDISP
+import Testing
+
+/// The platform IOMMU's rules driven directly, and the VMM's guards (SEMANTICS.md §5; issue 5).
+@Suite struct PlatformIOMMUTests {
+  typealias Platform = TrustedDMATests.Platform
+  static let function = Platform.function
+
+  func read(_ iommu: PlatformIOMMU, _ address: UInt64, tBit: Bool, count: Int = 16) -> DMAVerdict {
+    var buffer = [UInt8](repeating: 0xAA, count: count)
+    return buffer.withUnsafeMutableBytes { bytes in
+      iommu.dmaRead(
+        TLP(requesterID: Self.function, address: address, tBit: tBit, kind: .memoryRead(length: count)),
+        into: bytes)
+    }
+  }
+
+  @Test func tOneNeedsRunTheOwningGuestAndASecureStream() throws {
+    let platform = try Platform()
+    let iommu = platform.iommu
+    let guest = platform.guest.id
+    let cases: [(TEEStanding, DMAVerdict)] = [
+      (
+        TEEStanding(tdiState: .configLocked, boundGuest: guest, streamSecure: true),
+        .refused(.untrustedTBit("TDI in CONFIG_LOCKED"))
+      ),
+      (
+        TEEStanding(tdiState: .error, boundGuest: guest, streamSecure: true),
+        .refused(.untrustedTBit("TDI in ERROR"))
+      ),
+      (
+        TEEStanding(tdiState: .run, boundGuest: GuestID(9), streamSecure: true),
+        .refused(.untrustedTBit("TDI not bound to guest 1"))
+      ),
+      (
+        TEEStanding(tdiState: .run, boundGuest: nil, streamSecure: true),
+        .refused(.untrustedTBit("TDI not bound to guest 1"))
+      ),
+      (
+        TEEStanding(tdiState: .run, boundGuest: guest, streamSecure: false),
+        .refused(.untrustedTBit("IDE stream not SECURE"))
+      ),
+      (TEEStanding(tdiState: .run, boundGuest: guest, streamSecure: true), .completed),
+    ]
+    for (standing, expected) in cases {
+      iommu.standing = { _ in standing }
+      #expect(read(iommu, 0x10000, tBit: true) == expected)
+    }
+    // T=0 to the private alias: refused whatever the standing.
+    #expect(read(iommu, 0x10000, tBit: false) == .refused(.tZeroToPrivate))
+    #expect(iommu.faults.count == 6)
+    #expect(iommu.faults.last?.tlp.address == 0x10000)
+  }
+
+  @Test func faultsBeyondTheLogAreCountedNotLost() throws {
+    let platform = try Platform()
+    for _ in 0..<(PlatformIOMMU.faultLogLimit + 3) { _ = read(platform.iommu, 0x10000, tBit: false) }
+    #expect(platform.iommu.faults.count == PlatformIOMMU.faultLogLimit)
+    #expect(platform.iommu.faultsNotLogged == 3)
+  }
+
+  @Test func boundaryXMustBeAlignedAndFitTheIOVASpace() throws {
+    let platform = try Platform()
+    for bad: UInt64 in [1 << 48, (1 << 20) + 8, (1 << 48) - (1 << 19)] {
+      #expect(throws: VMMError.self) {
+        _ = try platform.vmm.createGuest(GuestConfiguration(memoryBytes: 1 << 20, boundary: bad))
+      }
+    }
+    // X all ones: everything private, no shared alias to convert to.
+    let allPrivate = try platform.vmm.createGuest(GuestConfiguration(memoryBytes: 1 << 20, boundary: .max))
+    #expect(throws: VMMError(.EINVAL, "boundary X is all ones: the guest has no shared alias")) {
+      try platform.vmm.convert(allPrivate.id, gpa: 0, pages: 1, toShared: true)
+    }
+    #expect(platform.memory.page(at: allPrivate.pages[0])?.state == .private)
+  }
+
+  @Test func aConversionRangeIsAllOrNothing() throws {
+    let platform = try Platform()
+    let guest = platform.guest.id
+    try platform.vmm.convert(guest, gpa: 0x42000, pages: 1, toShared: true)
+    try platform.vmm.guestWrite(guest, gpa: 0x40000, bytes: [1, 2, 3])
+    #expect(throws: VMMError(.EINVAL, "GPA 0x42000 is already shared")) {
+      try platform.vmm.convert(guest, gpa: 0x40000, pages: 4, toShared: true)
+    }
+    // Nothing before the offending page changed: still private, contents intact.
+    #expect(platform.guest.sharedPages == [0x42])
+    #expect(platform.memory.page(at: platform.guest.pages[0x40])?.state == .private)
+    #expect(try platform.vmm.guestRead(guest, gpa: 0x40000, count: 3) == [1, 2, 3])
+  }
+
+  @Test func aGuestCannotBeAssignedATDIBoundToAnotherGuest() throws {
+    let platform = try Platform()
+    let other = try platform.vmm.createGuest(GuestConfiguration(memoryBytes: 1 << 20))
+    try platform.tsm.connect()
+    let second = BDF(bus: 3, device: 0, function: 0).requesterID
+    try platform.tsm.bind(second, to: other.id)
+    #expect(throws: VMMError(.EBUSY, "03:00.0's TDI is bound to guest 2")) {
+      try platform.vmm.assign(second, to: platform.guest.id)
+    }
+    try platform.vmm.assign(second, to: other.id)
+  }
+
+  @Test func guestAccessesFollowStage2PageByPage() throws {
+    let platform = try Platform()
+    let guest = platform.guest.id
+    let bytes = (0..<16).map { UInt8($0) }
+    try platform.vmm.guestWrite(guest, gpa: 0x0FF8, bytes: bytes)  // spans GPA pages 0 and 1
+    #expect(try platform.vmm.guestRead(guest, gpa: 0x0FF8, count: 16) == bytes)
+    #expect(
+      try platform.memory.read(platform.guest.pages[1], count: 8, as: .owner(guest)) == Array(bytes[8...]))
+    #expect(throws: VMMError(.EFAULT, "GPA range outside guest memory")) {
+      _ = try platform.vmm.guestRead(guest, gpa: (1 << 20) - 4, count: 8)
+    }
+  }
+
+  @Test func aBARBeingSizedDecodesNothingAndDoesNotTrap() throws {
+    let platform = try Platform()
+    platform.device.tdisp.configWrite(
+      Self.function, offset: PCIHeaderRegister.bar0, size: 4, value: 0xFFFF_FFFF)
+    platform.device.tdisp.configWrite(
+      Self.function, offset: PCIHeaderRegister.bar0 + 4, size: 4, value: 0xFFFF_FFFF)
+    #expect(platform.device.bar0(of: Self.function) == nil)
+    #expect(
+      try platform.vmm.mmio(platform.guest.id, function: Self.function, address: 0xFFFF_FFFF_FFFF_0000)
+        == 0xFFFF_FFFF)
+  }
+
+  @Test func hostMMIOWithT0ToARunningTDIsPrivateRegistersErrorsIt() throws {
+    let platform = try Platform()
+    try platform.accept()
+    // The owning guest (T=1) reads the engine's ID register; the host's T=0 access is refused and ERRORs.
+    #expect(
+      try platform.vmm.mmio(platform.guest.id, function: Self.function, address: platform.bar) == 0x414D_4443)
+    let host = TLP(
+      requesterID: platform.device.rootPort.requesterID, address: platform.bar, tBit: false,
+      kind: .memoryRead(length: 4))
+    #expect(platform.device.mmio(host, at: Self.function) == 0xFFFF_FFFF)
+    #expect(platform.device.tdisp.tdi(Self.function)?.state == .error)
+  }
+}
