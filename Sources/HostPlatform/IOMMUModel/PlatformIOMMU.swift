@@ -235,11 +235,19 @@ public final class PlatformIOMMU: DMAPort {
   struct Requester {
     var guest: GuestID
     var standing: TEEStanding?
+    var viommu: VIOMMU?
+    /// The host domain's translator, or why the core refuses the requester (recorded per request).
+    var translator: Result<IOMMUCore.Translator, IOMMUCore.TranslatorRefusal>?
   }
 
   private func requester(of tlp: TLP) -> Result<Requester, DMAFaultReason> {
     guard let guest = assignments[tlp.requesterID] else { return .failure(.blocked) }
-    return .success(Requester(guest: guest, standing: tlp.tBit ? standing(tlp.requesterID) : nil))
+    let viommu = viommus[guest]
+    return .success(
+      Requester(
+        guest: guest, standing: tlp.tBit ? standing(tlp.requesterID) : nil, viommu: viommu,
+        translator: viommu == nil
+          ? core.translator(device: tlp.requesterID.bdf(), pasid: tlp.pasid.map { PASID($0) }) : nil))
   }
 
   private func resolve(_ tlp: TLP, offset: Int, access: IOAccess) -> Result<Target, DMAFaultReason> {
@@ -256,7 +264,7 @@ public final class PlatformIOMMU: DMAPort {
     let iova = IOVA(tlp.address &+ UInt64(offset))
     let pasid = tlp.pasid.map { PASID($0) }
     let translation: IOTranslation
-    if let viommu = viommus[guest] {
+    if let viommu = requester.viommu {
       switch viommu.translate(requester: tlp.requesterID, pasid: pasid, iova: iova, access: access) {
       case .success(let nested):
         // Stage 2 is per 4 KiB page: contiguity ends at the host page.
@@ -267,7 +275,13 @@ public final class PlatformIOMMU: DMAPort {
       }
       return check(tlp, translation: translation, iova: iova, guest: guest, requester: requester)
     }
-    switch core.translate(device: tlp.requesterID.bdf(), pasid: pasid, iova: iova, access: access) {
+    let result: Result<IOTranslation, IOFault>
+    switch requester.translator {
+    case .success(let translator)?: result = translator.translate(iova, access: access)
+    case .failure, nil:
+      result = core.translate(device: tlp.requesterID.bdf(), pasid: pasid, iova: iova, access: access)
+    }
+    switch result {
     case .success(let result): translation = result
     case .failure(let fault):
       switch fault.reason {

@@ -11,45 +11,77 @@ extension IOMMUCore {
   public func translate(device bdf: BDF, pasid: PASID?, iova: IOVA, access: IOAccess)
     -> Result<IOTranslation, IOFault>
   {
-    let pasid = pasid == .noPASID ? nil : pasid
-    func fault(_ reason: IOFaultReason, _ domain: IOMMUDomain?) -> Result<IOTranslation, IOFault> {
+    switch translator(device: bdf, pasid: pasid) {
+    case .success(let translator): return translator.translate(iova, access: access)
+    case .failure(let refusal):
+      let pasid = pasid == .noPASID ? nil : pasid
       let record = IOFault(
-        device: bdf, pasid: pasid, address: iova, access: access, reason: reason, domain: domain?.id)
+        device: bdf, pasid: pasid, address: iova, access: access, reason: refusal.reason,
+        domain: refusal.domain)
       faultQueue.report(record)
       return .failure(record)
     }
+  }
+
+  /// Why requests from a device cannot be translated at all (before any address is looked at).
+  public struct TranslatorRefusal: Error, Hashable, Sendable {
+    public var reason: IOFaultReason
+    public var domain: DomainID?
+  }
+
+  /// The domain requests from `bdf` with `pasid` go through, resolved once so a burst of requests
+  /// (a copy engine's transfer) pays the device, group and PASID lookups once. Exactly the rules of
+  /// ``translate(device:pasid:iova:access:)``, which uses it.
+  public func translator(device bdf: BDF, pasid: PASID?) -> Result<Translator, TranslatorRefusal> {
+    let pasid = pasid == .noPASID ? nil : pasid
     guard let device = devicesByBDF[bdf], let group = groupsByID[device.group] else {
-      return fault(.unknownDevice, nil)
+      return .failure(TranslatorRefusal(reason: .unknownDevice, domain: nil))
     }
     let domain: IOMMUDomain
     if let pasid {
       guard pasid.rawValue < device.description.maxPASID, let attachment = group.pasids[pasid] else {
-        return fault(.unknownPASID, nil)
+        return .failure(TranslatorRefusal(reason: .unknownPASID, domain: nil))
       }
       domain = attachment.domain
     } else {
       domain = group.domain
     }
-    if domain.type == .blocked { return fault(.blocked, domain) }
+    if domain.type == .blocked { return .failure(TranslatorRefusal(reason: .blocked, domain: domain.id)) }
     if domain.type == .sva, domain.addressSpace?.isAlive != true {
-      return fault(.addressSpaceExited, domain)
+      return .failure(TranslatorRefusal(reason: .addressSpaceExited, domain: domain.id))
     }
-    // The IOTLB first (tagged by domain and PASID); a miss walks the domain and fills it. Only
-    // translated domains are cached: identity and blocked need no walk.
-    let tag = pasid ?? .noPASID
-    let cacheable = domain.type.isPaging || domain.type == .sva
-    let translation: IOTranslation
-    if cacheable, let cached = iotlb.lookup(domain: domain.id, pasid: tag, iova: iova) {
-      translation = cached
-    } else {
-      guard let walked = domain.lookup(iova) else { return fault(.notMapped, domain) }
-      if cacheable { iotlb.insert(domain: domain.id, pasid: tag, iova: iova, translation: walked) }
-      translation = walked
+    return .success(Translator(core: self, device: bdf, pasid: pasid, domain: domain))
+  }
+
+  /// Translations through one resolved domain: the IOTLB first (tagged by domain and PASID), a miss
+  /// walks the domain and fills it; failures go to the core's fault queue.
+  public struct Translator {
+    let core: IOMMUCore
+    let device: BDF
+    let pasid: PASID?
+    let domain: IOMMUDomain
+
+    public func translate(_ iova: IOVA, access: IOAccess) -> Result<IOTranslation, IOFault> {
+      func fault(_ reason: IOFaultReason) -> Result<IOTranslation, IOFault> {
+        let record = IOFault(
+          device: device, pasid: pasid, address: iova, access: access, reason: reason, domain: domain.id)
+        core.faultQueue.report(record)
+        return .failure(record)
+      }
+      // Only translated domains are cached: identity and blocked need no walk.
+      let tag = pasid ?? .noPASID
+      let cacheable = domain.type.isPaging || domain.type == .sva
+      let translation: IOTranslation
+      if cacheable, let cached = core.iotlb.lookup(domain: domain.id, pasid: tag, iova: iova) {
+        translation = cached
+      } else {
+        guard let walked = domain.lookup(iova) else { return fault(.notMapped) }
+        if cacheable { core.iotlb.insert(domain: domain.id, pasid: tag, iova: iova, translation: walked) }
+        translation = walked
+      }
+      guard translation.protection.contains(access.requiredProtection) else { return fault(.permission) }
+      return .success(translation)
     }
-    guard translation.protection.contains(access.requiredProtection) else {
-      return fault(.permission, domain)
-    }
-    return .success(translation)
   }
 
   /// Removes and returns the recorded faults, oldest first. Dropped faults stay counted in
