@@ -70,7 +70,7 @@ enum DMABench {
       transport: DOEMailboxTransport(port: ConfigSpaceDOEPort(device: device.tdisp)),
       rootPort: device.rootPort,
       policy: policy, entropy: SystemEntropy())
-    vmm.plug(device, tsm: tsm)
+    try vmm.plug(device, tsm: tsm)
     let guest = try vmm.createGuest(
       GuestConfiguration(memoryBytes: memoryBytes, largeIOMMUPages: largeIOMMUPages))
     let function = device.tsmConfiguration.interfaces[1]

@@ -141,3 +141,38 @@ import Testing
     #expect(platform.device.tdisp.tdi(Self.function)?.state == .error)
   }
 }
+
+extension PlatformIOMMUTests {
+  /// ACS decides isolation: with it each function is its own group and can go to its own guest;
+  /// without it the functions share a group, which goes to one guest whole (SEMANTICS.md §1).
+  @Test(arguments: [true, false])
+  func groupFormationFollowsACS(acs: Bool) throws {
+    let platform = try Platform(acs: acs)
+    let core = platform.iommu.core
+    let pf0 = BDF(bus: 3, device: 0, function: 0)
+    let pf1 = BDF(bus: 3, device: 0, function: 1)
+    #expect((core.group(of: pf0) == core.group(of: pf1)) == !acs)
+    let other = try platform.vmm.createGuest(GuestConfiguration(memoryBytes: 1 << 20))
+    if acs {
+      try platform.vmm.assign(pf0.requesterID, to: other.id)
+      #expect(platform.iommu.assignments[pf0.requesterID] == other.id)
+    } else {
+      // 03:00.1 went to guest 1, and took 03:00.0 with it.
+      #expect(platform.iommu.assignments[pf0.requesterID] == platform.guest.id)
+      #expect(throws: VMMError.self) { try platform.vmm.assign(pf0.requesterID, to: other.id) }
+    }
+  }
+
+  @Test func aGuestsConfigWriteToItsLockedTDIErrorsIt() throws {
+    let platform = try Platform()
+    try platform.accept()
+    let events = try platform.vmm.configWrite(
+      platform.guest.id, function: Self.function, offset: PCIHeaderRegister.command, size: 2, value: 0x0002)
+    #expect(events == [.busMasterDisabled])
+    #expect(platform.device.tdisp.tdi(Self.function)?.state == .error)
+    let other = try platform.vmm.createGuest(GuestConfiguration(memoryBytes: 1 << 20))
+    #expect(throws: VMMError(.EPERM, "03:00.1 is not assigned to guest 2")) {
+      _ = try platform.vmm.configRead(other.id, function: Self.function, offset: 0, size: 4)
+    }
+  }
+}

@@ -17,7 +17,8 @@ import Testing
     let tsm: HostTSM<DOEMailboxTransport<ConfigSpaceDOEPort>>
     let guest: VMMGuest
 
-    init(boundary: UInt64 = GuestConfiguration.defaultBoundary, viommu: Bool = false) throws {
+    init(boundary: UInt64 = GuestConfiguration.defaultBoundary, viommu: Bool = false, acs: Bool = true) throws
+    {
       memory = PlatformMemory(pages: 4096, entropy: SeededEntropy(seed: 50))
       let core = try IOMMUCore(tableMemory: try TablePagePool(maxPages: 1024))
       iommu = PlatformIOMMU(core: core, memory: memory)
@@ -26,7 +27,7 @@ import Testing
       device = try CoveDMADevice(
         identity: SPDMResponderConfiguration(
           certificateChain: pki.chainRootToLeaf, signingKey: pki.deviceKey, measurements: []),
-        entropy: SeededEntropy(seed: 52))
+        entropy: SeededEntropy(seed: 52), acs: acs)
       var policy = SPDMRequesterPolicy(trustAnchors: [pki.root])
       policy.validationTime = 1_767_225_600
       tsm = HostTSM(
@@ -34,7 +35,7 @@ import Testing
         transport: DOEMailboxTransport(port: ConfigSpaceDOEPort(device: device.tdisp)),
         rootPort: device.rootPort,
         policy: policy, entropy: SeededEntropy(seed: 53))
-      vmm.plug(device, tsm: tsm)
+      try vmm.plug(device, tsm: tsm)
       guest = try vmm.createGuest(
         GuestConfiguration(memoryBytes: 1 << 20, boundary: boundary, viommu: viommu))
       try vmm.assign(Self.function, to: guest.id)

@@ -1,5 +1,6 @@
 public import CoveCrypto
 import IDEKM
+public import IOMMU
 public import PCIe
 public import SPDM
 public import TDISP
@@ -13,13 +14,17 @@ public final class CoveDMADevice {
   public let rootPort: IDERootPort
   public let tsmConfiguration: TSMDeviceConfiguration
   public private(set) var engines: [RequesterID: CoveDMAEngine] = [:]
+  /// Whether the functions implement ACS (isolated from each other) and PASID width; what the
+  /// platform's IOMMU probes them with, so ACS absent puts every function in one group.
+  public let acs: Bool
 
   /// A cove-dma device shaped by `template` (functions, VFs, stream, lock flags) with `identity` as
   /// its DSM's certificate chain, key and firmware measurements.
   public init(
     template: TEEIODeviceTemplate = TEEIODeviceTemplate(), identity: SPDMResponderConfiguration,
-    entropy: any EntropySource
+    entropy: any EntropySource, acs: Bool = true
   ) throws {
+    self.acs = acs
     let built = try template.build(identity: identity, entropy: entropy)
     tdisp = built.device
     rootPort = built.rootPort
@@ -33,6 +38,14 @@ public final class CoveDMADevice {
       }
       engines[function] = engine
     }
+  }
+
+  /// How the platform's IOMMU sees `function`: below the root port (with ACS), one function of a
+  /// multi-function device with or without ACS, 20-bit PASIDs.
+  public func description(of function: RequesterID) -> DeviceDescription {
+    DeviceDescription(
+      function.bdf(), upstream: [BridgeInfo(rootPort.requesterID.bdf(), hasACS: true)],
+      functionIsolation: acs ? .multiFunctionWithACS : .multiFunctionWithoutACS, maxPASID: 1 << 20)
   }
 
   /// Connects every engine to the platform's DMA path.

@@ -61,22 +61,38 @@ public final class PlatformIOMMU: DMAPort {
     self.memory = memory
   }
 
-  /// Routes `requester`'s DMA into `domain` (the guest's) and records the owner. A requester the
-  /// core has not seen is probed with `description` (its topology decides its group: ACS present or
-  /// absent, SEMANTICS.md §1); by default a function with ACS below an ACS root port.
-  public func assign(
-    _ requester: RequesterID, to guest: GuestID, domain: IOMMUDomain, description: DeviceDescription? = nil
-  ) throws(IOMMUError) {
+  /// Probes a device function into the core at plug time (Linux iommu_probe_device): its topology
+  /// (ACS on its functions and ports) decides which group it joins (SEMANTICS.md §1).
+  public func probe(_ requester: RequesterID, description: DeviceDescription) throws(IOMMUError) {
+    guard core.group(of: requester.bdf()) == nil else { return }
+    try core.addDevice(description)
+  }
+
+  /// Routes `requester`'s DMA into `domain` (the guest's) and records the owner. A function that shares
+  /// its group with others (no ACS between them) cannot be isolated from them, so the whole group goes
+  /// to the guest (iommu_attach_group, as VFIO assigns groups): EBUSY when another member already
+  /// belongs to another guest. A requester never probed is probed as an isolated function.
+  public func assign(_ requester: RequesterID, to guest: GuestID, domain: IOMMUDomain) throws(IOMMUError) {
     let bdf = requester.bdf()
     if core.group(of: bdf) == nil {
       try core.addDevice(
-        description
-          ?? DeviceDescription(
-            bdf, upstream: [BridgeInfo(BDF(bus: 0, device: 1, function: 0), hasACS: true)],
-            functionIsolation: .multiFunctionWithACS, maxPASID: 1 << 20))
+        DeviceDescription(
+          bdf, upstream: [BridgeInfo(BDF(bus: 0, device: 1, function: 0), hasACS: true)],
+          functionIsolation: .multiFunctionWithACS, maxPASID: 1 << 20))
     }
-    try core.attachDevice(domain, to: bdf)
-    assignments[requester] = guest
+    guard let group = core.group(of: bdf) else { throw IOMMUError(.ENODEV, "\(bdf) has no group") }
+    let members = core.devices(in: group).map(\.requesterID)
+    for member in members {
+      if let owner = assignments[member], owner != guest {
+        throw IOMMUError(.EBUSY, "\(bdf) shares \(group) with \(member), which belongs to \(owner)")
+      }
+    }
+    if members.count == 1 {
+      try core.attachDevice(domain, to: bdf)
+    } else if try core.currentDomain(of: group) !== domain {
+      try core.attachGroup(domain, to: group)
+    }
+    for member in members { assignments[member] = guest }
   }
 
   /// Takes `requester` away from its guest: its DMA is blocked from now on.

@@ -246,7 +246,12 @@ public final class VMM {
 
   /// Plugs a cove-dma device into the platform: its engines DMA through the IOMMU model, the TSM
   /// (through `standing`) tells the IOMMU which of its TDIs may send T=1.
-  public func plug(_ device: CoveDMADevice, tsm: any TSMStanding) {
+  public func plug(_ device: CoveDMADevice, tsm: any TSMStanding) throws(VMMError) {
+    for function in device.tdisp.functionIDs {
+      do { try iommu.probe(function, description: device.description(of: function)) } catch {
+        throw VMMError(error.errno, error.reason)
+      }
+    }
     device.attach(to: iommu)
     for function in device.tdisp.functionIDs { devices[function] = device }
     tsms[ObjectIdentifier(device)] = tsm
@@ -267,6 +272,28 @@ public final class VMM {
     do { try iommu.assign(function, to: guest, domain: vm.domain) } catch {
       throw VMMError(error.errno, error.reason)
     }
+  }
+
+  /// A guest's configuration write to an assigned function, trapped by the VMM and forwarded: the
+  /// device's own rules apply, so a write that changes a locked TDI's configuration takes it to ERROR
+  /// (SEMANTICS.md §7). EPERM for a function not assigned to the guest.
+  @discardableResult
+  public func configWrite(
+    _ guest: GuestID, function: RequesterID, offset: Int, size: Int, value: UInt32
+  ) throws(VMMError) -> [ConfigSpaceEvent] {
+    guard let device = devices[function], iommu.assignments[function] == guest else {
+      throw VMMError(.EPERM, "\(function) is not assigned to \(guest)")
+    }
+    return device.tdisp.configWrite(function, offset: offset, size: size, value: value)
+  }
+
+  public func configRead(_ guest: GuestID, function: RequesterID, offset: Int, size: Int) throws(VMMError)
+    -> UInt32
+  {
+    guard let device = devices[function], iommu.assignments[function] == guest else {
+      throw VMMError(.EPERM, "\(function) is not assigned to \(guest)")
+    }
+    return device.tdisp.configRead(function, offset: offset, size: size)
   }
 
   /// A guest's MMIO access to an assigned function's BAR, trapped by the VMM. The guest's accesses
