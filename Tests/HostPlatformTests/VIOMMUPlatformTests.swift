@@ -124,4 +124,24 @@ import Testing
         source: 0x1000_0000, destination: 0x5000_0000, length: 16, flags: .destinationT0))
     #expect(platform.iommu.faults.map(\.reason) == [.tZeroToPrivate])
   }
+
+  @Test func aPageATrustedDeviceMapsPrivateCannotBeConverted() throws {
+    let (platform, table) = try setUp()
+    let guest = platform.guest.id
+    #expect(throws: VMMError(.EBUSY, "a trusted device has GPA 0x20000 mapped private")) {
+      try platform.vmm.convert(guest, gpa: 0x20000, pages: 1, toShared: true)
+    }
+    #expect(platform.memory.page(at: platform.guest.pages[0x20])?.state == .private)
+    // A page nothing maps converts; once the guest unmaps the IOVA, so does the other.
+    try platform.vmm.convert(guest, gpa: 0x40000, pages: 1, toShared: true)
+    _ = try table.unmap(IOVA(0x2000_0000), size: 4096)
+    try platform.vmm.convert(guest, gpa: 0x20000, pages: 1, toShared: true)
+    #expect(platform.memory.page(at: platform.guest.pages[0x20])?.state == .shared)
+  }
+
+  @Test func anUntrustedDevicesMappingDoesNotBlockConversion() throws {
+    let (platform, _) = try setUp()
+    try platform.tsm.stop(Platform.function, for: platform.guest.id)
+    try platform.vmm.convert(platform.guest.id, gpa: 0x20000, pages: 1, toShared: true)
+  }
 }

@@ -187,6 +187,18 @@ public final class VMM {
         "GPA 0x\(String(UInt64(index) * pageSize, radix: 16)) is already \(toShared ? "shared" : "private")")
     }
     let usesAliases = vm.viommu == nil
+    // A page a trusted device (its TDI in RUN, bound to this guest) has mapped private through the
+    // guest's vIOMMU cannot become shared under it: EBUSY until the guest unmaps it.
+    if toShared, let viommu = vm.viommu {
+      let trusted = Set(
+        iommu.assignments.filter { $0.value == guest }.keys.filter {
+          let standing = standing(of: $0)
+          return standing.tdiState == .run && standing.boundGuest == guest
+        })
+      if viommu.mapsPrivately(UInt64(first)..<UInt64(first + count), for: trusted) {
+        throw VMMError(.EBUSY, "a trusted device has GPA 0x\(String(gpa, radix: 16)) mapped private")
+      }
+    }
     if toShared, usesAliases, vm.configuration.boundary == .max {
       throw VMMError(.EINVAL, "boundary X is all ones: the guest has no shared alias")
     }
