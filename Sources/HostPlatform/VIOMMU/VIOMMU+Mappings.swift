@@ -1,4 +1,4 @@
-public import IOMMU
+import IOMMU
 public import PCIe
 
 extension VIOMMU {
