@@ -176,3 +176,43 @@ extension PlatformIOMMUTests {
     }
   }
 }
+
+extension PlatformIOMMUTests {
+  @Test func assignmentsShowTheirBoundaryAndEveryBlockedAccessIsAnEvent() throws {
+    let platform = try Platform()
+    #expect(
+      platform.vmm.events.map(\.description) == [
+        "guest 1 created: 1 MiB, boundary X = 0x800000000000",
+        "03:00.1 assigned to guest 1 (X = 0x800000000000)",
+      ])
+    _ = read(platform.iommu, 0x10000, tBit: false)
+    _ = read(platform.iommu, 0x20000, tBit: false)
+    let blocked = platform.vmm.events.compactMap { event -> PlatformDMAFault? in
+      if case .dmaBlocked(let fault) = event { return fault }
+      return nil
+    }
+    #expect(blocked == platform.iommu.faults)
+    #expect(blocked.count == 2)
+    #expect(
+      platform.vmm.events.last?.description
+        == "DMA blocked: MRd 16B RID 03:00.1 @0x20000 T=0: T=0 access to private memory")
+
+    let nested = try Platform(viommu: true)
+    #expect(nested.vmm.events.last?.description == "03:00.1 assigned to guest 1 (vIOMMU)")
+    let allPrivate = try platform.vmm.createGuest(GuestConfiguration(memoryBytes: 1 << 21, boundary: .max))
+    #expect(platform.vmm.events.last?.description == "guest 2 created: 2 MiB, boundary X = all private")
+    _ = allPrivate
+  }
+
+  @Test func theGuestReachesItsVIOMMURegistersThroughTheVMM() throws {
+    let platform = try Platform(viommu: true)
+    let plain = try Platform()
+    let capabilities = try platform.vmm.viommuRead(platform.guest.id, .capabilities)
+    #expect(capabilities == platform.guest.viommu!.readRegister(.capabilities))
+    try platform.vmm.viommuWrite(platform.guest.id, .commandQueueBase, 0x7000)
+    #expect(platform.guest.viommu!.readRegister(.commandQueueBase) & ~0xFFF == 0x7000)
+    #expect(throws: VMMError(.ENODEV, "guest 1 has no vIOMMU")) {
+      _ = try plain.vmm.viommuRead(plain.guest.id, .capabilities)
+    }
+  }
+}

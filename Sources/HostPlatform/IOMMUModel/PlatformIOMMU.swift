@@ -48,6 +48,8 @@ public final class PlatformIOMMU: DMAPort {
   public var standing: (RequesterID) -> TEEStanding = { _ in .untrusted }
   /// Where MSI-X messages go (the VMM delivers them to the owning guest).
   public var interruptSink: (RequesterID, UInt16) -> Void = { _, _ in }
+  /// Told of every refused request (the VMM turns it into a trace event).
+  public var faultSink: (PlatformDMAFault) -> Void = { _ in }
   public private(set) var faults: [PlatformDMAFault] = []
   /// Faults beyond the log's limit: counted, never silently lost.
   public private(set) var faultsNotLogged = 0
@@ -335,6 +337,7 @@ public final class PlatformIOMMU: DMAPort {
   }
 
   private func refuse(_ tlp: TLP, _ reason: DMAFaultReason) -> DMAVerdict {
+    faultSink(PlatformDMAFault(tlp: tlp, guest: assignments[tlp.requesterID], reason: reason))
     if faults.count < Self.faultLogLimit {
       faults.append(PlatformDMAFault(tlp: tlp, guest: assignments[tlp.requesterID], reason: reason))
     } else {

@@ -86,12 +86,22 @@ public final class VMM {
   public private(set) var devices: [RequesterID: CoveDMADevice] = [:]
   private var tsms: [ObjectIdentifier: any TSMStanding] = [:]
   private var nextGuest: UInt32 = 1
+  /// Everything that happened, in order (see ``PlatformEvent``).
+  public private(set) var events: [PlatformEvent] = []
+  public static let eventLogLimit = 1 << 16
+  /// Events beyond the log's limit: counted, never silently lost.
+  public private(set) var eventsNotLogged = 0
+
+  func record(_ event: PlatformEvent) {
+    if events.count < Self.eventLogLimit { events.append(event) } else { eventsNotLogged += 1 }
+  }
 
   public init(memory: PlatformMemory, iommu: PlatformIOMMU) {
     self.memory = memory
     self.iommu = iommu
     iommu.standing = { [unowned self] requester in self.standing(of: requester) }
     iommu.interruptSink = { [unowned self] function, vector in self.deliver(function, vector) }
+    iommu.faultSink = { [unowned self] fault in self.record(.dmaBlocked(fault)) }
   }
 
   // MARK: Guests
@@ -142,6 +152,10 @@ public final class VMM {
       iommu.viommus[id] = viommu
     }
     guests[id] = guest
+    record(
+      .guestCreated(
+        id, memoryBytes: configuration.memoryBytes, boundary: configuration.boundary,
+        viommu: configuration.viommu))
     return guest
   }
 
@@ -212,9 +226,11 @@ public final class VMM {
         for undone in done.reversed() {
           try? convertOne(vm, index: undone, toShared: !toShared, aliases: usesAliases)
         }
+        record(.conversionRefused(guest, gpa: gpa, errno: error.errno))
         throw error
       }
     }
+    record(.pagesConverted(guest, gpa: gpa, pages: count, toShared: toShared))
   }
 
   /// One page: the new alias is mapped first, then memory changes state (scrubbing it), then the old
@@ -254,6 +270,18 @@ public final class VMM {
     do { try viommu.execute(command) } catch { throw VMMError(error.errno, error.reason) }
   }
 
+  /// The guest's MMIO to its vIOMMU's registers (Sources/HostPlatform/VIOMMU/README.md), trapped and
+  /// forwarded. ENODEV when the guest has no vIOMMU.
+  public func viommuRead(_ guest: GuestID, _ register: VIOMMURegister) throws(VMMError) -> UInt64 {
+    guard let viommu = guests[guest]?.viommu else { throw VMMError(.ENODEV, "\(guest) has no vIOMMU") }
+    return viommu.readRegister(register)
+  }
+
+  public func viommuWrite(_ guest: GuestID, _ register: VIOMMURegister, _ value: UInt64) throws(VMMError) {
+    guard let viommu = guests[guest]?.viommu else { throw VMMError(.ENODEV, "\(guest) has no vIOMMU") }
+    viommu.writeRegister(register, value)
+  }
+
   // MARK: Devices
 
   /// Plugs a cove-dma device into the platform: its engines DMA through the IOMMU model, the TSM
@@ -284,6 +312,7 @@ public final class VMM {
     do { try iommu.assign(function, to: guest, domain: vm.domain) } catch {
       throw VMMError(error.errno, error.reason)
     }
+    record(.deviceAssigned(function, guest, boundary: vm.viommu == nil ? vm.configuration.boundary : nil))
   }
 
   /// A guest's configuration write to an assigned function, trapped by the VMM and forwarded: the
@@ -390,6 +419,7 @@ public final class VMM {
   private func deliver(_ function: RequesterID, _ vector: UInt16) {
     guard let guest = iommu.assignments[function], let vm = guests[guest] else { return }
     vm.interrupts.append((function, vector))
+    record(.interrupt(function, guest, vector: vector))
   }
 }
 
