@@ -3,7 +3,7 @@ import IDEKM
 public import IOMMU
 public import PCIe
 public import SPDM
-public import TDISP
+import TDISP
 
 /// `cove-dma`: a TDISP-capable copy engine. A ``TDISPDevice`` (configuration spaces, the DSM with its
 /// DOE mailbox on function 0, one TDI per function) with a ``CoveDMAEngine`` behind every function's
