@@ -110,10 +110,15 @@ public final class PlatformIOMMU: DMAPort {
   // MARK: DMAPort
 
   public func dmaRead(_ tlp: TLP, into buffer: UnsafeMutableRawBufferPointer) -> DMAVerdict {
+    var found: Requester
+    switch requester(of: tlp) {
+    case .success(let requester): found = requester
+    case .failure(let reason): return refuse(tlp, reason)
+    }
     var done = 0
     while done < buffer.count {
       let target: Target
-      switch resolve(tlp, offset: done, access: .read) {
+      switch resolve(tlp, offset: done, access: .read, requester: &found) {
       case .success(let resolved): target = resolved
       case .failure(let reason): return refuse(tlp.at(done), reason)
       }
@@ -131,10 +136,15 @@ public final class PlatformIOMMU: DMAPort {
 
   public func dmaWrite(_ tlp: TLP, from buffer: UnsafeRawBufferPointer) -> DMAVerdict {
     // Check every page first: a refused write leaves memory untouched.
+    var found: Requester
+    switch requester(of: tlp) {
+    case .success(let requester): found = requester
+    case .failure(let reason): return refuse(tlp, reason)
+    }
     var targets: [(Target, Int)] = []
     var done = 0
     while done < buffer.count {
-      switch resolve(tlp, offset: done, access: .write) {
+      switch resolve(tlp, offset: done, access: .write, requester: &found) {
       case .success(let target):
         let chunk = min(buffer.count - done, target.contiguous)
         targets.append((target, chunk))
@@ -157,12 +167,12 @@ public final class PlatformIOMMU: DMAPort {
 
   public func dmaCopy(source: TLP, destination: TLP, length: Int) -> (verdict: DMAVerdict, bytesMoved: Int) {
     guard length > 0 else { return (.completed, 0) }
-    let reader: Requester
+    var reader: Requester
     switch requester(of: source) {
     case .success(let found): reader = found
     case .failure(let reason): return (refuse(source, reason), 0)
     }
-    let writer: Requester
+    var writer: Requester
     switch requester(of: destination) {
     case .success(let found): writer = found
     case .failure(let reason): return (refuse(destination, reason), 0)
@@ -175,7 +185,7 @@ public final class PlatformIOMMU: DMAPort {
       var start: (from: Target, to: Target)?
       var refusal: (TLP, DMAFaultReason)?
       while done + run < length, run < Self.maximumRun {
-        let pair = resolvePair(source, destination, offset: done + run, reader: reader, writer: writer)
+        let pair = resolvePair(source, destination, offset: done + run, reader: &reader, writer: &writer)
         guard case .success(let (from, to)) = pair else {
           if case .failure(let failure) = pair { refusal = (failure.tlp, failure.reason) }
           break
@@ -218,14 +228,14 @@ public final class PlatformIOMMU: DMAPort {
   }
 
   private func resolvePair(
-    _ source: TLP, _ destination: TLP, offset: Int, reader: Requester, writer: Requester
+    _ source: TLP, _ destination: TLP, offset: Int, reader: inout Requester, writer: inout Requester
   ) -> Result<(Target, Target), PairFailure> {
     let from: Target
-    switch resolve(source, offset: offset, access: .read, requester: reader) {
+    switch resolve(source, offset: offset, access: .read, requester: &reader) {
     case .success(let target): from = target
     case .failure(let reason): return .failure(PairFailure(tlp: source.at(offset), reason: reason))
     }
-    switch resolve(destination, offset: offset, access: .write, requester: writer) {
+    switch resolve(destination, offset: offset, access: .write, requester: &writer) {
     case .success(let to): return .success((from, to))
     case .failure(let reason): return .failure(PairFailure(tlp: destination.at(offset), reason: reason))
     }
@@ -233,7 +243,7 @@ public final class PlatformIOMMU: DMAPort {
 
   /// Bytes one host-contiguous run may carry before the engine moves it (a bound on the copy's
   /// granularity, not on what is checked).
-  static let maximumRun = 1 << 20
+  static let maximumRun = 1 << 30
 
   public func signalInterrupt(from function: RequesterID, vector: UInt16) {
     interruptSink(function, vector)
@@ -254,8 +264,9 @@ public final class PlatformIOMMU: DMAPort {
     var guest: GuestID
     var standing: TEEStanding?
     var viommu: VIOMMU?
-    /// The host domain's translator, or why the core refuses the requester (recorded per request).
-    var translator: Result<IOMMUCore.Translator, IOMMUCore.TranslatorRefusal>?
+    /// The host domain's translator; nil for a vIOMMU guest or when the core refuses the requester
+    /// (then each request goes through `translate`, which records the fault).
+    var translator: IOMMUCore.Translator?
   }
 
   private func requester(of tlp: TLP) -> Result<Requester, DMAFaultReason> {
@@ -265,17 +276,11 @@ public final class PlatformIOMMU: DMAPort {
       Requester(
         guest: guest, standing: tlp.tBit ? standing(tlp.requesterID) : nil, viommu: viommu,
         translator: viommu == nil
-          ? core.translator(device: tlp.requesterID.bdf(), pasid: tlp.pasid.map { PASID($0) }) : nil))
+          ? try? core.translator(device: tlp.requesterID.bdf(), pasid: tlp.pasid.map { PASID($0) }).get()
+          : nil))
   }
 
-  private func resolve(_ tlp: TLP, offset: Int, access: IOAccess) -> Result<Target, DMAFaultReason> {
-    switch requester(of: tlp) {
-    case .success(let found): return resolve(tlp, offset: offset, access: access, requester: found)
-    case .failure(let reason): return .failure(reason)
-    }
-  }
-
-  private func resolve(_ tlp: TLP, offset: Int, access: IOAccess, requester: Requester) -> Result<
+  private func resolve(_ tlp: TLP, offset: Int, access: IOAccess, requester: inout Requester) -> Result<
     Target, DMAFaultReason
   > {
     let guest = requester.guest
@@ -293,12 +298,9 @@ public final class PlatformIOMMU: DMAPort {
       }
       return check(tlp, translation: translation, iova: iova, guest: guest, requester: requester)
     }
-    let result: Result<IOTranslation, IOFault>
-    switch requester.translator {
-    case .success(let translator)?: result = translator.translate(iova, access: access)
-    case .failure, nil:
-      result = core.translate(device: tlp.requesterID.bdf(), pasid: pasid, iova: iova, access: access)
-    }
+    let result =
+      requester.translator?.translate(iova, access: access)
+      ?? core.translate(device: tlp.requesterID.bdf(), pasid: pasid, iova: iova, access: access)
     switch result {
     case .success(let result): translation = result
     case .failure(let fault):
