@@ -216,3 +216,16 @@ extension PlatformIOMMUTests {
     }
   }
 }
+
+extension PlatformIOMMUTests {
+  @Test func aGroupWithoutACSIsUnassignedWhole() throws {
+    let platform = try Platform(acs: false)
+    let pf0 = BDF(bus: 3, device: 0, function: 0).requesterID
+    #expect(platform.iommu.assignments[pf0] == platform.guest.id)
+    #expect(platform.vmm.events.filter { if case .deviceAssigned = $0 { true } else { false } }.count == 2)
+    try platform.iommu.unassign(Self.function)
+    #expect(platform.iommu.assignments[pf0] == nil)
+    #expect(platform.iommu.assignments[Self.function] == nil)
+    #expect(read(platform.iommu, 0x10000, tBit: false) == .refused(.blocked))
+  }
+}

@@ -145,3 +145,110 @@ import Testing
     try platform.vmm.convert(platform.guest.id, gpa: 0x20000, pages: 1, toShared: true)
   }
 }
+
+extension VIOMMUPlatformTests {
+  @Test func aCachedPrivateTranslationAlsoBlocksConversion() throws {
+    let (platform, table) = try setUp()
+    let guest = platform.guest.id
+    try platform.copy(
+      ring: 0x3000_0000, ringGPA: 0x1000,
+      CoveDMAEngine.Descriptor(source: 0x1000_0000, destination: 0x2000_0000, length: 16))
+    // The guest drops the entry but does not invalidate: the cached translation could still be used.
+    _ = try table.unmap(IOVA(0x2000_0000), size: 4096)
+    #expect(throws: VMMError(.EBUSY, "a trusted device has GPA 0x20000 mapped private")) {
+      try platform.vmm.convert(guest, gpa: 0x20000, pages: 1, toShared: true)
+    }
+    try platform.vmm.viommuCommand(guest, .invalidateDomain(Self.domain))
+    try platform.vmm.convert(guest, gpa: 0x20000, pages: 1, toShared: true)
+  }
+
+  @Test func aTablePageReachedAgainAtAnotherLevelIsStillRead() throws {
+    let platform = try Platform(viommu: true)
+    try platform.accept()
+    let guest = platform.guest.id
+    let tables = GuestTables(vmm: platform.vmm, guest: guest, pool: 0x80000)
+    let root = tables.allocateTablePage()!
+    let p = tables.allocateTablePage()!
+    let q = tables.allocateTablePage()!
+    let rw: UInt64 = 3
+    tables.storeEntry(p.rawValue | rw, at: PhysicalAddress(root.rawValue + 8))  // root[1] → P (level 3)
+    tables.storeEntry(q.rawValue | rw, at: p)  // P[0] → Q (level 2)
+    tables.storeEntry(p.rawValue | rw, at: q)  // Q[0] → P, used as level 1
+    tables.storeEntry(0x20000 | rw, at: PhysicalAddress(p.rawValue + 8))  // P[1]: a 4 KiB leaf at level 1
+    try platform.vmm.viommuCommand(
+      guest,
+      .attach(requester: Platform.function, pasid: nil, domain: Self.domain, root: root, inputAddressBits: 48)
+    )
+    #expect(throws: VMMError(.EBUSY, "a trusted device has GPA 0x20000 mapped private")) {
+      try platform.vmm.convert(guest, gpa: 0x20000, pages: 1, toShared: true)
+    }
+  }
+
+  @Test func aLockedTDIsPrivateMappingBlocksConversionToo() throws {
+    let platform = try Platform(viommu: true)
+    try platform.tsm.connect()
+    try platform.tsm.bind(Platform.function, to: platform.guest.id)
+    try platform.tsm.lock(Platform.function, for: platform.guest.id)
+    let tables = GuestTables(vmm: platform.vmm, guest: platform.guest.id, pool: 0x80000)
+    let table = try RadixIOPageTable(memory: tables)
+    try table.map(IOVA(0x2000_0000), to: PhysicalAddress(0x20000), size: 4096, protection: [.read, .write])
+    try platform.vmm.viommuCommand(
+      platform.guest.id,
+      .attach(
+        requester: Platform.function, pasid: nil, domain: Self.domain, root: table.root, inputAddressBits: 48)
+    )
+    #expect(throws: VMMError.self) {
+      try platform.vmm.convert(platform.guest.id, gpa: 0x20000, pages: 1, toShared: true)
+    }
+  }
+
+  @Test func aT0CopyStopsAtTheFirstPrivatePageAndKeepsWhatCameBefore() throws {
+    let (platform, table) = try setUp()
+    let guest = platform.guest.id
+    // Three IOVA pages marked shared over GPAs 0x50000…0x52000; only the first two are shared.
+    for page in 0..<3 {
+      try table.map(
+        IOVA(0x5000_0000 + UInt64(page) * 4096), to: PhysicalAddress(0x50000 + UInt64(page) * 4096),
+        size: 4096,
+        protection: [.read, .write, .shared])
+      try table.map(
+        IOVA(0x6000_0000 + UInt64(page) * 4096), to: PhysicalAddress(0x60000 + UInt64(page) * 4096),
+        size: 4096,
+        protection: [.read, .write, .shared])
+    }
+    try platform.vmm.convert(guest, gpa: 0x50000, pages: 2, toShared: true)
+    try platform.vmm.convert(guest, gpa: 0x60000, pages: 3, toShared: true)
+    let data = (0..<8192).map { UInt8($0 % 251) }
+    try platform.vmm.guestWrite(guest, gpa: 0x50000, bytes: data)
+    try platform.copy(
+      ring: 0x3000_0000, ringGPA: 0x1000,
+      CoveDMAEngine.Descriptor(
+        source: 0x5000_0000, destination: 0x6000_0000, length: 12288, flags: [.sourceT0, .destinationT0]))
+    #expect(platform.iommu.faults.map(\.reason) == [.tZeroToPrivate])
+    #expect(platform.iommu.faults.first?.tlp.address == 0x5000_2000)
+    #expect(platform.engine.bytesMoved == 8192)
+    #expect(try platform.vmm.guestRead(guest, gpa: 0x60000, count: 8192) == data)
+  }
+
+  @Test func aRefusedT0WriteSpanningAPrivatePageWritesNothing() throws {
+    let (platform, table) = try setUp()
+    let guest = platform.guest.id
+    for page in 0..<2 {
+      try table.map(
+        IOVA(0x7000_0000 + UInt64(page) * 4096), to: PhysicalAddress(0x70000 + UInt64(page) * 4096),
+        size: 4096,
+        protection: [.read, .write, .shared])
+    }
+    try platform.vmm.convert(guest, gpa: 0x70000, pages: 1, toShared: true)
+    let bytes = [UInt8](repeating: 0x5C, count: 8192)
+    let verdict = bytes.withUnsafeBytes { buffer in
+      platform.iommu.dmaWrite(
+        TLP(
+          requesterID: Platform.function, address: 0x7000_0000, tBit: false, kind: .memoryWrite(length: 8192)),
+        from: buffer)
+    }
+    #expect(verdict == .refused(.tZeroToPrivate))
+    #expect(platform.iommu.faults.last?.tlp.address == 0x7000_1000)
+    #expect(try platform.vmm.guestRead(guest, gpa: 0x70000, count: 16) == [UInt8](repeating: 0, count: 16))
+  }
+}

@@ -47,11 +47,11 @@ public enum DMAVerdict: Hashable, Sendable {
 /// that the platform's IOMMU model checks and translates (ARCHITECTURE.md, "two boundaries": no
 /// back door). Buffers are the device's own; the platform copies into or out of them.
 public protocol DMAPort: AnyObject {
-  /// A memory read request of `buffer.count` bytes. Checked page by page as the TLPs carrying it
-  /// would be; a refusal stops at the refused page (bytes of earlier pages may have been delivered).
+  /// A memory read request of `buffer.count` bytes. Every page is checked before any byte moves; on
+  /// refusal the buffer is left untouched.
   func dmaRead(_ tlp: TLP, into buffer: UnsafeMutableRawBufferPointer) -> DMAVerdict
-  /// A memory write request of `buffer.count` bytes; every page's translation and TEE-IO check is
-  /// made before anything is written; a memory-level refusal (integrity) stops at its page.
+  /// A memory write request of `buffer.count` bytes. Every page is checked before any byte moves; on
+  /// refusal memory is left untouched.
   func dmaWrite(_ tlp: TLP, from buffer: UnsafeRawBufferPointer) -> DMAVerdict
   /// A copy engine's transfer: `length` bytes read with `source`'s header fields (requester, address,
   /// PASID, T bit), written with `destination`'s. Exactly equivalent to a sequence of memory read

@@ -97,37 +97,45 @@ public final class PlatformIOMMU: DMAPort {
     for member in members { assignments[member] = guest }
   }
 
-  /// Takes `requester` away from its guest: its DMA is blocked from now on.
+  /// Takes `requester` away from its guest, with every function of its group (they were assigned
+  /// together): their DMA is blocked from now on.
   public func unassign(_ requester: RequesterID) throws(IOMMUError) {
     let bdf = requester.bdf()
-    if let group = core.group(of: bdf) {
-      let blocking = try core.blockingDomain(of: group)
-      try core.attachDevice(blocking, to: bdf)
+    guard let group = core.group(of: bdf) else {
+      assignments[requester] = nil
+      return
     }
-    assignments[requester] = nil
+    let members = core.devices(in: group)
+    let blocking = try core.blockingDomain(of: group)
+    if members.count == 1 {
+      try core.attachDevice(blocking, to: bdf)
+    } else if try core.currentDomain(of: group) !== blocking {
+      try core.replaceGroupDomain(group, with: blocking)
+    }
+    for member in members { assignments[member.requesterID] = nil }
+  }
+
+  /// The functions that share `requester`'s group (itself included).
+  public func groupMembers(of requester: RequesterID) -> [RequesterID] {
+    guard let group = core.group(of: requester.bdf()) else { return [requester] }
+    return core.devices(in: group).map(\.requesterID)
   }
 
   // MARK: DMAPort
 
   public func dmaRead(_ tlp: TLP, into buffer: UnsafeMutableRawBufferPointer) -> DMAVerdict {
-    var found: Requester
-    switch requester(of: tlp) {
-    case .success(let requester): found = requester
-    case .failure(let reason): return refuse(tlp, reason)
+    let targets: [(Target, Int)]
+    switch checkedTargets(tlp, count: buffer.count, access: .read) {
+    case .success(let checked): targets = checked
+    case .failure(let failure): return refuse(failure.tlp, failure.reason)
     }
     var done = 0
-    while done < buffer.count {
-      let target: Target
-      switch resolve(tlp, offset: done, access: .read, requester: &found) {
-      case .success(let resolved): target = resolved
-      case .failure(let reason): return refuse(tlp.at(done), reason)
-      }
-      let chunk = min(buffer.count - done, target.contiguous)
-      if let reason = memory.dmaRead(
+    for (target, chunk) in targets {
+      if let refusal = memory.dmaRead(
         target.physical, into: UnsafeMutableRawBufferPointer(rebasing: buffer[done..<(done + chunk)]),
         as: target.accessor)
       {
-        return refuse(tlp.at(done), reason)
+        return refuse(tlp.at(done), refusal.reason)
       }
       done += chunk
     }
@@ -135,34 +143,54 @@ public final class PlatformIOMMU: DMAPort {
   }
 
   public func dmaWrite(_ tlp: TLP, from buffer: UnsafeRawBufferPointer) -> DMAVerdict {
-    // Check every page first: a refused write leaves memory untouched.
-    var found: Requester
-    switch requester(of: tlp) {
-    case .success(let requester): found = requester
-    case .failure(let reason): return refuse(tlp, reason)
+    let targets: [(Target, Int)]
+    switch checkedTargets(tlp, count: buffer.count, access: .write) {
+    case .success(let checked): targets = checked
+    case .failure(let failure): return refuse(failure.tlp, failure.reason)
     }
-    var targets: [(Target, Int)] = []
     var done = 0
-    while done < buffer.count {
-      switch resolve(tlp, offset: done, access: .write, requester: &found) {
-      case .success(let target):
-        let chunk = min(buffer.count - done, target.contiguous)
-        targets.append((target, chunk))
-        done += chunk
-      case .failure(let reason): return refuse(tlp.at(done), reason)
-      }
-    }
-    done = 0
     for (target, chunk) in targets {
-      if let reason = memory.dmaWrite(
+      if let refusal = memory.dmaWrite(
         target.physical, from: UnsafeRawBufferPointer(rebasing: buffer[done..<(done + chunk)]),
         as: target.accessor)
       {
-        return refuse(tlp.at(done), reason)
+        return refuse(tlp.at(done), refusal.reason)
       }
       done += chunk
     }
     return .completed
+  }
+
+  /// Every page of a read or write translated, TEE-checked and memory-checked before a byte moves: a
+  /// refused request leaves memory and the buffer untouched, and names the address it hit.
+  private func checkedTargets(_ tlp: TLP, count: Int, access: IOAccess) -> Result<
+    [(Target, Int)], PairFailure
+  > {
+    var found: Requester
+    switch requester(of: tlp) {
+    case .success(let requester): found = requester
+    case .failure(let reason): return .failure(PairFailure(tlp: tlp, reason: reason))
+    }
+    var targets: [(Target, Int)] = []
+    var done = 0
+    while done < count {
+      switch resolve(tlp, offset: done, access: access, requester: &found) {
+      case .success(let target):
+        let chunk = min(count - done, target.contiguous)
+        if let refusal = memory.dmaCheck(
+          target.physical, count: chunk, target.accessor, reading: access == .read)
+        {
+          let into =
+            refusal.page.rawValue > target.physical.rawValue
+            ? Int(refusal.page.rawValue - target.physical.rawValue) : 0
+          return .failure(PairFailure(tlp: tlp.at(done + into), reason: refusal.reason))
+        }
+        targets.append((target, chunk))
+        done += chunk
+      case .failure(let reason): return .failure(PairFailure(tlp: tlp.at(done), reason: reason))
+      }
+    }
+    return .success(targets)
   }
 
   public func dmaCopy(source: TLP, destination: TLP, length: Int) -> (verdict: DMAVerdict, bytesMoved: Int) {
@@ -202,18 +230,33 @@ public final class PlatformIOMMU: DMAPort {
         run += min(length - done - run, from.contiguous, to.contiguous)
       }
       if let start, run > 0 {
-        if let failure = memory.dmaCopy(
-          from: start.from.physical, as: start.from.accessor, to: start.to.physical, as: start.to.accessor,
-          count: run)
+        // Memory checks for both sides first: the earliest refused byte decides; what lies before it
+        // moves, as the TLPs before the refused one would have.
+        var stop: (offset: Int, tlp: TLP, reason: DMAFaultReason)?
+        if let refusal = memory.dmaCheck(start.from.physical, count: run, start.from.accessor, reading: true)
         {
-          // Name the request and the page that failed (the run starts at `done`).
-          let base = failure.source ? start.from.physical : start.to.physical
-          var into = 0
-          if let page = failure.page, page.rawValue > base.rawValue {
-            into = Int(page.rawValue - base.rawValue)
-          }
-          let tlp = (failure.source ? source : destination).at(done + into)
-          return (refuse(tlp, failure.reason), done)
+          let into =
+            refusal.page.rawValue > start.from.physical.rawValue
+            ? Int(refusal.page.rawValue - start.from.physical.rawValue) : 0
+          stop = (into, source, refusal.reason)
+        }
+        if let refusal = memory.dmaCheck(start.to.physical, count: run, start.to.accessor, reading: false) {
+          let into =
+            refusal.page.rawValue > start.to.physical.rawValue
+            ? Int(refusal.page.rawValue - start.to.physical.rawValue) : 0
+          if stop == nil || into < stop!.offset { stop = (into, destination, refusal.reason) }
+        }
+        let movable = stop?.offset ?? run
+        if movable > 0,
+          let refusal = memory.dmaCopy(
+            from: start.from.physical, as: start.from.accessor, to: start.to.physical, as: start.to.accessor,
+            count: movable)
+        {
+          return (refuse(destination.at(done), refusal.reason), done)
+        }
+        if let stop {
+          done += movable
+          return (refuse(stop.tlp.at(done), stop.reason), done)
         }
         done += run
       }

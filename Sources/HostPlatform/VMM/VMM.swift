@@ -183,8 +183,19 @@ public final class VMM {
   /// Page conversion (set_memory_decrypted / set_memory_encrypted): the pages' contents are scrubbed,
   /// the alias that mapped them in the guest's IOMMU domain is unmapped (which invalidates the
   /// IOTLB) and the other alias mapped. Pages already in the asked state are an error (EINVAL); a page
-  /// outside guest memory too. Converting stops at the first failure; pages before it stay converted.
+  /// outside guest memory too; a page a trusted device maps private through the vIOMMU EBUSY. A
+  /// refused conversion leaves every page in the state it had (pages already converted are converted
+  /// back); their contents are scrubbed either way, as any conversion scrubs. Every outcome is an event.
   public func convert(_ guest: GuestID, gpa: UInt64, pages count: Int, toShared: Bool) throws(VMMError) {
+    do { try convertPages(guest, gpa: gpa, pages: count, toShared: toShared) } catch {
+      record(.conversionRefused(guest, gpa: gpa, errno: error.errno))
+      throw error
+    }
+    record(.pagesConverted(guest, gpa: gpa, pages: count, toShared: toShared))
+  }
+
+  private func convertPages(_ guest: GuestID, gpa: UInt64, pages count: Int, toShared: Bool) throws(VMMError)
+  {
     guard let vm = guests[guest] else { throw VMMError(.ENODEV, "no \(guest)") }
     let pageSize = UInt64(PlatformMemory.pageSize)
     guard gpa % pageSize == 0, count > 0, count <= vm.pages.count,
@@ -201,13 +212,14 @@ public final class VMM {
         "GPA 0x\(String(UInt64(index) * pageSize, radix: 16)) is already \(toShared ? "shared" : "private")")
     }
     let usesAliases = vm.viommu == nil
-    // A page a trusted device (its TDI in RUN, bound to this guest) has mapped private through the
-    // guest's vIOMMU cannot become shared under it: EBUSY until the guest unmaps it.
+    // A page a trusted or about-to-be-trusted device (its TDI locked or in RUN, bound to this guest)
+    // has mapped private through the guest's vIOMMU cannot become shared under it: EBUSY until the
+    // guest unmaps it and invalidates.
     if toShared, let viommu = vm.viommu {
       let trusted = Set(
         iommu.assignments.filter { $0.value == guest }.keys.filter {
           let standing = standing(of: $0)
-          return standing.tdiState == .run && standing.boundGuest == guest
+          return [.configLocked, .run].contains(standing.tdiState) && standing.boundGuest == guest
         })
       if viommu.mapsPrivately(UInt64(first)..<UInt64(first + count), for: trusted) {
         throw VMMError(.EBUSY, "a trusted device has GPA 0x\(String(gpa, radix: 16)) mapped private")
@@ -224,13 +236,14 @@ public final class VMM {
       } catch {
         // Put the pages already converted back (scrubbed, as any conversion leaves them).
         for undone in done.reversed() {
+          // Undoing a conversion this call just made needs no new table memory (the old alias's
+          // tables were just released); should it still fail, the page is left as converted and
+          // the error below still reports the refusal.
           try? convertOne(vm, index: undone, toShared: !toShared, aliases: usesAliases)
         }
-        record(.conversionRefused(guest, gpa: gpa, errno: error.errno))
         throw error
       }
     }
-    record(.pagesConverted(guest, gpa: gpa, pages: count, toShared: toShared))
   }
 
   /// One page: the new alias is mapped first, then memory changes state (scrubbing it), then the old
@@ -304,15 +317,23 @@ public final class VMM {
     if let owner = iommu.assignments[function], owner != guest {
       throw VMMError(.EBUSY, "\(function) is assigned to \(owner)")
     }
-    if let device = devices[function], let owner = tsms[ObjectIdentifier(device)]?.owner(of: function),
-      owner != guest
-    {
-      throw VMMError(.EBUSY, "\(function)'s TDI is bound to \(owner)")
+    // The whole group goes (functions without ACS cannot be separated): none of its TDIs may be
+    // bound to another guest.
+    let members = iommu.groupMembers(of: function)
+    for member in members {
+      if let device = devices[member], let owner = tsms[ObjectIdentifier(device)]?.owner(of: member),
+        owner != guest
+      {
+        throw VMMError(.EBUSY, "\(member)'s TDI is bound to \(owner)")
+      }
     }
+    let before = Set(members.filter { iommu.assignments[$0] == guest })
     do { try iommu.assign(function, to: guest, domain: vm.domain) } catch {
       throw VMMError(error.errno, error.reason)
     }
-    record(.deviceAssigned(function, guest, boundary: vm.viommu == nil ? vm.configuration.boundary : nil))
+    for member in members where !before.contains(member) {
+      record(.deviceAssigned(member, guest, boundary: vm.viommu == nil ? vm.configuration.boundary : nil))
+    }
   }
 
   /// A guest's configuration write to an assigned function, trapped by the VMM and forwarded: the

@@ -64,7 +64,9 @@ extension IOMMUCore {
   /// caches, the last level-1 table it walked to, and reads the next 4 KiB leaf straight from it.
   /// It does so only for strict domains (paging, DMA): their unmaps invalidate the IOTLB before
   /// returning, so table and IOTLB never disagree and the answer is the one the IOTLB would give.
-  /// Nothing can change the tables during a burst; a translator is not kept across one.
+  /// A translator kept past a map or unmap stays correct: the cached table is dropped as soon as the
+  /// table's structure changes (``RadixIOPageTable/structureGeneration``), and leaf entries are read
+  /// fresh on every request. Burst reads do not fill or count in the IOTLB.
   public struct Translator {
     let core: IOMMUCore
     let device: BDF
@@ -73,7 +75,7 @@ extension IOMMUCore {
     /// The domain's table when the shortcut applies.
     let sequential: RadixIOPageTable?
     /// The level-1 table covering `region` (a 2 MiB-aligned IOVA) and the rights of the entries above it.
-    var leafTable: (region: UInt64, base: UInt64, rights: IOProtection)?
+    var leafTable: (region: UInt64, base: UInt64, rights: IOProtection, generation: UInt64)?
 
     init(core: IOMMUCore, device: BDF, pasid: PASID?, domain: IOMMUDomain, burst: Bool) {
       self.core = core
@@ -121,7 +123,7 @@ extension IOMMUCore {
     /// such table for the region, a large page, a hole, a malformed entry).
     private mutating func leaf(_ iova: IOVA, in table: RadixIOPageTable) -> IOTranslation? {
       let region = iova.rawValue & ~UInt64(0x1F_FFFF)
-      if leafTable?.region != region {
+      if leafTable?.region != region || leafTable?.generation != table.structureGeneration {
         leafTable = nil
         let walk = table.walk(iova)
         guard case .translated(let found) = walk.outcome, found.pageSize == .size4K,
@@ -129,7 +131,10 @@ extension IOMMUCore {
         else { return nil }
         var rights = IOProtection.readWrite
         for step in walk.steps.dropLast() { rights.formIntersection(step.entry.protection) }
-        leafTable = (region, last.entryAddress.rawValue & ~UInt64(0xFFF), rights.intersection(.readWrite))
+        leafTable = (
+          region, last.entryAddress.rawValue & ~UInt64(0xFFF), rights.intersection(.readWrite),
+          table.structureGeneration
+        )
       }
       guard let cache = leafTable else { return nil }
       let entry = RadixPageTableEntry(

@@ -307,6 +307,31 @@ public final class IOTLB {
     slots[hole] = .empty
   }
 
+  /// Whether any live entry of `domain` satisfies `predicate` (its output base, leaf size and
+  /// rights). A scan of every slot: for slow paths that must know what the cache could still serve
+  /// (a conversion deciding whether a device can reach a page), not for translations.
+  public func containsEntry(
+    of domain: DomainID,
+    where predicate: (_ physicalBase: UInt64, _ size: UInt64, _ protection: IOProtection) -> Bool
+  ) -> Bool {
+    for index in 0...slotMask {
+      let slot = slots[index]
+      guard slot.key != 0, slot.tag >> 32 == UInt64(domain.rawValue) else { continue }
+      let size: UInt64 =
+        switch slot.key >> 1 & 3 {
+        case 0: 0x1000
+        case 1: 0x20_0000
+        default: 0x4000_0000
+        }
+      if predicate(
+        slot.physicalBase, size, IOProtection(rawValue: UInt8(truncatingIfNeeded: slot.protection)))
+      {
+        return true
+      }
+    }
+    return false
+  }
+
   /// Live entries whose leaf is `size`.
   public func entries(of size: PageSize) -> Int {
     switch size {

@@ -195,6 +195,7 @@ extension RadixIOPageTable {
         guard let page = memory.allocateTablePage() else { return false }
         Self.checkTablePage(page)
         tablePages += 1
+        structureGeneration &+= 1
         store(RadixPageTableEntry.table(page).rawValue, at: address)
         table = page.rawValue
       }
@@ -237,6 +238,7 @@ extension RadixIOPageTable {
         }
         Self.checkTablePage(page)
         tablePages += 1
+        structureGeneration &+= 1
         access.store(RadixPageTableEntry.table(page).rawValue, at: address)
         table = page.rawValue
       }
@@ -317,6 +319,7 @@ extension RadixIOPageTable {
           store(0, at: address)
           memory.freeTablePage(PhysicalAddress(child))
           tablePages -= 1
+          structureGeneration &+= 1
         }
         if stopped { return true }
       }

@@ -26,6 +26,9 @@ public final class RadixIOPageTable: IOPageTableProtocol {
   @exclusivity(unchecked) public internal(set) var mappedBytes: UInt64 = 0
   /// Table pages this table holds, the root included.
   @exclusivity(unchecked) public internal(set) var tablePages: Int = 1
+  /// Bumped whenever a table page is added or freed (the only times a non-leaf entry changes): a
+  /// cache of where a level-1 table is (a burst translator's) is valid only while it is unchanged.
+  @exclusivity(unchecked) public internal(set) var structureGeneration: UInt64 = 0
 
   /// The same memory when it is a `TablePagePool`: a direct, devirtualised path for the hot walks.
   /// Unmanaged because `memory` already holds the same object strongly for the table's lifetime: a

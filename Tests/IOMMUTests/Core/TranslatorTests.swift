@@ -76,3 +76,28 @@ extension Result where Success == IOMMUCore.Translator, Failure == IOMMUCore.Tra
     return nil
   }
 }
+
+extension TranslatorTests {
+  @Test func aTranslatorKeptAcrossAnUnmapThatFreesItsTableStaysCorrect() throws {
+    let core = try IOMMUCore(tableMemory: try TablePagePool(maxPages: 64))
+    let bdf = BDF(bus: 3, device: 0, function: 1)
+    try core.addDevice(DeviceDescription(bdf))
+    let domain = try core.allocateDomain(.paging)
+    try core.attachDevice(domain, to: bdf)
+    try domain.map(IOVA(0x20_0000), to: PhysicalAddress(0x1000_0000), size: 4096, protection: [.read])
+    var translator = try core.translator(device: bdf, pasid: nil).get()
+    #expect(
+      try translator.translate(IOVA(0x20_0000), access: .read).get().physical == PhysicalAddress(0x1000_0000))
+    // The only leaf goes, and its level-1 table with it; a new table elsewhere may reuse the page.
+    _ = try domain.unmap(IOVA(0x20_0000), size: 4096)
+    try domain.map(IOVA(0x4000_0000), to: PhysicalAddress(0x2000_0000), size: 4096, protection: [.read])
+    guard case .failure(let fault) = translator.translate(IOVA(0x20_1000), access: .read) else {
+      Issue.record("an unmapped IOVA must fault")
+      return
+    }
+    #expect(fault.reason == .notMapped)
+    #expect(
+      try translator.translate(IOVA(0x4000_0000), access: .read).get().physical
+        == PhysicalAddress(0x2000_0000))
+  }
+}
