@@ -52,12 +52,24 @@ public final class VMMGuest {
   public let domain: IOMMUDomain
   /// MSI-X messages delivered, oldest first.
   public internal(set) var interrupts: [(function: RequesterID, vector: UInt16)] = []
-  /// Guest-physical pages currently shared.
-  public internal(set) var sharedPages: Set<UInt64> = []
+  /// The platform memory the pages live in: the one record of which are private and which shared.
+  let memory: PlatformMemory
+
+  /// Guest-physical page numbers currently shared (read from the ownership table, not kept twice).
+  public var sharedPages: Set<UInt64> {
+    Set(pages.indices.filter { isShared(page: $0) }.map { UInt64($0) })
+  }
+
+  /// Whether guest-physical page `index` is shared now.
+  func isShared(page index: Int) -> Bool { memory.page(at: pages[index])?.state == .shared }
   /// The guest's vIOMMU, when it has one.
   public internal(set) var viommu: VIOMMU?
 
-  init(id: GuestID, configuration: GuestConfiguration, pages: [PhysicalAddress], domain: IOMMUDomain) {
+  init(
+    id: GuestID, configuration: GuestConfiguration, pages: [PhysicalAddress], domain: IOMMUDomain,
+    memory: PlatformMemory
+  ) {
+    self.memory = memory
     self.id = id
     self.configuration = configuration
     self.pages = pages
@@ -144,7 +156,7 @@ public final class VMM {
       throw VMMError(error.errno, error.reason)
     }
     nextGuest += 1
-    let guest = VMMGuest(id: id, configuration: configuration, pages: pages, domain: domain)
+    let guest = VMMGuest(id: id, configuration: configuration, pages: pages, domain: domain, memory: memory)
     if configuration.viommu {
       let viommu = VIOMMU(
         guest: id, stage2: GuestStage2(pages: pages), memory: CheckedGuestReads(memory: memory))
@@ -206,7 +218,7 @@ public final class VMM {
     let first = Int(gpa / pageSize)
     let indices = first..<(first + count)
     // Every page is checked before any is touched: a refused range changes nothing.
-    for index in indices where vm.sharedPages.contains(UInt64(index)) == toShared {
+    for index in indices where vm.isShared(page: index) == toShared {
       throw VMMError(
         .EINVAL,
         "GPA 0x\(String(UInt64(index) * pageSize, radix: 16)) is already \(toShared ? "shared" : "private")")
@@ -273,7 +285,6 @@ public final class VMM {
         throw VMMError(error.errno, error.reason)
       }
     }
-    if toShared { vm.sharedPages.insert(page) } else { vm.sharedPages.remove(page) }
   }
 
   /// A vIOMMU command from the guest (the hypercall form of its command queue): attach, detach,
