@@ -27,7 +27,9 @@ let package = Package(
   ],
   targets: [
     .target(name: "CLibFuzzer"),
-    .target(name: "FuzzSupport", dependencies: ["CLibFuzzer"], swiftSettings: [.swiftLanguageMode(.v6)]),
+    .target(
+      name: "FuzzSupport", dependencies: ["CLibFuzzer", .product(name: "CoveWire", package: "Cove")],
+      swiftSettings: [.swiftLanguageMode(.v6)]),
     harness("FuzzDOE", ["PCIe"]),
     harness("FuzzSPDMDecoders", ["SPDM", "CoveWire", "CoveCrypto"]),
     harness("FuzzResponder", ["SPDM", "CoveCrypto"]),

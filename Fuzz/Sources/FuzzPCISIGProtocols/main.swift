@@ -12,14 +12,6 @@ import TDISP
 
 runLibFuzzer(fuzzInput)
 
-func roundTrip<Message: Equatable>(
-  _ bytes: [UInt8], _ decode: ([UInt8]) throws(WireError) -> Message, _ encode: (Message) -> [UInt8]
-) {
-  guard let message = try? decode(bytes) else { return }
-  let again = try? decode(encode(message))
-  precondition(again == message, "\(Message.self) does not survive decode(encode(x))")
-}
-
 func fuzzInput(_ input: [UInt8]) {
   guard let selector = input.first else { return }
   let bytes = Array(input.dropFirst())
