@@ -83,14 +83,16 @@ enum DMABench {
     try reg(0x144, 0)
     try reg(0x148, 2)
 
-    let plainSource = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes, alignment: 4096)
-    let plainDestination = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes, alignment: 4096)
+    // The baseline's buffers are backed like platform memory (anonymous, 2 MiB-aligned, MADV_HUGEPAGE),
+    // so the ratio measures the emulator's work, not a difference in host page size.
+    let plainSource = HugePageBuffer(byteCount: bytes)
+    let plainDestination = HugePageBuffer(byteCount: bytes)
     defer {
-      plainSource.deallocate()
-      plainDestination.deallocate()
+      plainSource.release()
+      plainDestination.release()
     }
-    plainSource.initializeMemory(as: UInt8.self, repeating: 0x5A)
-    plainDestination.initializeMemory(as: UInt8.self, repeating: 0)
+    plainSource.bytes.initializeMemory(as: UInt8.self, repeating: 0x5A)
+    plainDestination.bytes.initializeMemory(as: UInt8.self, repeating: 0)
     let clock = ContinuousClock()
     var dma: [Duration] = []
     var copy: [Duration] = []
@@ -101,10 +103,34 @@ enum DMABench {
       guard device.engines[function]!.faulted == false else { fatalError("DMA faulted: \(iommu.faults)") }
       copy.append(
         clock.measure {
-          plainDestination.baseAddress!.copyMemory(from: plainSource.baseAddress!, byteCount: bytes)
+          plainDestination.bytes.baseAddress!.copyMemory(
+            from: plainSource.bytes.baseAddress!, byteCount: bytes)
         })
     }
     // The first pass of each pages the memory in; it is not counted.
     return (medianMilliseconds(Array(dma.dropFirst())), medianMilliseconds(Array(copy.dropFirst())))
   }
+}
+
+/// Memory for a baseline, backed the way `PlatformMemory` backs guest memory.
+struct HugePageBuffer {
+  private let mapping: UnsafeMutableRawPointer
+  private let length: Int
+  let bytes: UnsafeMutableRawBufferPointer
+
+  init(byteCount: Int) {
+    let hugePage = 2 << 20
+    length = byteCount + hugePage
+    guard let address = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+      address != MAP_FAILED
+    else { fatalError("cannot map \(byteCount) bytes for the baseline") }
+    mapping = address
+    let aligned = address.alignedUp(toMultipleOf: hugePage)
+    #if os(Linux)
+      _ = madvise(aligned, byteCount, MADV_HUGEPAGE)
+    #endif
+    bytes = UnsafeMutableRawBufferPointer(start: aligned, count: byteCount)
+  }
+
+  func release() { munmap(mapping, length) }
 }
