@@ -20,7 +20,10 @@ let package = Package(
     .library(name: "IOMMU", targets: ["IOMMU"]),
     .library(name: "TDISP", targets: ["TDISP"]),
     .library(name: "IDEKM", targets: ["IDEKM"]),
+    .library(name: "GuestABI", targets: ["GuestABI"]),
     .library(name: "HostPlatform", targets: ["HostPlatform"]),
+    .library(name: "GuestKernel", targets: ["GuestKernel"]),
+    .library(name: "CoveGuestDrivers", targets: ["CoveGuestDrivers"]),
     .library(name: "CoveCommands", targets: ["CoveCommands"]),
   ],
   dependencies: [
@@ -41,12 +44,25 @@ let package = Package(
     .target(
       name: "TDISP", dependencies: ["SPDM", "PCIe", "CoveWire", "CoveCrypto"], swiftSettings: strictSettings),
     .target(name: "IDEKM", dependencies: ["SPDM", "PCIe", "CoveWire"], swiftSettings: strictSettings),
+    // The guest⇄host boundary: hypercalls, guest TSM requests, vIOMMU commands (ARCHITECTURE.md).
+    .target(
+      name: "GuestABI", dependencies: ["IOMMU", "PCIe", "TDISP", "SPDM", "CoveWire"],
+      swiftSettings: strictSettings),
     .target(
       name: "HostPlatform",
-      dependencies: ["SPDM", "TDISP", "IDEKM", "IOMMU", "PCIe", "CoveWire", "CoveCrypto"],
+      dependencies: ["GuestABI", "SPDM", "TDISP", "IDEKM", "IOMMU", "PCIe", "CoveWire", "CoveCrypto"],
       exclude: ["VIOMMU/README.md"],
       swiftSettings: strictSettings
     ),
+    .target(
+      name: "GuestKernel",
+      dependencies: ["GuestABI", "IOMMU", "PCIe", "SPDM", "TDISP", "CoveWire", "CoveCrypto"],
+      swiftSettings: strictSettings
+    ),
+    // Sample guest drivers, written only against GuestKernel's public API.
+    .target(
+      name: "CoveGuestDrivers", dependencies: ["GuestKernel", "GuestABI", "PCIe", "IOMMU"],
+      swiftSettings: strictSettings),
     .target(
       name: "CoveCommands",
       dependencies: [
@@ -63,7 +79,8 @@ let package = Package(
     .executableTarget(
       name: "cove-bench",
       dependencies: [
-        "CoveCrypto", "CoveWire", "PCIe", "SPDM", "IOMMU", "TDISP", "HostPlatform", "CoveCommands",
+        "CoveCrypto", "CoveWire", "PCIe", "SPDM", "IOMMU", "TDISP", "GuestABI", "HostPlatform",
+        "CoveCommands",
       ],
       swiftSettings: strictSettings
     ),
@@ -76,7 +93,17 @@ let package = Package(
       swiftSettings: strictSettings),
     .testTarget(
       name: "HostPlatformTests",
-      dependencies: ["HostPlatform", "SPDM", "TDISP", "IDEKM", "PCIe", "IOMMU", "CoveWire", "CoveCrypto"],
+      dependencies: [
+        "HostPlatform", "GuestABI", "SPDM", "TDISP", "IDEKM", "PCIe", "IOMMU", "CoveWire", "CoveCrypto",
+      ],
+      swiftSettings: strictSettings
+    ),
+    .testTarget(
+      name: "GuestKernelTests",
+      dependencies: [
+        "GuestKernel", "CoveGuestDrivers", "GuestABI", "HostPlatform", "SPDM", "TDISP", "PCIe", "IOMMU",
+        "CoveWire", "CoveCrypto",
+      ],
       swiftSettings: strictSettings
     ),
     .testTarget(

@@ -34,6 +34,6 @@ let package = Package(
     harness("FuzzSPDMDecoders", ["SPDM", "CoveWire", "CoveCrypto"]),
     harness("FuzzResponder", ["SPDM", "CoveCrypto"]),
     harness("FuzzPCISIGProtocols", ["SPDM", "TDISP", "IDEKM", "CoveWire", "CoveCrypto"]),
-    harness("FuzzVIOMMUCommands", ["HostPlatform", "IOMMU", "PCIe", "CoveWire"]),
+    harness("FuzzVIOMMUCommands", ["HostPlatform", "GuestABI", "IOMMU", "PCIe", "CoveWire"]),
   ]
 )

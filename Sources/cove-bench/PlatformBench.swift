@@ -9,6 +9,7 @@
 //   cannot avoid; `PlatformMemory.convert` alone (ownership table + scrub, no IOMMU work) between them.
 import CoveCrypto
 import Foundation
+import GuestABI
 import HostPlatform
 import IOMMU
 import PCIe

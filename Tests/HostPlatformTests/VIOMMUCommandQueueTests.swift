@@ -1,4 +1,5 @@
 import CoveWire
+import GuestABI
 import HostPlatform
 import IOMMU
 import PCIe

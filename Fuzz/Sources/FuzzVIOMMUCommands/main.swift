@@ -7,6 +7,7 @@
 // invalidation the cache must answer exactly as an uncached nested walk.
 import CoveWire
 import FuzzSupport
+import GuestABI
 import HostPlatform
 import IOMMU
 import PCIe

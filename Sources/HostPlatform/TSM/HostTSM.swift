@@ -1,4 +1,5 @@
 public import CoveCrypto
+public import GuestABI
 public import IDEKM
 import IOMMU
 public import PCIe
@@ -648,5 +649,15 @@ extension IDEKeySlotID {
   var opposite: IDEKeySlotID {
     IDEKeySlotID(
       keySet: keySet, direction: direction == .receive ? .transmit : .receive, subStream: subStream)
+  }
+}
+
+extension TDIEvidence {
+  /// The evidence as it crosses to the guest (GuestABI): raw bytes the guest checks itself.
+  public func crossingToGuest(mmioReportingOffset: UInt64) -> DeviceEvidence {
+    DeviceEvidence(
+      certificateChain: certificateChain.map(\.der), measurementsResponse: measurements.encode(),
+      signedMeasurements: signedMeasurements, interfaceReport: report.bytes, reportDigest: report.digest,
+      tdiState: state, mmioReportingOffset: mmioReportingOffset)
   }
 }

@@ -1,4 +1,5 @@
 public import CoveWire
+public import GuestABI
 public import IOMMU
 
 /// The offsets of the vIOMMU's 64-bit registers (README.md, "Registers"). Reserved offsets read as

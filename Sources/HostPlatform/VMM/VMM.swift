@@ -1,3 +1,4 @@
+public import GuestABI
 public import IOMMU
 public import PCIe
 import TDISP
