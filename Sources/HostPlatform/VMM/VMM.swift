@@ -53,6 +53,8 @@ public final class VMMGuest {
   public let domain: IOMMUDomain
   /// MSI-X messages delivered, oldest first.
   public internal(set) var interrupts: [(function: RequesterID, vector: UInt16)] = []
+  /// Each assigned function's TDI state as last told to the guest (``VMM/notifications(for:)``).
+  var lastTDIStates: [RequesterID: TDIState] = [:]
   /// The platform memory the pages live in: the one record of which are private and which shared.
   let memory: PlatformMemory
 
@@ -439,6 +441,69 @@ public final class VMM {
     }
   }
 
+  // MARK: Guest requests and notifications
+
+  /// A guest request to the TSM of one of its functions (the guest-request hypercall). EPERM for a
+  /// function not assigned to the guest; the TSM's own refusals keep their errno.
+  public func guestRequest(_ guest: GuestID, _ request: GuestTSMRequest) throws(VMMError) -> GuestTSMResponse {
+    let function = request.function
+    guard let device = devices[function], iommu.assignments[function] == guest,
+      let tsm = tsms[ObjectIdentifier(device)]
+    else { throw VMMError(.EPERM, "\(function) is not assigned to \(guest)") }
+    do throws(TSMError) {
+      switch request {
+      case .lock: try tsm.guestLock(function, for: guest)
+      case .evidence(_, let nonce): return .evidence(try tsm.guestEvidence(function, for: guest, nonce: nonce))
+      case .accept: try tsm.guestAccept(function, for: guest)
+      case .unlock: try tsm.guestUnlock(function, for: guest)
+      }
+    } catch { throw VMMError(error.errno, "\(request): \(error)") }
+    return .done
+  }
+
+  /// What the host has to tell `guest` since the last call: the interrupts delivered to it, then
+  /// every assigned function whose TDI changed state on the device since the guest last heard (the
+  /// guest asked for it or not — the guest tells the two apart by what it requested).
+  public func notifications(for guest: GuestID) -> [HostNotification] {
+    guard let vm = guests[guest] else { return [] }
+    var out = vm.interrupts.map { HostNotification.interrupt($0.function, vector: $0.vector) }
+    vm.interrupts.removeAll()
+    for function in assignedFunctions(of: guest) {
+      guard let state = devices[function]?.tdisp.tdi(function)?.state else { continue }
+      let last = vm.lastTDIStates[function] ?? .configUnlocked
+      if state != last { out.append(.tdiStateChanged(function, from: last, to: state)) }
+      vm.lastTDIStates[function] = state
+    }
+    return out
+  }
+
+  /// The functions assigned to `guest`, in requester-ID order.
+  public func assignedFunctions(of guest: GuestID) -> [RequesterID] {
+    iommu.assignments.filter { $0.value == guest }.keys.sorted { $0.rawValue < $1.rawValue }
+  }
+
+  /// The memory BARs a function decodes, by index, at their assigned addresses.
+  public func bars(of function: RequesterID) -> [Int: Range<UInt64>] {
+    guard let space = devices[function]?.tdisp.configSpaces[function] else { return [:] }
+    var bars: [Int: Range<UInt64>] = [:]
+    for (index, bar) in space.layout.bars.enumerated() {
+      guard let size = bar?.size, let base = space.barAddress(index) else { continue }
+      let (end, overflow) = base.addingReportingOverflow(size)
+      if !overflow { bars[index] = base..<end }
+    }
+    return bars
+  }
+
+  /// A configuration write by the host itself (not trapped from a guest): what a host that clears
+  /// bus mastering under a running TDI does. The device's rules apply as for any write.
+  @discardableResult
+  public func hostConfigWrite(_ function: RequesterID, offset: Int, size: Int, value: UInt32) throws(VMMError)
+    -> [ConfigSpaceEvent]
+  {
+    guard let device = devices[function] else { throw VMMError(.ENODEV, "no device function \(function)") }
+    return device.tdisp.configWrite(function, offset: offset, size: size, value: value)
+  }
+
   // MARK: Internals
 
   private func standing(of requester: RequesterID) -> TEEStanding {
@@ -456,13 +521,43 @@ public final class VMM {
   }
 }
 
-/// What the VMM asks a TSM about a TDI: which guest it is bound to.
+/// What the VMM asks of a device's TSM: which guest a TDI is bound to, and the guest requests it
+/// forwards (SEMANTICS.md §8: each checked against the TDI's owner by the TSM).
 public protocol TSMStanding: AnyObject {
   func owner(of function: RequesterID) -> GuestID?
+  /// Binds the TDI to `guest` (if it is not already) and locks it; the TSM fetches the report.
+  func guestLock(_ function: RequesterID, for guest: GuestID) throws(TSMError)
+  /// Evidence for the guest, over its nonce, in the form that crosses to the guest.
+  func guestEvidence(_ function: RequesterID, for guest: GuestID, nonce: [UInt8]) throws(TSMError)
+    -> DeviceEvidence
+  /// START_INTERFACE: the guest accepted the TDI.
+  func guestAccept(_ function: RequesterID, for guest: GuestID) throws(TSMError)
+  /// STOP_INTERFACE: the guest gives the TDI's trust up.
+  func guestUnlock(_ function: RequesterID, for guest: GuestID) throws(TSMError)
 }
 
 extension HostTSM: TSMStanding {
   public func owner(of function: RequesterID) -> GuestID? { interface(function)?.owner }
+
+  public func guestLock(_ function: RequesterID, for guest: GuestID) throws(TSMError) {
+    if interface(function)?.owner == nil { try bind(function, to: guest) }
+    try lock(function, for: guest)
+  }
+
+  public func guestEvidence(_ function: RequesterID, for guest: GuestID, nonce: [UInt8]) throws(TSMError)
+    -> DeviceEvidence
+  {
+    try evidence(for: function, guest: guest, nonce: nonce).crossingToGuest(
+      mmioReportingOffset: configuration.mmioReportingOffset)
+  }
+
+  public func guestAccept(_ function: RequesterID, for guest: GuestID) throws(TSMError) {
+    try start(function, for: guest)
+  }
+
+  public func guestUnlock(_ function: RequesterID, for guest: GuestID) throws(TSMError) {
+    try stop(function, for: guest)
+  }
 }
 
 extension IOMMUDomain {
