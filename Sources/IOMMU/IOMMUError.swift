@@ -8,6 +8,7 @@ public struct Errno: RawRepresentable, Hashable, Sendable, CustomStringConvertib
   public static let EPERM = Errno(rawValue: 1)
   public static let ENOENT = Errno(rawValue: 2)
   public static let EIO = Errno(rawValue: 5)
+  public static let EACCES = Errno(rawValue: 13)
   public static let ENOMEM = Errno(rawValue: 12)
   public static let EFAULT = Errno(rawValue: 14)
   public static let EBUSY = Errno(rawValue: 16)
@@ -21,12 +22,15 @@ public struct Errno: RawRepresentable, Hashable, Sendable, CustomStringConvertib
   public static let EISCONN = Errno(rawValue: 106)
   public static let ENOTCONN = Errno(rawValue: 107)
   public static let ETIMEDOUT = Errno(rawValue: 110)
+  /// The kernel-internal "try the probe again later" (include/linux/errno.h), never seen by userspace.
+  public static let EPROBE_DEFER = Errno(rawValue: 517)
 
   public var name: String {
     switch self {
     case .EPERM: "EPERM"
     case .ENOENT: "ENOENT"
     case .EIO: "EIO"
+    case .EACCES: "EACCES"
     case .ENOMEM: "ENOMEM"
     case .EFAULT: "EFAULT"
     case .EBUSY: "EBUSY"
@@ -40,6 +44,7 @@ public struct Errno: RawRepresentable, Hashable, Sendable, CustomStringConvertib
     case .EISCONN: "EISCONN"
     case .ENOTCONN: "ENOTCONN"
     case .ETIMEDOUT: "ETIMEDOUT"
+    case .EPROBE_DEFER: "EPROBE_DEFER"
     default: "errno \(rawValue)"
     }
   }
@@ -47,8 +52,8 @@ public struct Errno: RawRepresentable, Hashable, Sendable, CustomStringConvertib
   /// Looks a name up ("EBUSY"), for spec tables.
   public init?(name: String) {
     let all: [Errno] = [
-      .EPERM, .ENOENT, .EIO, .ENOMEM, .EFAULT, .EBUSY, .EEXIST, .ENODEV, .EINVAL, .ENOSPC, .ERANGE,
-      .EOVERFLOW, .EOPNOTSUPP, .EISCONN, .ENOTCONN, .ETIMEDOUT,
+      .EPERM, .ENOENT, .EIO, .EACCES, .ENOMEM, .EFAULT, .EBUSY, .EEXIST, .ENODEV, .EINVAL, .ENOSPC,
+      .ERANGE, .EOVERFLOW, .EOPNOTSUPP, .EISCONN, .ENOTCONN, .ETIMEDOUT, .EPROBE_DEFER,
     ]
     guard let match = all.first(where: { $0.name == name }) else { return nil }
     self = match

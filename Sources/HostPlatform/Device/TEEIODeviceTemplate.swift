@@ -11,6 +11,7 @@ public import TDISP
 ///   BAR0 64 KiB of registers with the MSI-X table and PBA in its last pages, BAR2 1 MiB of memory.
 /// - Each further PF: BAR0 64 KiB, PCIe capability with FLR (no DOE: reached through the DSM).
 /// - VFs of PF 0: BAR0 16 KiB each.
+/// - Every function: a PASID capability (20 bits) and an ACS capability, unless configured without.
 /// BARs are assigned from `mmioBase` upwards and memory space and bus mastering are enabled, as the
 /// host's enumeration leaves them.
 public struct TEEIODeviceTemplate: Sendable {
@@ -23,13 +24,21 @@ public struct TEEIODeviceTemplate: Sendable {
   public var supportedLockFlags: TDISPLockFlags
   public var reportTweaks: InterfaceReportTweaks
   public var compatibility: TDICompatibility
+  /// Whether every function has an ACS capability (isolated from its siblings, so each is an IOMMU
+  /// group of its own), and the PASID width each function's PASID capability offers (0: none).
+  public var acs: Bool
+  public var pasidWidth: UInt8
 
   public init(
     bus: UInt8 = 0x03, physicalFunctions: Int = 2, virtualFunctions: Int = 0, streamID: UInt8 = 1,
     mmioBase: UInt64 = 0xE000_0000, lockFlags: TDISPLockFlags = [.noFirmwareUpdate],
     supportedLockFlags: TDISPLockFlags = [.noFirmwareUpdate, .systemCacheLineSize, .lockMSIX, .bindP2P],
-    reportTweaks: InterfaceReportTweaks = .none, compatibility: TDICompatibility = .specification
+    reportTweaks: InterfaceReportTweaks = .none, compatibility: TDICompatibility = .specification,
+    acs: Bool = true, pasidWidth: UInt8 = 20
   ) {
+    precondition(pasidWidth <= 20, "PASIDs are at most 20 bits (PCIe 6.x §6.20)")
+    self.acs = acs
+    self.pasidWidth = pasidWidth
     precondition((1...8).contains(physicalFunctions) && physicalFunctions + virtualFunctions <= 8)
     self.bus = bus
     self.physicalFunctions = physicalFunctions
@@ -76,6 +85,13 @@ public struct TEEIODeviceTemplate: Sendable {
       } else {
         builder.bars[0] = .memory64(size: isVF ? 0x4000 : 0x1_0000)
       }
+      // After the DSM's DOE and IDE capabilities; the extended list starts at 0x100 otherwise.
+      var extended = index == 0 ? 0x200 : 0x100
+      if pasidWidth > 0 {
+        builder.add(.pasid(PASIDCapability(maxWidth: pasidWidth)), at: extended)
+        extended += 0x10
+      }
+      if acs { builder.add(.acs(ACSCapability(capabilities: 0x1F)), at: extended) }
       var space = try builder.build()
       for (bar, definition) in space.layout.bars.enumerated() {
         guard let definition else { continue }

@@ -25,6 +25,8 @@ public final class CoveDMADevice {
     entropy: any EntropySource, acs: Bool = true
   ) throws {
     self.acs = acs
+    var template = template
+    template.acs = acs
     let built = try template.build(identity: identity, entropy: entropy)
     tdisp = built.device
     rootPort = built.rootPort

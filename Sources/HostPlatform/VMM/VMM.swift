@@ -445,7 +445,8 @@ public final class VMM {
 
   /// A guest request to the TSM of one of its functions (the guest-request hypercall). EPERM for a
   /// function not assigned to the guest; the TSM's own refusals keep their errno.
-  public func guestRequest(_ guest: GuestID, _ request: GuestTSMRequest) throws(VMMError) -> GuestTSMResponse {
+  public func guestRequest(_ guest: GuestID, _ request: GuestTSMRequest) throws(VMMError) -> GuestTSMResponse
+  {
     let function = request.function
     guard let device = devices[function], iommu.assignments[function] == guest,
       let tsm = tsms[ObjectIdentifier(device)]
@@ -453,17 +454,26 @@ public final class VMM {
     do throws(TSMError) {
       switch request {
       case .lock: try tsm.guestLock(function, for: guest)
-      case .evidence(_, let nonce): return .evidence(try tsm.guestEvidence(function, for: guest, nonce: nonce))
+      case .evidence(_, let nonce):
+        return .evidence(try tsm.guestEvidence(function, for: guest, nonce: nonce))
       case .accept: try tsm.guestAccept(function, for: guest)
       case .unlock: try tsm.guestUnlock(function, for: guest)
       }
     } catch { throw VMMError(error.errno, "\(request): \(error)") }
+    noteStateTheGuestKnows(function, guest)
     return .done
   }
 
+  /// The TDI's state after a guest's state change succeeded is what the guest asked for: only later
+  /// changes are news to it.
+  private func noteStateTheGuestKnows(_ function: RequesterID, _ guest: GuestID) {
+    guard let state = devices[function]?.tdisp.tdi(function)?.state else { return }
+    guests[guest]?.lastTDIStates[function] = state
+  }
+
   /// What the host has to tell `guest` since the last call: the interrupts delivered to it, then
-  /// every assigned function whose TDI changed state on the device since the guest last heard (the
-  /// guest asked for it or not — the guest tells the two apart by what it requested).
+  /// every assigned function whose TDI changed state on the device since the guest last heard or
+  /// last changed it itself (a successful lock, accept or unlock).
   public func notifications(for guest: GuestID) -> [HostNotification] {
     guard let vm = guests[guest] else { return [] }
     var out = vm.interrupts.map { HostNotification.interrupt($0.function, vector: $0.vector) }

@@ -34,10 +34,14 @@ public final class VMMGuestPort: GuestHostInterface {
   }
 
   public func configRead(_ function: RequesterID, offset: Int, size: Int) throws(HypercallError) -> UInt32 {
-    try call { () throws(VMMError) in try vmm.configRead(guest, function: function, offset: offset, size: size) }
+    try call { () throws(VMMError) in
+      try vmm.configRead(guest, function: function, offset: offset, size: size)
+    }
   }
 
-  public func configWrite(_ function: RequesterID, offset: Int, size: Int, value: UInt32) throws(HypercallError) {
+  public func configWrite(_ function: RequesterID, offset: Int, size: Int, value: UInt32)
+    throws(HypercallError)
+  {
     try call { () throws(VMMError) in
       _ = try vmm.configWrite(guest, function: function, offset: offset, size: size, value: value)
     }
@@ -48,7 +52,9 @@ public final class VMMGuestPort: GuestHostInterface {
   }
 
   public func mmioWrite(_ function: RequesterID, address: UInt64, value: UInt32) throws(HypercallError) {
-    try call { () throws(VMMError) in _ = try vmm.mmio(guest, function: function, address: address, write: value) }
+    try call { () throws(VMMError) in
+      _ = try vmm.mmio(guest, function: function, address: address, write: value)
+    }
   }
 
   public func bars(of function: RequesterID) throws(HypercallError) -> [Int: Range<UInt64>] {

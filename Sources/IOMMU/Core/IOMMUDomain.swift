@@ -14,7 +14,9 @@ public final class IOMMUDomain: CustomStringConvertible {
   public let parent: IOMMUDomain?
   /// The process address space of an SVA domain.
   public let addressSpace: ProcessAddressSpace?
-  let pageTable: (any IOPageTableProtocol)?
+  /// The I/O page table of a paging-capable domain (nil for blocked, identity and SVA). A guest's
+  /// IOMMU driver reads its root to point the vIOMMU at it.
+  public let pageTable: (any IOPageTableProtocol)?
   /// Identifies the core that made the domain: a domain from another core is refused (EINVAL), as
   /// Linux refuses a domain whose owner ops differ from the device's.
   let owner: ObjectIdentifier

@@ -91,6 +91,18 @@ public final class IOTLB {
   /// Entries removed by invalidation.
   public var invalidatedEntries: Int { state.pointee.invalidatedEntries }
 
+  /// One invalidation as requested of this IOTLB.
+  public enum Invalidation: Hashable, Sendable {
+    case range(DomainID, PASID?, Range<IOVA>)
+    case pasid(DomainID, PASID)
+    case domain(DomainID)
+    case all
+  }
+  /// Told of every invalidation before it is applied. A guest kernel's IOMMU driver forwards them to
+  /// the vIOMMU as commands: in a guest this IOTLB is the driver's software view, and the vIOMMU's
+  /// cache is the one devices use (HostPlatform/VIOMMU/README.md).
+  public var invalidationObserver: ((Invalidation) -> Void)?
+
   /// - Parameter capacity: entries held before eviction; clamped to 1...2^24 (a model, not a memory hog).
   public init(capacity: Int) {
     let wanted = min(max(capacity, 1), 1 << 24)
@@ -347,6 +359,7 @@ public final class IOTLB {
   /// that overlaps `range` — the range-based flush behind `iommu_iotlb_sync`. A small range with a
   /// PASID is removed leaf by leaf; otherwise the table is swept.
   public func invalidate(domain: DomainID, pasid: PASID?, range: Range<IOVA>) {
+    invalidationObserver?(.range(domain, pasid, range))
     state.pointee.invalidations += 1
     guard !range.isEmpty, count > 0 else { return }
     let lo = range.lowerBound.rawValue
@@ -391,6 +404,7 @@ public final class IOTLB {
   /// Invalidates every entry of (domain, pasid) — PASID-selective invalidation. (The PASID is taken
   /// modulo 2^20, as the 20-bit field of an invalidation descriptor would carry it.)
   public func invalidate(domain: DomainID, pasid: PASID) {
+    invalidationObserver?(.pasid(domain, pasid))
     state.pointee.invalidations += 1
     let wanted = Self.tag(domain: domain, pasid: PASID(pasid.rawValue & (PASID.limit - 1)))
     sweep { slot in slot.tag == wanted }
@@ -398,12 +412,14 @@ public final class IOTLB {
 
   /// Invalidates every entry of `domain`, all PASIDs (`flush_iotlb_all`).
   public func invalidate(domain: DomainID) {
+    invalidationObserver?(.domain(domain))
     state.pointee.invalidations += 1
     sweep { slot in slot.domain == UInt64(domain.rawValue) }
   }
 
   /// Invalidates everything (a global invalidation).
   public func invalidateAll() {
+    invalidationObserver?(.all)
     state.pointee.invalidations += 1
     state.pointee.invalidatedEntries += count
     clearSlots()

@@ -1,0 +1,152 @@
+public import GuestABI
+public import IOMMU
+import PCIe
+
+/// The guest's IOMMU driver for the paravirtual vIOMMU, on the shared IOMMU core: groups, DMA
+/// ownership, DMA domains (strict or lazy), the IOVA allocator and page tables are the core's; the
+/// tables live in the guest's private memory and every change the devices must see reaches the vIOMMU
+/// as a command (HostPlatform/VIOMMU/README.md): an ATTACH when a group or PASID changes domain, an
+/// INVALIDATE for every invalidation the core asks of its IOTLB. The core's IOTLB is the driver's
+/// own view; the vIOMMU's cache is the one devices use, so a missing invalidation shows up as a stale
+/// translation exactly as on hardware.
+public final class GuestIOMMU {
+  public let core: IOMMUCore
+  let host: any GuestHostInterface
+  let tables: GuestTableMemory
+  /// What each (requester, PASID) is attached to at the vIOMMU now.
+  private var attached: [AttachmentKey: DomainID] = [:]
+  /// vIOMMU commands sent, and the ones the vIOMMU refused (each also fails the call that sent it,
+  /// where the call can fail; an invalidation cannot, so it is only recorded here).
+  public private(set) var commandsSent = 0
+  public private(set) var refusedCommands: [(VIOMMUCommand, HypercallError)] = []
+
+  init(host: any GuestHostInterface, memory: GuestMemory, strict: Bool) throws(KernelError) {
+    self.host = host
+    let tables = GuestTableMemory(memory: memory)
+    self.tables = tables
+    do {
+      core = try IOMMUCore(
+        configuration: IOMMUCore.Configuration(strict: strict, confidentialPlatform: true)
+      ) { _ throws(IOMMUError) in try RadixIOPageTable(memory: tables) }
+    } catch { throw KernelError(error.errno, "IOMMU core: \(error)") }
+    core.iotlb.invalidationObserver = { [unowned self] invalidation in forward(invalidation) }
+  }
+
+  /// Probes a function into the core and points the vIOMMU at its group's domain.
+  func add(_ description: DeviceDescription) throws(KernelError) {
+    do { try core.addDevice(description) } catch { throw KernelError(error.errno, "iommu probe: \(error)") }
+    try syncAttachments(of: description.bdf)
+  }
+
+  /// Removes a function (no driver bound), detaching it at the vIOMMU.
+  func remove(_ bdf: BDF) throws(KernelError) {
+    do { try core.removeDevice(bdf) } catch { throw KernelError(error.errno, "iommu release: \(error)") }
+    for key in attached.keys where key.requester == bdf.requesterID {
+      try send(.detach(requester: key.requester, pasid: key.pasid))
+      attached[key] = nil
+    }
+  }
+
+  /// Makes the vIOMMU's attachments of every function in `bdf`'s group match the core: requests
+  /// without PASID go to the group's current domain (detached while it is blocked), each attached
+  /// PASID to its domain.
+  func syncAttachments(of bdf: BDF) throws(KernelError) {
+    guard let group = core.group(of: bdf) else { return }
+    let domain: IOMMUDomain
+    do { domain = try core.currentDomain(of: group) } catch { throw KernelError(error.errno, "\(error)") }
+    for member in core.devices(in: group) {
+      try point(AttachmentKey(requester: member.requesterID, pasid: nil), at: domain)
+      let pasids = (try? core.pasidTable(of: member)) ?? [:]
+      for (pasid, pasidDomain) in pasids {
+        try point(AttachmentKey(requester: member.requesterID, pasid: pasid), at: pasidDomain)
+      }
+      for key in attached.keys where key.requester == member.requesterID {
+        if let pasid = key.pasid, pasids[pasid] == nil {
+          try send(.detach(requester: key.requester, pasid: pasid))
+          attached[key] = nil
+        }
+      }
+    }
+  }
+
+  private func point(_ key: AttachmentKey, at domain: IOMMUDomain) throws(KernelError) {
+    guard let table = domain.pageTable as? RadixIOPageTable else {
+      // Blocked (or a domain without a table): the requests fault.
+      if attached[key] != nil {
+        try send(.detach(requester: key.requester, pasid: key.pasid))
+        attached[key] = nil
+      }
+      return
+    }
+    guard attached[key] != domain.id else { return }
+    try send(
+      .attach(
+        requester: key.requester, pasid: key.pasid, domain: domain.id, root: table.root, inputAddressBits: 48)
+    )
+    attached[key] = domain.id
+  }
+
+  private func send(_ command: VIOMMUCommand) throws(KernelError) {
+    commandsSent += 1
+    do { try host.viommu(command) } catch {
+      refusedCommands.append((command, error))
+      throw KernelError(error.errno, "vIOMMU \(command): \(error.message)")
+    }
+  }
+
+  private func forward(_ invalidation: IOTLB.Invalidation) {
+    let command: VIOMMUCommand
+    switch invalidation {
+    case .range(let domain, let pasid, let range):
+      guard !range.isEmpty else { return }
+      command = .invalidateRange(
+        domain: domain, pasid: pasid, iova: range.lowerBound,
+        size: range.upperBound.rawValue - range.lowerBound.rawValue)
+    case .pasid(let domain, let pasid): command = .invalidatePASID(domain: domain, pasid: pasid)
+    case .domain(let domain): command = .invalidateDomain(domain)
+    case .all: command = .invalidateAll
+    }
+    try? send(command)
+  }
+}
+
+/// One attachment point at the vIOMMU: a requester ID, with or without a PASID.
+struct AttachmentKey: Hashable {
+  var requester: RequesterID
+  var pasid: PASID?
+}
+
+/// I/O page-table pages in the guest's private memory. The kernel keeps its own copy of what it
+/// wrote (its CPU view of its memory), so reading an entry costs no hypercall; every store is written
+/// through to guest memory, where the vIOMMU walks it.
+final class GuestTableMemory: IOTableMemory {
+  let memory: GuestMemory
+  private var pages: [UInt64: [UInt64]] = [:]
+  /// Stores the host refused (the table in memory no longer matches the kernel's copy).
+  private(set) var failedStores = 0
+
+  init(memory: GuestMemory) { self.memory = memory }
+
+  func allocateTablePage() -> PhysicalAddress? {
+    guard let gpa = try? memory.allocatePages(1) else { return nil }
+    pages[gpa] = [UInt64](repeating: 0, count: 512)
+    return PhysicalAddress(gpa)
+  }
+
+  func freeTablePage(_ page: PhysicalAddress) {
+    guard pages.removeValue(forKey: page.rawValue) != nil else { return }
+    memory.freePages(page.rawValue, count: 1)
+  }
+
+  func loadEntry(_ address: PhysicalAddress) -> UInt64 {
+    let page = address.rawValue & ~0xFFF
+    return pages[page]?[Int(address.rawValue & 0xFFF) / 8] ?? 0
+  }
+
+  func storeEntry(_ value: UInt64, at address: PhysicalAddress) {
+    let page = address.rawValue & ~0xFFF
+    pages[page]?[Int(address.rawValue & 0xFFF) / 8] = value
+    let bytes = (0..<8).map { UInt8(truncatingIfNeeded: value >> (8 * UInt64($0))) }
+    do { try memory.host.write(gpa: address.rawValue, bytes: bytes) } catch { failedStores += 1 }
+  }
+}

@@ -1,0 +1,60 @@
+import GuestABI
+import IOMMU
+import PCIe
+
+/// A host that is the real VMM port except where a test makes it lie or fail: evidence rewritten in
+/// transit, evidence replayed, conversions refused, BARs reported elsewhere.
+final class TamperingHost: GuestHostInterface {
+  let inner: any GuestHostInterface
+  /// Rewrites each evidence answer before the guest sees it.
+  var tamperEvidence: ((inout DeviceEvidence) -> Void)?
+  /// Answers every evidence request with the first evidence it ever fetched (a replay).
+  var replayFirstEvidence = false
+  private var firstEvidence: DeviceEvidence?
+  /// Refuses conversions with this errno.
+  var failConversions: Errno?
+  /// Moves every BAR the guest enumerates by this much.
+  var barShift: UInt64 = 0
+  private(set) var conversions = 0
+
+  init(_ inner: any GuestHostInterface) { self.inner = inner }
+
+  var platform: GuestPlatformInfo { inner.platform }
+  func read(gpa: UInt64, count: Int) throws(HypercallError) -> [UInt8] {
+    try inner.read(gpa: gpa, count: count)
+  }
+  func write(gpa: UInt64, bytes: [UInt8]) throws(HypercallError) { try inner.write(gpa: gpa, bytes: bytes) }
+  func convert(gpa: UInt64, pages: Int, toShared: Bool) throws(HypercallError) {
+    conversions += 1
+    if let errno = failConversions { throw HypercallError(errno, "refused by the test") }
+    try inner.convert(gpa: gpa, pages: pages, toShared: toShared)
+  }
+  func configRead(_ function: RequesterID, offset: Int, size: Int) throws(HypercallError) -> UInt32 {
+    try inner.configRead(function, offset: offset, size: size)
+  }
+  func configWrite(_ function: RequesterID, offset: Int, size: Int, value: UInt32) throws(HypercallError) {
+    try inner.configWrite(function, offset: offset, size: size, value: value)
+  }
+  func mmioRead(_ function: RequesterID, address: UInt64) throws(HypercallError) -> UInt32 {
+    try inner.mmioRead(function, address: address - barShift)
+  }
+  func mmioWrite(_ function: RequesterID, address: UInt64, value: UInt32) throws(HypercallError) {
+    try inner.mmioWrite(function, address: address - barShift, value: value)
+  }
+  func bars(of function: RequesterID) throws(HypercallError) -> [Int: Range<UInt64>] {
+    try inner.bars(of: function).mapValues { ($0.lowerBound + barShift)..<($0.upperBound + barShift) }
+  }
+  func viommu(_ command: VIOMMUCommand) throws(HypercallError) { try inner.viommu(command) }
+  func tsm(_ request: GuestTSMRequest) throws(HypercallError) -> GuestTSMResponse {
+    var response = try inner.tsm(request)
+    if case .evidence(var evidence) = response {
+      if replayFirstEvidence {
+        if let first = firstEvidence { evidence = first } else { firstEvidence = evidence }
+      }
+      tamperEvidence?(&evidence)
+      response = .evidence(evidence)
+    }
+    return response
+  }
+  func drainNotifications() -> [HostNotification] { inner.drainNotifications() }
+}
