@@ -80,7 +80,7 @@ let package = Package(
       name: "cove-bench",
       dependencies: [
         "CoveCrypto", "CoveWire", "PCIe", "SPDM", "IOMMU", "TDISP", "GuestABI", "HostPlatform",
-        "CoveCommands",
+        "GuestKernel", "CoveGuestDrivers", "CoveCommands",
       ],
       swiftSettings: strictSettings
     ),
