@@ -50,6 +50,15 @@ public final class GuestKernel {
   /// What happened, oldest first.
   public private(set) var events: [KernelEvent] = []
   let entropy: any EntropySource
+  /// The administrator's policy for the RFC's PASID modes (``PASIDMode``).
+  public var pasidPolicy = PASIDPolicy()
+  /// The kernel's vmap space (KVA page → GPA page), the domains mirroring it, and the next free KVA.
+  var kvaPages: [UInt64: UInt64] = [:]
+  var kvaStrictDomain: IOMMUDomain?
+  var kvaFastDomain: IOMMUDomain?
+  var kvaFastPendingFlush = false
+  var bypass: IOMMUDomain?
+  var nextKVA: UInt64 = 0x7F00_0000_0000
   private var drivers: [any PCIDriver] = []
   private var deferred: [RequesterID: String] = [:]
   private var retryingDeferred = false
@@ -87,7 +96,15 @@ public final class GuestKernel {
       }
     }
     for function in platform.functions { devices.append(try enumerate(function)) }
-    for device in devices { try iommu?.add(iommuDescription(of: device)) }
+    for device in devices {
+      guard let iommu else { break }
+      try iommu.add(iommuDescription(of: device))
+      // The IOMMU driver turns PASID on at probe (pci_enable_pasid), before anything can lock the
+      // configuration.
+      if let capability = device.pasidCapability {
+        try configWrite(device.function, capability + 6, 2, 1)
+      }
+    }
   }
 
   /// The device for a function, if the guest has it.
@@ -119,6 +136,7 @@ public final class GuestKernel {
     }
     var hasACS = false
     var maxPASID: UInt32 = 0
+    var pasidCapability: Int?
     var offset = 0x100
     var visited = 0
     while offset >= 0x100, visited < 256 {
@@ -126,7 +144,9 @@ public final class GuestKernel {
       if header == 0 || header == 0xFFFF_FFFF { break }
       switch header & 0xFFFF {
       case 0x000D: hasACS = true
-      case 0x001B: maxPASID = 1 << ((try configRead(function, offset + 4, 4) >> 8) & 0x1F)
+      case 0x001B:
+        maxPASID = 1 << min(20, (try configRead(function, offset + 4, 4) >> 8) & 0x1F)
+        pasidCapability = offset
       default: break
       }
       offset = Int(header >> 20)
@@ -134,7 +154,7 @@ public final class GuestKernel {
     }
     return PCIDevice(
       function: function, vendorID: UInt16(ids & 0xFFFF), deviceID: UInt16(ids >> 16), bars: bars, msix: msix,
-      hasACS: hasACS, maxPASID: maxPASID)
+      hasACS: hasACS, maxPASID: maxPASID, pasidCapability: pasidCapability)
   }
 
   /// How the guest IOMMU sees a device: a function of a multi-function device (isolated when it has
@@ -268,6 +288,7 @@ public final class GuestKernel {
     do throws(KernelError) {
       try driver.probe(device, kernel: self)
     } catch {
+      disableAllPASIDs(of: device)
       device.driver = nil
       tearDownMappings(of: device, driver: driver.name)
       try? iommu?.core.unbindDriver(device.bdf)
@@ -310,6 +331,7 @@ public final class GuestKernel {
   func release(_ device: PCIDevice, reason: String) {
     guard let driver = device.driver else { return }
     driver.remove(device, kernel: self)
+    disableAllPASIDs(of: device)
     device.driver = nil
     tearDownMappings(of: device, driver: driver.name)
     try? iommu?.core.unbindDriver(device.bdf)

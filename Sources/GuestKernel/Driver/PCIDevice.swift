@@ -28,6 +28,11 @@ public final class PCIDevice: CustomStringConvertible {
   /// A user (VFIO-like) owner's cookie while the device is user-owned.
   public internal(set) var userOwner: OwnerCookie?
 
+  /// Offset of the PASID capability in configuration space.
+  let pasidCapability: Int?
+  /// PASIDs enabled for the bound driver.
+  var pasids: [PASID: PASIDUse] = [:]
+
   /// Live mappings the kernel must tear down if the driver goes away without unmapping them.
   var bounces: [UInt64: Bounce] = [:]
   var iommuMappings: [UInt64: UInt64] = [:]
@@ -36,8 +41,9 @@ public final class PCIDevice: CustomStringConvertible {
   init(
     function: RequesterID, vendorID: UInt16, deviceID: UInt16, bars: [Int: Range<UInt64>],
     msix: MSIXLocation?,
-    hasACS: Bool, maxPASID: UInt32
+    hasACS: Bool, maxPASID: UInt32, pasidCapability: Int?
   ) {
+    self.pasidCapability = pasidCapability
     self.function = function
     self.vendorID = vendorID
     self.deviceID = deviceID
