@@ -107,7 +107,7 @@ func medianMilliseconds(_ samples: [Duration]) -> Double {
 
 @main
 struct CoveBench {
-  /// `cove-bench [spdm|tdisp|iommu|dma|platform|all] [runs]`: every section by default.
+  /// `cove-bench [spdm|tdisp|iommu|dma|platform|guest|all] [runs]`: every section by default.
   static func main() throws {
     let arguments = Array(CommandLine.arguments.dropFirst())
     let section = arguments.first ?? "all"
@@ -118,6 +118,7 @@ struct CoveBench {
     case "iommu": try IOMMUBench.run()
     case "dma": try DMABench.run(runs: runs)
     case "platform": try PlatformBench.run(runs: runs)
+    case "guest": try GuestDMABench.run(runs: runs)
     case "all":
       try SPDMBench.run(runs: runs)
       print("")
@@ -128,9 +129,11 @@ struct CoveBench {
       try DMABench.run(runs: runs)
       print("")
       try PlatformBench.run(runs: runs)
+      print("")
+      try GuestDMABench.run(runs: runs)
     default:
       FileHandle.standardError.write(
-        Data("usage: cove-bench [spdm|tdisp|iommu|dma|platform|all] [runs]\n".utf8))
+        Data("usage: cove-bench [spdm|tdisp|iommu|dma|platform|guest|all] [runs]\n".utf8))
       exit(2)
     }
   }
