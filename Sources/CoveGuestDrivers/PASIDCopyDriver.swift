@@ -13,6 +13,8 @@ public final class PASIDCopyDriver: PCIDriver {
   public let mode: PASIDMode
 
   private var queues: [RequesterID: CopyQueue] = [:]
+  /// The process each device works for through SVA (queue 2), with its bond.
+  private var processQueues: [RequesterID: (process: GuestProcess, bond: SVABond, queue: CopyQueue)] = [:]
   /// The ring's kernel virtual address in KVA mode.
   private var ringKVAs: [RequesterID: KernelVirtualAddress] = [:]
   /// The PASID each bound device uses.
@@ -48,6 +50,7 @@ public final class PASIDCopyDriver: PCIDriver {
   }
 
   public func remove(_ device: PCIDevice, kernel: GuestKernel) {
+    detachProcess(device, kernel: kernel)
     queues.removeValue(forKey: device.function)?.tearDown(kernel: kernel, device: device)
     if let kva = ringKVAs.removeValue(forKey: device.function) { kernel.vunmap(kva, pages: 1) }
     if let pasid = pasids.removeValue(forKey: device.function) { try? kernel.disablePASID(device, pasid) }
@@ -74,6 +77,63 @@ public final class PASIDCopyDriver: PCIDriver {
       defer { kernel.vunmap(to, pages: pages) }
       return try queue.copy(
         kernel: kernel, device: device, from: from.rawValue, to: to.rawValue, length: length)
+    }
+  }
+
+  // MARK: Shared virtual addressing
+
+  /// Binds `process` to the device (its PASID) and sets queue 2 up in the process's address space:
+  /// from now on the device is given the process's virtual addresses. The ring is a page of the
+  /// process's memory, shared memory when the device is not accepted (it reaches only shared memory).
+  public func attachProcess(_ process: GuestProcess, device: PCIDevice, kernel: GuestKernel)
+    throws(KernelError)
+    -> PASID
+  {
+    guard queues[device.function] != nil else { throw KernelError(.ENODEV, "\(device): not bound") }
+    detachProcess(device, kernel: kernel)
+    let bond = try kernel.svaBind(device, process: process)
+    do throws(KernelError) {
+      let queue = try CopyQueue(kernel: kernel, device: device, index: 2, process: process, pasid: bond.pasid)
+      processQueues[device.function] = (process, bond, queue)
+    } catch {
+      try? kernel.svaUnbind(device, bond)
+      throw error
+    }
+    return bond.pasid
+  }
+
+  /// Unbinds the attached process, if any.
+  public func detachProcess(_ device: PCIDevice, kernel: GuestKernel) {
+    guard let attached = processQueues.removeValue(forKey: device.function) else { return }
+    attached.queue.tearDown(kernel: kernel, device: device)
+    try? kernel.svaUnbind(device, attached.bond)
+  }
+
+  /// Copies between two of the attached process's buffers by virtual address. A descriptor the
+  /// engine could not complete because a page was not yet in the IOMMU's view is retried after the
+  /// kernel resolved the IO page faults (at most `retries` times); a fault the kernel answers
+  /// INVALID fails the copy (EFAULT).
+  public func copy(
+    inProcessOf device: PCIDevice, kernel: GuestKernel, from source: VirtualAddress,
+    to destination: VirtualAddress,
+    length: Int, retries: Int = 8
+  ) throws(KernelError) -> Int {
+    guard let attached = processQueues[device.function] else {
+      throw KernelError(.ENODEV, "\(device): no process attached")
+    }
+    var attempt = 0
+    while true {
+      do throws(KernelError) {
+        return try attached.queue.copy(
+          kernel: kernel, device: device, from: source.rawValue, to: destination.rawValue, length: length)
+      } catch {
+        let outcomes = kernel.handleIOPageFaults()
+        attempt += 1
+        guard attempt <= retries, !outcomes.isEmpty else { throw error }
+        if let refused = outcomes.first(where: { $0.response != .success }) {
+          throw KernelError(.EFAULT, "\(device): IO page fault refused: \(refused)")
+        }
+      }
     }
   }
 }

@@ -82,6 +82,9 @@ public protocol GuestHostInterface: AnyObject {
 
   /// One vIOMMU command (ENODEV without a vIOMMU).
   func viommu(_ command: VIOMMUCommand) throws(HypercallError)
+  /// Drains the vIOMMU's fault event queue, oldest first (empty without a vIOMMU): the paravirtual
+  /// form of reading the fault records and advancing the queue head.
+  func viommuFaults() -> [VIOMMUFaultRecord]
   /// A guest request to the host TSM about one of the guest's TDIs.
   func tsm(_ request: GuestTSMRequest) throws(HypercallError) -> GuestTSMResponse
 

@@ -59,6 +59,7 @@ public final class GuestKernel {
   var kvaFastPendingFlush = false
   var bypass: IOMMUDomain?
   var nextKVA: UInt64 = 0x7F00_0000_0000
+  var nextAddressSpace: UInt32 = 0
   private var drivers: [any PCIDriver] = []
   private var deferred: [RequesterID: String] = [:]
   private var retryingDeferred = false

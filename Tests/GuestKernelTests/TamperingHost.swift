@@ -45,6 +45,7 @@ final class TamperingHost: GuestHostInterface {
     try inner.bars(of: function).mapValues { ($0.lowerBound + barShift)..<($0.upperBound + barShift) }
   }
   func viommu(_ command: VIOMMUCommand) throws(HypercallError) { try inner.viommu(command) }
+  func viommuFaults() -> [VIOMMUFaultRecord] { inner.viommuFaults() }
   func tsm(_ request: GuestTSMRequest) throws(HypercallError) -> GuestTSMResponse {
     var response = try inner.tsm(request)
     if case .evidence(var evidence) = response {

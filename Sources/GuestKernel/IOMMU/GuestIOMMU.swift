@@ -15,6 +15,10 @@ public final class GuestIOMMU {
   let tables: GuestTableMemory
   /// What each (requester, PASID) is attached to at the vIOMMU now.
   private var attached: [AttachmentKey: DomainID] = [:]
+  /// SVA domains have no I/O page table of their own (they share a process's CPU page tables), but
+  /// the vIOMMU walks tables in the core's format: each gets a mirror, filled as IO page faults are
+  /// resolved and emptied by the invalidations the process's changes cause.
+  private var mirrors: [DomainID: SVAMirror] = [:]
   /// vIOMMU commands sent, and the ones the vIOMMU refused (each also fails the call that sent it,
   /// where the call can fail; an invalidation cannot, so it is only recorded here).
   public private(set) var commandsSent = 0
@@ -70,7 +74,16 @@ public final class GuestIOMMU {
   }
 
   private func point(_ key: AttachmentKey, at domain: IOMMUDomain) throws(KernelError) {
-    guard let table = domain.pageTable as? RadixIOPageTable else {
+    var table = domain.pageTable as? RadixIOPageTable
+    if domain.type == .sva {
+      if mirrors[domain.id] == nil {
+        do { mirrors[domain.id] = SVAMirror(table: try RadixIOPageTable(memory: tables)) } catch {
+          throw KernelError(error.errno, "SVA mirror: \(error)")
+        }
+      }
+      table = mirrors[domain.id]?.table
+    }
+    guard let table else {
       // Blocked (or a domain without a table): the requests fault.
       if attached[key] != nil {
         try send(.detach(requester: key.requester, pasid: key.pasid))
@@ -94,7 +107,58 @@ public final class GuestIOMMU {
     }
   }
 
+  /// Enters a resolved IO page fault's page into the SVA domain's mirror: the process page at `page`,
+  /// its rights, and whether its frame is shared memory. A page already mirrored with fewer rights is replaced (its old entry invalidated
+  /// first).
+  func mirror(_ domain: DomainID, page: UInt64, frame: UInt64, writable: Bool, shared: Bool)
+    throws(KernelError)
+  {
+    guard var mirror = mirrors[domain] else { throw KernelError(.EINVAL, "\(domain) has no SVA mirror") }
+    var protection: IOProtection = writable ? .readWrite : [.read]
+    if shared { protection.insert(.shared) }
+    if let existing = mirror.table.translate(IOVA(page)) {
+      guard existing.protection != protection || existing.physical.rawValue != frame else { return }
+      _ = try? mirror.table.unmap(IOVA(page), size: 4096)
+      try? send(.invalidateRange(domain: domain, pasid: nil, iova: IOVA(page), size: 4096))
+    }
+    do {
+      try mirror.table.map(IOVA(page), to: PhysicalAddress(frame), size: 4096, protection: protection)
+    } catch {
+      throw KernelError(error.errno, "SVA mirror map: \(error)")
+    }
+    mirror.pages.insert(page)
+    mirrors[domain] = mirror
+  }
+
+  /// The SVA domains mirrored for `space`.
+  func mirroredDomains(of space: ProcessAddressSpace) -> [DomainID] {
+    mirrors.keys.filter { id in
+      core.groups.contains { group in
+        core.devices(in: group).contains { bdf in
+          ((try? core.pasidTable(of: bdf)) ?? [:]).values.contains {
+            $0.id == id && $0.addressSpace === space
+          }
+        }
+      }
+    }
+  }
+
+  /// Drops mirrored pages an invalidation covers (nil: all of them).
+  private func unmirror(_ domain: DomainID, _ range: Range<IOVA>?) {
+    guard var mirror = mirrors[domain] else { return }
+    for page in mirror.pages where range.map({ $0.contains(IOVA(page)) }) ?? true {
+      _ = try? mirror.table.unmap(IOVA(page), size: 4096)
+      mirror.pages.remove(page)
+    }
+    mirrors[domain] = mirror
+  }
+
   private func forward(_ invalidation: IOTLB.Invalidation) {
+    switch invalidation {
+    case .range(let domain, _, let range): unmirror(domain, range)
+    case .pasid(let domain, _), .domain(let domain): unmirror(domain, nil)
+    case .all: for domain in mirrors.keys { unmirror(domain, nil) }
+    }
     let command: VIOMMUCommand
     switch invalidation {
     case .range(let domain, let pasid, let range):
@@ -108,6 +172,12 @@ public final class GuestIOMMU {
     }
     try? send(command)
   }
+}
+
+/// The I/O page table standing in for an SVA domain at the vIOMMU, and the pages entered in it.
+struct SVAMirror {
+  let table: RadixIOPageTable
+  var pages: Set<UInt64> = []
 }
 
 /// One attachment point at the vIOMMU: a requester ID, with or without a PASID.

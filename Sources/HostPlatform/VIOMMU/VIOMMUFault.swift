@@ -1,4 +1,6 @@
+public import GuestABI
 public import IOMMU
+public import PCIe
 
 /// Why a translation through the vIOMMU failed: exactly where the nested walk stopped. Every fault is
 /// also recorded for the guest in the fault event queue (``VIOMMUFaultRecord``).
@@ -27,19 +29,7 @@ public enum VIOMMUFault: Error, Hashable, Sendable, CustomStringConvertible {
   case permission
 
   public var description: String {
-    switch self {
-    case .noAttachment: "no attachment"
-    case .addressOutOfRange: "address out of range"
-    case .stage1NotPresent(let level): "stage 1 not present at level \(level)"
-    case .stage1ReservedBits(let level): "stage 1 reserved bits at level \(level)"
-    case .stage1TableNotMapped(let level, let entry):
-      "stage 1 table at level \(level) not mapped in stage 2 (gpa 0x\(String(entry.rawValue, radix: 16)))"
-    case .stage1TableReadRefused(let level, let entry):
-      "stage 1 table read at level \(level) refused (gpa 0x\(String(entry.rawValue, radix: 16)))"
-    case .stage2OutputNotMapped(let output):
-      "output gpa 0x\(String(output.rawValue, radix: 16)) not mapped in stage 2"
-    case .permission: "permission"
-    }
+    reasonCode.describe(level: level ?? 0, guestAddress: guestAddress ?? PhysicalAddress(0))
   }
 
   /// The code this fault has in a fault record.
@@ -76,32 +66,35 @@ public enum VIOMMUFault: Error, Hashable, Sendable, CustomStringConvertible {
   }
 }
 
-/// The fault reason code of a fault record (byte 0). A struct (STYLE.md rule 3): a guest driver built
-/// for a later interface version decodes codes it does not know without failing.
-public struct VIOMMUFaultReasonCode: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
-  public var rawValue: UInt8
-  public init(rawValue: UInt8) { self.rawValue = rawValue }
+extension VIOMMUFaultRecord {
+  /// The record of `fault` for a request.
+  public init(
+    _ fault: VIOMMUFault, requester: RequesterID, pasid: PASID?, access: IOAccess, domain: DomainID?,
+    iova: IOVA
+  ) {
+    self.init(
+      reason: fault.reasonCode, level: UInt8(truncatingIfNeeded: fault.level ?? 0), requester: requester,
+      pasid: pasid, access: access, domain: domain, iova: iova,
+      guestAddress: fault.guestAddress ?? PhysicalAddress(0))
+  }
 
-  public static let noAttachment = VIOMMUFaultReasonCode(rawValue: 0x01)
-  public static let addressOutOfRange = VIOMMUFaultReasonCode(rawValue: 0x02)
-  public static let stage1NotPresent = VIOMMUFaultReasonCode(rawValue: 0x03)
-  public static let stage1ReservedBits = VIOMMUFaultReasonCode(rawValue: 0x04)
-  public static let stage1TableNotMapped = VIOMMUFaultReasonCode(rawValue: 0x05)
-  public static let stage1TableReadRefused = VIOMMUFaultReasonCode(rawValue: 0x06)
-  public static let stage2OutputNotMapped = VIOMMUFaultReasonCode(rawValue: 0x07)
-  public static let permission = VIOMMUFaultReasonCode(rawValue: 0x08)
-
-  public var description: String {
-    switch self {
-    case .noAttachment: "no attachment"
-    case .addressOutOfRange: "address out of range"
-    case .stage1NotPresent: "stage 1 not present"
-    case .stage1ReservedBits: "stage 1 reserved bits"
-    case .stage1TableNotMapped: "stage 1 table not mapped"
-    case .stage1TableReadRefused: "stage 1 table read refused"
-    case .stage2OutputNotMapped: "stage 2 output not mapped"
-    case .permission: "permission"
-    default: "reason 0x" + String(rawValue, radix: 16)
+  /// The typed fault this record describes, or nil for a reason code this version does not know (or
+  /// a level a known reason cannot have).
+  public var fault: VIOMMUFault? {
+    let level = Int(self.level)
+    let leveled = (1...4).contains(level)
+    switch reason {
+    case .noAttachment: return .noAttachment
+    case .addressOutOfRange: return .addressOutOfRange
+    case .stage1NotPresent: return leveled ? .stage1NotPresent(level: level) : nil
+    case .stage1ReservedBits: return leveled ? .stage1ReservedBits(level: level) : nil
+    case .stage1TableNotMapped:
+      return leveled ? .stage1TableNotMapped(level: level, entry: guestAddress) : nil
+    case .stage1TableReadRefused:
+      return leveled ? .stage1TableReadRefused(level: level, entry: guestAddress) : nil
+    case .stage2OutputNotMapped: return .stage2OutputNotMapped(output: guestAddress)
+    case .permission: return .permission
+    default: return nil
     }
   }
 }

@@ -68,6 +68,8 @@ public final class VMMGuestPort: GuestHostInterface {
     try call { () throws(VMMError) in try vmm.viommuCommand(guest, command) }
   }
 
+  public func viommuFaults() -> [VIOMMUFaultRecord] { vmm.guests[guest]?.viommu?.drainFaults() ?? [] }
+
   public func tsm(_ request: GuestTSMRequest) throws(HypercallError) -> GuestTSMResponse {
     try call { () throws(VMMError) in try vmm.guestRequest(guest, request) }
   }

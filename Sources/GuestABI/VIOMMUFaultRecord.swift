@@ -50,37 +50,6 @@ public struct VIOMMUFaultRecord: Hashable, Sendable, CustomStringConvertible {
     self.guestAddress = guestAddress
   }
 
-  /// The record of `fault` for a request.
-  public init(
-    _ fault: VIOMMUFault, requester: RequesterID, pasid: PASID?, access: IOAccess, domain: DomainID?,
-    iova: IOVA
-  ) {
-    self.init(
-      reason: fault.reasonCode, level: UInt8(truncatingIfNeeded: fault.level ?? 0), requester: requester,
-      pasid: pasid, access: access, domain: domain, iova: iova,
-      guestAddress: fault.guestAddress ?? PhysicalAddress(0))
-  }
-
-  /// The typed fault this record describes, or nil for a reason code this version does not know (or
-  /// a level a known reason cannot have).
-  public var fault: VIOMMUFault? {
-    let level = Int(self.level)
-    let leveled = (1...4).contains(level)
-    switch reason {
-    case .noAttachment: return .noAttachment
-    case .addressOutOfRange: return .addressOutOfRange
-    case .stage1NotPresent: return leveled ? .stage1NotPresent(level: level) : nil
-    case .stage1ReservedBits: return leveled ? .stage1ReservedBits(level: level) : nil
-    case .stage1TableNotMapped:
-      return leveled ? .stage1TableNotMapped(level: level, entry: guestAddress) : nil
-    case .stage1TableReadRefused:
-      return leveled ? .stage1TableReadRefused(level: level, entry: guestAddress) : nil
-    case .stage2OutputNotMapped: return .stage2OutputNotMapped(output: guestAddress)
-    case .permission: return .permission
-    default: return nil
-    }
-  }
-
   /// Decodes a 32-byte record.
   ///
   /// - Throws: `WireError`: `.truncated` / `.trailingBytes` for any length but 32; `.invalidValue` for
@@ -156,7 +125,7 @@ public struct VIOMMUFaultRecord: Hashable, Sendable, CustomStringConvertible {
   }
 
   public var description: String {
-    let what = fault?.description ?? reason.description
+    let what = reason.describe(level: Int(level), guestAddress: guestAddress)
     return "fault \(requester)\(pasid.map { " \($0)" } ?? "") \(access) \(iova): \(what)"
   }
 
@@ -165,72 +134,48 @@ public struct VIOMMUFaultRecord: Hashable, Sendable, CustomStringConvertible {
   static let domainValidFlag: UInt8 = 1 << 2
 }
 
-/// The fault event queue the guest drains: bounded, with a sticky overflow flag that behaves as VT-d's
-/// Primary Fault Overflow (Fault Status register, PFO): set when a fault arrives while the queue is
-/// full, and while it is set no new fault is recorded — even after the guest has drained records —
-/// until the guest clears it. A guest therefore always learns that it lost faults, and the records it
-/// does see are the oldest ones, in order.
-public struct VIOMMUFaultQueue: Sendable {
-  /// Records held at most.
-  public let capacity: Int
-  /// Set on overflow; cleared only by ``clearOverflow()``.
-  public private(set) var overflowed = false
-  /// Faults not recorded (queue full or overflow set), since creation: for the platform's logs, not
-  /// the guest's interface.
-  public private(set) var droppedCount = 0
-  /// Records held.
-  public private(set) var count = 0
+/// The fault reason code of a fault record (byte 0). A struct (STYLE.md rule 3): a guest driver built
+/// for a later interface version decodes codes it does not know without failing.
+public struct VIOMMUFaultReasonCode: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+  public var rawValue: UInt8
+  public init(rawValue: UInt8) { self.rawValue = rawValue }
 
-  /// A ring of `capacity` slots; the oldest record is at `head`.
-  private var slots: [VIOMMUFaultRecord?]
-  private var head = 0
+  public static let noAttachment = VIOMMUFaultReasonCode(rawValue: 0x01)
+  public static let addressOutOfRange = VIOMMUFaultReasonCode(rawValue: 0x02)
+  public static let stage1NotPresent = VIOMMUFaultReasonCode(rawValue: 0x03)
+  public static let stage1ReservedBits = VIOMMUFaultReasonCode(rawValue: 0x04)
+  public static let stage1TableNotMapped = VIOMMUFaultReasonCode(rawValue: 0x05)
+  public static let stage1TableReadRefused = VIOMMUFaultReasonCode(rawValue: 0x06)
+  public static let stage2OutputNotMapped = VIOMMUFaultReasonCode(rawValue: 0x07)
+  public static let permission = VIOMMUFaultReasonCode(rawValue: 0x08)
 
-  /// The most records a queue may hold: what the 16-bit capacity field of CAP can show.
-  public static let maximumCapacity = 0xFFFF
-
-  /// - Precondition: `capacity` in 1…``maximumCapacity`` (platform configuration, not guest input).
-  public init(capacity: Int) {
-    precondition((1...Self.maximumCapacity).contains(capacity), "fault queue capacity \(capacity)")
-    self.capacity = capacity
-    slots = Array(repeating: nil, count: capacity)
-  }
-
-  /// Records `record` unless the queue is full or has overflowed.
-  public mutating func report(_ record: VIOMMUFaultRecord) {
-    guard !overflowed, count < capacity else {
-      overflowed = true
-      droppedCount += 1
-      return
+  public var description: String {
+    switch self {
+    case .noAttachment: "no attachment"
+    case .addressOutOfRange: "address out of range"
+    case .stage1NotPresent: "stage 1 not present"
+    case .stage1ReservedBits: "stage 1 reserved bits"
+    case .stage1TableNotMapped: "stage 1 table not mapped"
+    case .stage1TableReadRefused: "stage 1 table read refused"
+    case .stage2OutputNotMapped: "stage 2 output not mapped"
+    case .permission: "permission"
+    default: "reason 0x" + String(rawValue, radix: 16)
     }
-    slots[(head + count) % capacity] = record
-    count += 1
   }
+}
 
-  /// The records held, oldest first.
-  public var records: [VIOMMUFaultRecord] {
-    (0..<count).map { slots[(head + $0) % capacity]! }
-  }
-
-  /// The oldest record, or nil.
-  public var oldest: VIOMMUFaultRecord? { count == 0 ? nil : slots[head] }
-
-  /// Removes and returns the oldest record. The overflow flag stays as it is.
-  @discardableResult
-  public mutating func pop() -> VIOMMUFaultRecord? {
-    guard count > 0 else { return nil }
-    defer {
-      slots[head] = nil
-      head = (head + 1) % capacity
-      count -= 1
+extension VIOMMUFaultReasonCode {
+  /// What a fault of this reason at `level`, naming `guestAddress`, means — the one wording both the
+  /// platform's typed faults and the guest's records use.
+  public func describe(level: Int, guestAddress: PhysicalAddress) -> String {
+    let gpa = "gpa 0x" + String(guestAddress.rawValue, radix: 16)
+    switch self {
+    case .stage1NotPresent: return "stage 1 not present at level \(level)"
+    case .stage1ReservedBits: return "stage 1 reserved bits at level \(level)"
+    case .stage1TableNotMapped: return "stage 1 table at level \(level) not mapped in stage 2 (\(gpa))"
+    case .stage1TableReadRefused: return "stage 1 table read at level \(level) refused (\(gpa))"
+    case .stage2OutputNotMapped: return "output \(gpa) not mapped in stage 2"
+    default: return description
     }
-    return slots[head]
   }
-
-  /// Removes and returns every record, oldest first. The overflow flag stays as it is.
-  public mutating func drain() -> [VIOMMUFaultRecord] {
-    defer { while pop() != nil {} }
-    return records
-  }
-
-  public mutating func clearOverflow() { overflowed = false }
 }
