@@ -67,6 +67,9 @@ public protocol GuestHostInterface: AnyObject {
   func read(gpa: UInt64, count: Int) throws(HypercallError) -> [UInt8]
   /// The guest CPU writing its own memory.
   func write(gpa: UInt64, bytes: [UInt8]) throws(HypercallError)
+  /// The guest CPU copying within its own memory (memcpy; the ranges may overlap): what a bounce
+  /// buffer costs, without carrying the bytes across the interface twice.
+  func copy(from source: UInt64, to destination: UInt64, count: Int) throws(HypercallError)
   /// Page-state change (TDX MapGPA, SEV-SNP page-state change): `pages` 4 KiB pages at `gpa` become
   /// shared (`toShared`) or private, scrubbed. All or nothing.
   func convert(gpa: UInt64, pages: Int, toShared: Bool) throws(HypercallError)

@@ -53,6 +53,22 @@ import Testing
     #expect(rig.kernel.debug.reports.isEmpty)
   }
 
+  @Test func aBounceOfABufferAcrossPagesCopiesEveryByte() throws {
+    let rig = try GuestRig()
+    try rig.kernel.dmaSetMask(rig.pci, bits: 64)
+    let buffer = try rig.buffer(pages: 3)
+    let bytes = (0..<6000).map { UInt8(truncatingIfNeeded: $0 &* 5 &+ 1) }
+    try rig.kernel.memory.write(buffer + 100, bytes: bytes)
+    let address = try rig.kernel.mapSingle(rig.pci, gpa: buffer + 100, size: 6000, direction: .bidirectional)
+    let slot = address.rawValue - Self.x
+    #expect(try rig.kernel.memory.read(slot, count: 6000) == bytes)
+    let reversed = Array(bytes.reversed())
+    try rig.vmm.guestWrite(rig.guest.id, gpa: slot, bytes: reversed)
+    rig.kernel.unmapSingle(rig.pci, address, size: 6000, direction: .bidirectional)
+    #expect(try rig.kernel.memory.read(buffer + 100, count: 6000) == reversed)
+    #expect(try rig.kernel.memory.read(buffer, count: 100) == [UInt8](repeating: 0, count: 100))
+  }
+
   @Test func anAcceptedDeviceMapsPrivateMemoryDirectly() throws {
     let rig = try Self.accepted()
     let buffer = try rig.buffer()

@@ -24,6 +24,9 @@ final class TamperingHost: GuestHostInterface {
     try inner.read(gpa: gpa, count: count)
   }
   func write(gpa: UInt64, bytes: [UInt8]) throws(HypercallError) { try inner.write(gpa: gpa, bytes: bytes) }
+  func copy(from source: UInt64, to destination: UInt64, count: Int) throws(HypercallError) {
+    try inner.copy(from: source, to: destination, count: count)
+  }
   func convert(gpa: UInt64, pages: Int, toShared: Bool) throws(HypercallError) {
     conversions += 1
     if let errno = failConversions { throw HypercallError(errno, "refused by the test") }

@@ -245,7 +245,7 @@ public final class DMADebug {
     remember(UnmapRecord(key: key, mappingOrigin: entry.origin, unmapOrigin: origin))
 
     var found: [DMADebugReport] = []
-    let address = "[device address=\(hex(dmaAddress))]"
+    var address: String { "[device address=\(hex(dmaAddress))]" }
     func add(_ kind: DMADebugReport.Kind, _ message: String) {
       found += report(kind, device, dmaAddress, mapped: entry.origin, call: origin, message)
     }

@@ -31,10 +31,12 @@ extension GuestKernel {
     file: String = #fileID, line: Int = #line, function: String = #function
   ) throws(KernelError) -> DMAAddress {
     let address = try map(device, gpa, size, direction, attributes)
-    debug.recordMap(
-      device: device.function, dmaAddress: address.rawValue, cpuAddress: gpa, size: size,
-      direction: direction,
-      kind: .single, sgCount: 0, origin: origin(device, file, line, function))
+    if debug.enabled {
+      debug.recordMap(
+        device: device.function, dmaAddress: address.rawValue, cpuAddress: gpa, size: size,
+        direction: direction,
+        kind: .single, sgCount: 0, origin: origin(device, file, line, function))
+    }
     return address
   }
 
@@ -63,10 +65,12 @@ extension GuestKernel {
     }
     let gpa = page + UInt64(offset)
     let address = try map(device, gpa, size, direction, attributes)
-    debug.recordMap(
-      device: device.function, dmaAddress: address.rawValue, cpuAddress: gpa, size: size,
-      direction: direction,
-      kind: .page, sgCount: 0, origin: origin(device, file, line, function))
+    if debug.enabled {
+      debug.recordMap(
+        device: device.function, dmaAddress: address.rawValue, cpuAddress: gpa, size: size,
+        direction: direction,
+        kind: .page, sgCount: 0, origin: origin(device, file, line, function))
+    }
     return address
   }
 
@@ -114,9 +118,11 @@ extension GuestKernel {
     }
     let origin = origin(device, file, line, function)
     for (entry, address) in zip(entries, addresses) {
-      debug.recordMap(
-        device: device.function, dmaAddress: address.rawValue, cpuAddress: entry.gpa, size: entry.length,
-        direction: direction, kind: .scatterGather, sgCount: entries.count, origin: origin)
+      if debug.enabled {
+        debug.recordMap(
+          device: device.function, dmaAddress: address.rawValue, cpuAddress: entry.gpa, size: entry.length,
+          direction: direction, kind: .scatterGather, sgCount: entries.count, origin: origin)
+      }
     }
     return MappedScatterList(
       entries: entries, entryAddresses: addresses, segments: segments, direction: direction)
@@ -207,10 +213,12 @@ extension GuestKernel {
     }
     let buffer = CoherentBuffer(gpa: gpa, dmaAddress: address, size: size, shared: shared)
     device.coherent[address.rawValue] = buffer
-    debug.recordMap(
-      device: device.function, dmaAddress: address.rawValue, cpuAddress: gpa, size: size,
-      direction: .bidirectional,
-      kind: .coherent, sgCount: 0, origin: origin(device, file, line, function))
+    if debug.enabled {
+      debug.recordMap(
+        device: device.function, dmaAddress: address.rawValue, cpuAddress: gpa, size: size,
+        direction: .bidirectional,
+        kind: .coherent, sgCount: 0, origin: origin(device, file, line, function))
+    }
     return buffer
   }
 
@@ -234,8 +242,11 @@ extension GuestKernel {
     DMAOrigin(driver: device.driver?.name, file: file, line: line, function: function)
   }
 
-  func report(_ reports: [DMADebugReport]) {
-    for report in reports { record(.dmaDebug(report)) }
+  /// Runs a debug check only when the checks are on (its origin and messages cost time), and
+  /// records what it reports.
+  func report(_ reports: @autoclosure () -> [DMADebugReport]) {
+    guard debug.enabled else { return }
+    for report in reports() { record(.dmaDebug(report)) }
   }
 
   private func refuseIfRevoked(_ device: PCIDevice) throws(KernelError) {

@@ -102,9 +102,11 @@ public final class SWIOTLBPool {
   public private(set) var statistics = Statistics()
 
   /// `io_tlb_slot.list`: free slots from here to the next used slot or the segment end (≤ 128).
-  private var freeRun: [UInt8]
+  /// (The slot arrays are not checked for exclusivity dynamically: the pool is single-threaded,
+  /// STYLE.md rule 8, and the per-slot check dominated a bounced map+unmap.)
+  @exclusivity(unchecked) private var freeRun: [UInt8]
   /// The slot count of the allocation starting at this slot; 0 if none starts here (≤ 128).
-  private var headSlots: [UInt8]
+  @exclusivity(unchecked) private var headSlots: [UInt8]
   /// `io_tlb_area.index`: where the next search starts.
   private var searchIndex = 0
 
@@ -172,7 +174,7 @@ public final class SWIOTLBPool {
   ///   a live allocation of `size`'s slot count. A refused free frees nothing.
   public func free(_ address: UInt64, size: Int) throws(SWIOTLBError) {
     guard size > 0 else { throw SWIOTLBError(.invalidSize, "free of \(size) bytes") }
-    let location = "0x" + String(address, radix: 16)
+    var location: String { "0x" + String(address, radix: 16) }
     guard contains(address), (address - base) % UInt64(Self.slotSize) == 0 else {
       throw SWIOTLBError(.notAllocated, "\(location) is not a slot of the pool")
     }

@@ -138,7 +138,7 @@ public final class GuestMemory {
 
   /// Copies inside guest memory without the debug hook (the DMA API's own bounce copies).
   func copy(from source: UInt64, to destination: UInt64, count: Int) throws(KernelError) {
-    do { try host.write(gpa: destination, bytes: try host.read(gpa: source, count: count)) } catch {
+    do { try host.copy(from: source, to: destination, count: count) } catch {
       throw KernelError(error.errno, error.message)
     }
   }

@@ -421,6 +421,39 @@ public final class VMM {
     }
   }
 
+  /// The guest's CPU copying within its own memory: every page of both ranges is checked first (a
+  /// refused copy copies nothing), then each piece that lies in one page on both sides moves with
+  /// one copy in platform memory.
+  public func guestCopy(_ guest: GuestID, from source: UInt64, to destination: UInt64, count: Int)
+    throws(VMMError)
+  {
+    var from: [(PhysicalAddress, Int, Int)] = []
+    var to: [(PhysicalAddress, Int, Int)] = []
+    try forEachPage(guest, gpa: source, count: count) { from.append(($0, $1, $2)) }
+    try forEachPage(guest, gpa: destination, count: count) { to.append(($0, $1, $2)) }
+    for (hpa, _, _) in from + to {
+      if let page = memory.page(at: hpa), page.owner != guest {
+        throw VMMError(.EPERM, "GPA page at \(hpa) is not \(guest)'s")
+      }
+    }
+    var (i, j, done) = (0, 0, 0)
+    while done < count {
+      let (sourceHPA, sourceOffset, sourceLength) = from[i]
+      let (destinationHPA, destinationOffset, destinationLength) = to[j]
+      let intoSource = done - sourceOffset
+      let intoDestination = done - destinationOffset
+      let length = min(sourceLength - intoSource, destinationLength - intoDestination)
+      do throws(MemoryError) {
+        try memory.copy(
+          length, from: sourceHPA.advanced(by: UInt64(intoSource)), as: .owner(guest),
+          to: destinationHPA.advanced(by: UInt64(intoDestination)), as: .owner(guest))
+      } catch { throw VMMError(error.errno, "\(error)") }
+      done += length
+      if intoSource + length == sourceLength { i += 1 }
+      if intoDestination + length == destinationLength { j += 1 }
+    }
+  }
+
   /// Splits [gpa, gpa + count) at guest page boundaries and hands each piece's host address, its
   /// offset in the access and its length to `body`. EFAULT outside guest memory.
   private func forEachPage(

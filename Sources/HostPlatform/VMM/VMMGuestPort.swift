@@ -29,6 +29,10 @@ public final class VMMGuestPort: GuestHostInterface {
     try call { () throws(VMMError) in try vmm.guestWrite(guest, gpa: gpa, bytes: bytes) }
   }
 
+  public func copy(from source: UInt64, to destination: UInt64, count: Int) throws(HypercallError) {
+    try call { () throws(VMMError) in try vmm.guestCopy(guest, from: source, to: destination, count: count) }
+  }
+
   public func convert(gpa: UInt64, pages: Int, toShared: Bool) throws(HypercallError) {
     try call { () throws(VMMError) in try vmm.convert(guest, gpa: gpa, pages: pages, toShared: toShared) }
   }
