@@ -35,4 +35,9 @@ mkdir -p "$corpus"
 seeds=()
 [[ -d "$fuzz_dir/Seeds/$target" ]] && seeds=("$fuzz_dir/Seeds/$target")
 
+# Swift's own crash backtracer reads the crashed thread's stack from a helper thread, which ASan
+# reports as a stack-buffer-overflow in CrashHandlerLinux.cpp after every Swift trap, burying the real
+# failure; without it libFuzzer prints the symbolized stack of the trap itself.
+export SWIFT_BACKTRACE=${SWIFT_BACKTRACE:-enable=no}
+
 exec "$bin" -runs="$runs" -artifact_prefix="$fuzz_dir/" -print_final_stats=1 "$@" "$corpus" "${seeds[@]}"
