@@ -31,7 +31,9 @@ Harness.run()
 enum Harness {
   static func run() -> Never {
     let fixture: Fixture
-    do { fixture = try Fixture() } catch { fatalError("FuzzEvidence: building the genuine evidence failed: \(error)") }
+    do { fixture = try Fixture() } catch {
+      fatalError("FuzzEvidence: building the genuine evidence failed: \(error)")
+    }
     runLibFuzzer { fuzzInput($0, fixture) }
   }
 }
@@ -205,7 +207,8 @@ struct EvidenceParts {
       certificateChain: certificates, measurementsResponse: response,
       signedMeasurements: SignedMeasurementsEvidence(
         version: version, hash: hash, nonce: signedNonce, signedTranscript: transcript, signature: signature),
-      interfaceReport: report, reportDigest: digest, tdiState: state, mmioReportingOffset: mmioReportingOffset)
+      interfaceReport: report, reportDigest: digest, tdiState: state, mmioReportingOffset: mmioReportingOffset
+    )
   }
 }
 
@@ -244,7 +247,9 @@ private func fuzzInput(_ input: [UInt8], _ fixture: Fixture) {
     return  // a typed EvidenceFailure: the only other outcome allowed
   }
   fuzzLog("verified: \(verified.measurements.count) measurements, \(verified.report.mmioRanges.count) ranges")
-  check(verified, evidence: evidence, nonce: nonce, expected: expected, fixture: fixture, resigned: flags.contains(.deviceResigns))
+  check(
+    verified, evidence: evidence, nonce: nonce, expected: expected, fixture: fixture,
+    resigned: flags.contains(.deviceResigns))
 }
 
 /// Every DeviceEvidence field in order: certificate count (u8, at most 4) and that many chunks
@@ -294,7 +299,8 @@ private func perturbedView(_ reader: inout FuzzReader, _ fixture: Fixture) -> Ex
   } else if msix & 2 != 0, let registers = fixture.msixRegisters {
     expected.msix = MSIXLocation(
       messageControl: registers.messageControl ^ reader.u16(),
-      tableOffsetBIR: registers.tableOffsetBIR ^ reader.u32(), pbaOffsetBIR: registers.pbaOffsetBIR ^ reader.u32())
+      tableOffsetBIR: registers.tableOffsetBIR ^ reader.u32(),
+      pbaOffsetBIR: registers.pbaOffsetBIR ^ reader.u32())
   }
   return expected
 }
@@ -302,7 +308,8 @@ private func perturbedView(_ reader: inout FuzzReader, _ fixture: Fixture) -> Ex
 /// Edits until the input ends. Each: a field (u8), an operation (u8), then its operands. Byte fields
 /// take replace (u16 chunk), XOR (u16 offset, u16 chunk), truncate (u16 length) or insert (u16
 /// offset, u16 chunk); the chain takes structural edits too; scalars take a value.
-private func applyEdits(_ reader: inout FuzzReader, to parts: inout EvidenceParts, guestNonce: inout [UInt8]) {
+private func applyEdits(_ reader: inout FuzzReader, to parts: inout EvidenceParts, guestNonce: inout [UInt8])
+{
   while !reader.isAtEnd {
     let field = reader.u8()
     let operation = reader.u8()
@@ -374,24 +381,30 @@ private func check(
     (try? TDISPDeviceInterfaceReport(parsing: evidence.interfaceReport)) == verified.report,
     "the verified report is not the parse of the report bytes")
   precondition(verified.mmioReportingOffset == evidence.mmioReportingOffset, "the reporting offset changed")
-  precondition(verified.tdiState == .configLocked || verified.tdiState == .run, "verified in \(verified.tdiState)")
+  precondition(
+    verified.tdiState == .configLocked || verified.tdiState == .run, "verified in \(verified.tdiState)")
   precondition(verified.tdiState == evidence.tdiState, "the TDI state changed")
 
   // The chain: a path from one of the guest's anchors (which the device need not send, since chain[0]
   // may be issued by an anchor) through certificates presented to the leaf presented, whose key
   // signed the transcript.
   guard let anchor = verified.certificateChain.first else { preconditionFailure("an empty verified chain") }
-  precondition(fixture.policy.trustAnchors.contains(anchor), "the verified path does not start at a trust anchor")
+  precondition(
+    fixture.policy.trustAnchors.contains(anchor), "the verified path does not start at a trust anchor")
   for certificate in verified.certificateChain.dropFirst() {
-    precondition(evidence.certificateChain.contains(certificate), "the verified path uses a certificate nobody presented")
+    precondition(
+      evidence.certificateChain.contains(certificate), "the verified path uses a certificate nobody presented"
+    )
   }
   precondition(verified.leafCertificate == verified.certificateChain.last, "the leaf is not the path's last")
-  precondition(verified.leafCertificate == evidence.certificateChain.last, "the leaf is not the presented chain's last")
+  precondition(
+    verified.leafCertificate == evidence.certificateChain.last, "the leaf is not the presented chain's last")
   guard let leaf = try? X509Certificate(der: verified.leafCertificate), let key = try? leaf.publicKey() else {
     preconditionFailure("the verified leaf does not parse or has no usable key")
   }
   precondition(signed.verify(with: key), "verified evidence whose signature the leaf key does not verify")
-  precondition(contains(signed.signedTranscript, nonce), "the signed transcript does not carry the guest's nonce")
+  precondition(
+    contains(signed.signedTranscript, nonce), "the signed transcript does not carry the guest's nonce")
 
   // The measurements: the blocks of the response presented, one per index, as the policy allows.
   guard
@@ -432,7 +445,8 @@ private func check(
     precondition(range.numberOfPages > 0, "a verified empty range")
     // Bytes of the BAR's whole pages, from its base (capped where the address space ends).
     let size = bar.upperBound - bar.lowerBound
-    let (rounded, roundingOverflow) = (size / 4096 * 4096).addingReportingOverflow(size % 4096 == 0 ? 0 : 4096)
+    let (rounded, roundingOverflow) = (size / 4096 * 4096).addingReportingOverflow(
+      size % 4096 == 0 ? 0 : 4096)
     let span = min(roundingOverflow ? UInt64.max : rounded, UInt64.max - bar.lowerBound)
     let start = range.firstPage &- verified.mmioReportingOffset
     precondition(start >= bar.lowerBound, "a verified range below its BAR")

@@ -204,7 +204,9 @@ private func fuzzInput(_ input: [UInt8]) {
     fuzzLog("boot failed: \(error)")
     return  // a typed KernelError: the only other outcome allowed
   }
-  fuzzLog("booted: \(kernel.devices.map { "\($0) bars \($0.bars) msix \(String(describing: $0.msix)) acs \($0.hasACS) pasid \($0.maxPASID)" })")
+  fuzzLog(
+    "booted: \(kernel.devices.map { "\($0) bars \($0.bars) msix \(String(describing: $0.msix)) acs \($0.hasACS) pasid \($0.maxPASID)" })"
+  )
   checkBoot(kernel, host: host, flags: flags, config: config)
   exercise(kernel, host: host, offsets: offsets)
 }
@@ -216,7 +218,8 @@ private func checkBoot(_ kernel: GuestKernel, host: HostileHost, flags: Flags, c
   precondition(host.configReads <= 3 + 48 * 3 + 256 * 2, "boot read config space \(host.configReads) times")
   precondition(!flags.contains(.barsFail), "boot succeeded without the function's BARs")
   precondition(kernel.devices.count == 1, "one function assigned, \(kernel.devices.count) devices found")
-  precondition((kernel.iommu != nil) == flags.contains(.viommu), "an IOMMU driver without a vIOMMU, or none with one")
+  precondition(
+    (kernel.iommu != nil) == flags.contains(.viommu), "an IOMMU driver without a vIOMMU, or none with one")
   precondition(kernel.swiotlb == nil, "a swiotlb pool with swiotlb=0")
   let device = kernel.devices[0]
   func configWord(_ offset: Int) -> UInt16 { UInt16(config[offset]) | UInt16(config[offset + 1]) << 8 }
@@ -228,14 +231,17 @@ private func checkBoot(_ kernel: GuestKernel, host: HostileHost, flags: Flags, c
   if let msix = device.msix {
     precondition(configWord(6) & 0x10 != 0, "MSI-X found without a capability list")
     let entries = msix.table.size / 16
-    precondition(msix.table.size % 16 == 0 && (1...2048).contains(entries), "an MSI-X table of \(msix.table.size) bytes")
+    precondition(
+      msix.table.size % 16 == 0 && (1...2048).contains(entries), "an MSI-X table of \(msix.table.size) bytes")
     precondition(msix.pba.size == (entries + 63) / 64 * 8, "a PBA that does not match the table")
     for region in [msix.table, msix.pba] {
       precondition((0..<8).contains(region.bar), "an MSI-X BIR of \(region.bar)")
-      precondition(region.offset % 8 == 0 && region.offset <= UInt64(UInt32.max), "an MSI-X offset of \(region.offset)")
+      precondition(
+        region.offset % 8 == 0 && region.offset <= UInt64(UInt32.max), "an MSI-X offset of \(region.offset)")
     }
   }
-  precondition(device.maxPASID == 0 || device.maxPASID & (device.maxPASID - 1) == 0, "maxPASID \(device.maxPASID)")
+  precondition(
+    device.maxPASID == 0 || device.maxPASID & (device.maxPASID - 1) == 0, "maxPASID \(device.maxPASID)")
   precondition(host.configWrites.isEmpty, "boot wrote config space")
 }
 
@@ -251,7 +257,8 @@ private func exercise(_ kernel: GuestKernel, host: HostileHost, offsets: [UInt64
       let read = try? kernel.mmioRead(device, bar: bar, offset: offset)
       _ = try? kernel.mmioWrite(device, bar: bar, offset: offset, value: 0x5A5A_5A5A)
       precondition(
-        host.mmioAccesses.count - before == (read == nil ? 0 : 2), "readl and writel disagree about BAR\(bar)+\(offset)")
+        host.mmioAccesses.count - before == (read == nil ? 0 : 2),
+        "readl and writel disagree about BAR\(bar)+\(offset)")
       for address in host.mmioAccesses[before...] {
         precondition(
           address >= range.lowerBound && address <= range.upperBound && range.upperBound - address >= 4,
