@@ -1,7 +1,8 @@
 # Cove — build, run, test, bench, fuzz. `make help` lists the targets.
 SWIFT ?= swift
 FUZZ_RUNS ?= 1000000
-FUZZ_TARGETS ?= FuzzDOE FuzzSPDMDecoders FuzzResponder FuzzPCISIGProtocols FuzzVIOMMUCommands
+FUZZ_TARGETS ?= FuzzDOE FuzzSPDMDecoders FuzzResponder FuzzPCISIGProtocols FuzzVIOMMUCommands \
+  FuzzEvidence FuzzGuestEnumeration
 
 .PHONY: all build release run test bench fuzz format check-deps check-test-deps help clean
 

@@ -20,6 +20,8 @@ let package = Package(
     .executable(name: "FuzzResponder", targets: ["FuzzResponder"]),
     .executable(name: "FuzzPCISIGProtocols", targets: ["FuzzPCISIGProtocols"]),
     .executable(name: "FuzzVIOMMUCommands", targets: ["FuzzVIOMMUCommands"]),
+    .executable(name: "FuzzEvidence", targets: ["FuzzEvidence"]),
+    .executable(name: "FuzzGuestEnumeration", targets: ["FuzzGuestEnumeration"]),
   ],
   dependencies: [
     // The root package; its manifest declares `name: "Cove"`.
@@ -35,5 +37,8 @@ let package = Package(
     harness("FuzzResponder", ["SPDM", "CoveCrypto"]),
     harness("FuzzPCISIGProtocols", ["SPDM", "TDISP", "IDEKM", "CoveWire", "CoveCrypto"]),
     harness("FuzzVIOMMUCommands", ["HostPlatform", "GuestABI", "IOMMU", "PCIe", "CoveWire"]),
+    harness(
+      "FuzzEvidence", ["GuestKernel", "GuestABI", "HostPlatform", "SPDM", "TDISP", "CoveCrypto", "PCIe", "IOMMU"]),
+    harness("FuzzGuestEnumeration", ["GuestKernel", "GuestABI", "CoveCrypto", "PCIe", "IOMMU", "TDISP"]),
   ]
 )

@@ -3,7 +3,8 @@
 #   Fuzz/run.sh TARGET [RUNS] [extra libFuzzer flags...]
 #   Fuzz/run.sh FuzzDOE 1000000
 # TARGET is an executable product of Fuzz/Package.swift (FuzzDOE, FuzzSPDMDecoders, FuzzResponder,
-# FuzzPCISIGProtocols, FuzzVIOMMUCommands). RUNS defaults to 1000000; -1 means run until stopped.
+# FuzzPCISIGProtocols, FuzzVIOMMUCommands, FuzzEvidence, FuzzGuestEnumeration). RUNS defaults to
+# 1000000; -1 means run until stopped.
 # The corpus grows in Fuzz/corpus/TARGET (git-ignored), seeded from Fuzz/Seeds/TARGET when present.
 # A crashing input is written to Fuzz/crash-<sha1> and the script exits non-zero.
 set -euo pipefail
@@ -33,5 +34,10 @@ corpus="$fuzz_dir/corpus/$target"
 mkdir -p "$corpus"
 seeds=()
 [[ -d "$fuzz_dir/Seeds/$target" ]] && seeds=("$fuzz_dir/Seeds/$target")
+
+# Swift's own crash backtracer reads the crashed thread's stack from a helper thread, which ASan
+# reports as a stack-buffer-overflow in CrashHandlerLinux.cpp after every Swift trap, burying the real
+# failure; without it libFuzzer prints the symbolized stack of the trap itself.
+export SWIFT_BACKTRACE=${SWIFT_BACKTRACE:-enable=no}
 
 exec "$bin" -runs="$runs" -artifact_prefix="$fuzz_dir/" -print_final_stats=1 "$@" "$corpus" "${seeds[@]}"

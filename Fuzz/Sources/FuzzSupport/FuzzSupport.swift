@@ -29,3 +29,12 @@ public func fuzzerTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CI
   harnessBody?(data.map { Array(UnsafeBufferPointer(start: $0, count: size)) } ?? [])
   return 0
 }
+
+/// Whether COVE_FUZZ_VERBOSE is set: harnesses then print each input's outcome (for replaying a few
+/// inputs by hand, e.g. `COVE_FUZZ_VERBOSE=1 Fuzz/.build/debug/FuzzEvidence Fuzz/Seeds/FuzzEvidence/*`).
+public let fuzzVerbose: Bool = getenv("COVE_FUZZ_VERBOSE") != nil
+
+/// Prints `message()` when ``fuzzVerbose``.
+public func fuzzLog(_ message: @autoclosure () -> String) {
+  if fuzzVerbose { print(message()) }
+}
