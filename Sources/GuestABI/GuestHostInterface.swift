@@ -83,11 +83,11 @@ public protocol GuestHostInterface: AnyObject {
   /// The guest-physical BARs of a function, by BAR index (what the guest's PCI enumeration finds).
   func bars(of function: RequesterID) throws(HypercallError) -> [Int: Range<UInt64>]
 
-  /// One vIOMMU command (ENODEV without a vIOMMU).
-  func viommu(_ command: VIOMMUCommand) throws(HypercallError)
-  /// Drains the vIOMMU's fault event queue, oldest first (empty without a vIOMMU): the paravirtual
-  /// form of reading the fault records and advancing the queue head.
-  func viommuFaults() -> [VIOMMUFaultRecord]
+  /// The guest's vIOMMU registers (HostPlatform/VIOMMU/README.md): commands go through the command
+  /// queue in guest memory and the CQ_TAIL write, fault records come out of FAULT_RECORD/FAULT_POP.
+  /// ENODEV without a vIOMMU.
+  func viommuRead(_ register: VIOMMURegister) throws(HypercallError) -> UInt64
+  func viommuWrite(_ register: VIOMMURegister, _ value: UInt64) throws(HypercallError)
   /// A guest request to the host TSM about one of the guest's TDIs.
   func tsm(_ request: GuestTSMRequest) throws(HypercallError) -> GuestTSMResponse
 

@@ -96,7 +96,13 @@ public final class GuestKernel {
         events.append(.dmaDebug(report))
       }
     }
-    for function in platform.functions { devices.append(try enumerate(function)) }
+    for function in platform.functions {
+      // A function that does not answer is not there (all-ones vendor ID), as PCI enumeration
+      // skips it; any other failure stops the boot.
+      do throws(KernelError) { devices.append(try enumerate(function)) } catch  where error.errno == .ENODEV {
+        record(.functionAbsent(function, reason: error.message))
+      }
+    }
     for device in devices {
       guard let iommu else { break }
       try iommu.add(iommuDescription(of: device))
@@ -150,7 +156,7 @@ public final class GuestKernel {
         pasidCapability = offset
       default: break
       }
-      offset = Int(header >> 20)
+      offset = Int(header >> 20 & 0xFFC)  // the low two bits of Next are reserved (PCIe 6.x §7.6.3)
       visited += 1
     }
     return PCIDevice(
@@ -202,7 +208,10 @@ public final class GuestKernel {
   }
 
   private func barAddress(_ device: PCIDevice, _ bar: Int, _ offset: UInt64) throws(KernelError) -> UInt64 {
-    guard let range = device.bars[bar], offset <= UInt64(range.count) - 4 else {
+    // The BARs come from the host: any range, even one shorter than a register (fuzz-found).
+    guard let range = device.bars[bar], range.upperBound - range.lowerBound >= 4,
+      offset <= range.upperBound - range.lowerBound - 4
+    else {
       throw KernelError(.EINVAL, "\(device): BAR\(bar)+\(hex(offset)) is outside the BAR")
     }
     return range.lowerBound + offset

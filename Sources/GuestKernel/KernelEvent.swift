@@ -15,6 +15,8 @@ public enum KernelEvent: Hashable, Sendable, CustomStringConvertible {
   case interrupt(RequesterID, vector: UInt16)
   case dmaDebug(DMADebugReport)
   case memoryLeaked(gpa: UInt64, pages: Int, reason: String)
+  /// An assigned function did not answer enumeration and was skipped.
+  case functionAbsent(RequesterID, reason: String)
 
   public var description: String {
     switch self {
@@ -29,6 +31,7 @@ public enum KernelEvent: Hashable, Sendable, CustomStringConvertible {
     case .interrupt(let function, let vector): "MSI-X \(vector) from \(function)"
     case .dmaDebug(let report): "DMA-API: \(report)"
     case .memoryLeaked(let gpa, let pages, let reason): "\(pages) page(s) at \(hex(gpa)) leaked: \(reason)"
+    case .functionAbsent(let function, let reason): "\(function) skipped: \(reason)"
     }
   }
 }

@@ -47,8 +47,12 @@ final class TamperingHost: GuestHostInterface {
   func bars(of function: RequesterID) throws(HypercallError) -> [Int: Range<UInt64>] {
     try inner.bars(of: function).mapValues { ($0.lowerBound + barShift)..<($0.upperBound + barShift) }
   }
-  func viommu(_ command: VIOMMUCommand) throws(HypercallError) { try inner.viommu(command) }
-  func viommuFaults() -> [VIOMMUFaultRecord] { inner.viommuFaults() }
+  func viommuRead(_ register: VIOMMURegister) throws(HypercallError) -> UInt64 {
+    try inner.viommuRead(register)
+  }
+  func viommuWrite(_ register: VIOMMURegister, _ value: UInt64) throws(HypercallError) {
+    try inner.viommuWrite(register, value)
+  }
   func tsm(_ request: GuestTSMRequest) throws(HypercallError) -> GuestTSMResponse {
     var response = try inner.tsm(request)
     if case .evidence(var evidence) = response {

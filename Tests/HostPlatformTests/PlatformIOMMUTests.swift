@@ -1,3 +1,4 @@
+import GuestABI
 import HostPlatform
 import IOMMU
 import PCIe

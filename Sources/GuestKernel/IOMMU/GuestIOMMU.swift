@@ -22,12 +22,24 @@ public final class GuestIOMMU {
   /// vIOMMU commands sent, and the ones the vIOMMU refused (each also fails the call that sent it,
   /// where the call can fail; an invalidation cannot, so it is only recorded here).
   public private(set) var commandsSent = 0
-  public private(set) var refusedCommands: [(VIOMMUCommand, HypercallError)] = []
+  public private(set) var refusedCommands: [(VIOMMUCommand, KernelError)] = []
+  /// Fault records lost to a full fault queue (the overflow flag was found set and cleared).
+  public private(set) var faultOverflows = 0
+  /// The command queue: one page of 128 descriptors in private memory, and the next slot to write.
+  private let queue: UInt64
+  private var tail: UInt64 = 0
+  static let queueEntries: UInt64 = 128
+  let memory: GuestMemory
 
   init(host: any GuestHostInterface, memory: GuestMemory, strict: Bool) throws(KernelError) {
     self.host = host
+    self.memory = memory
     let tables = GuestTableMemory(memory: memory)
     self.tables = tables
+    queue = try memory.allocatePages(1)
+    do { try host.viommuWrite(.commandQueueBase, queue) } catch {
+      throw KernelError(error.errno, "vIOMMU command queue: \(error.message)")
+    }
     do {
       core = try IOMMUCore(
         configuration: IOMMUCore.Configuration(strict: strict, confidentialPlatform: true)
@@ -99,12 +111,55 @@ public final class GuestIOMMU {
     attached[key] = domain.id
   }
 
+  /// Writes the descriptor at TAIL and the new TAIL: the vIOMMU executes it before the write returns.
+  /// A refused command stops the queue with CQE set; the driver reads why, resets the queue (a new
+  /// CQ_BASE write) and fails the call.
   private func send(_ command: VIOMMUCommand) throws(KernelError) {
     commandsSent += 1
-    do { try host.viommu(command) } catch {
+    do throws(KernelError) {
+      try memory.write(queue + tail * UInt64(VIOMMUCommand.descriptorSize), bytes: command.encode())
+      tail = (tail + 1) % Self.queueEntries
+      let status: UInt64
+      do {
+        try host.viommuWrite(.commandQueueTail, tail)
+        status = try host.viommuRead(.status)
+      } catch { throw KernelError(error.errno, "vIOMMU: \(error.message)") }
+      guard status & VIOMMUStatus.commandQueueError != 0 else { return }
+      let code = VIOMMUCommandQueueErrorCode(
+        rawValue: UInt8(truncatingIfNeeded: status >> VIOMMUStatus.errorCodeShift))
+      let detail = (try? host.viommuRead(.commandQueueErrorDetail)) ?? 0
+      tail = 0
+      _ = try? host.viommuWrite(.commandQueueBase, queue)
+      let errno = code == .commandRefused ? Errno(rawValue: Int32(truncatingIfNeeded: detail)) : .EIO
+      throw KernelError(errno, "vIOMMU refused \(command): \(code), detail 0x\(String(detail, radix: 16))")
+    } catch {
       refusedCommands.append((command, error))
-      throw KernelError(error.errno, "vIOMMU \(command): \(error.message)")
+      throw error
     }
+  }
+
+  /// Drains the fault records: FAULT_RECORD while FPP is set, FAULT_POP after each; an overflow is
+  /// counted and cleared so recording resumes.
+  func drainFaults() -> [VIOMMUFaultRecord] {
+    var records: [VIOMMUFaultRecord] = []
+    while let status = try? host.viommuRead(.status), status & VIOMMUStatus.faultPending != 0,
+      records.count < 4096
+    {
+      var bytes: [UInt8] = []
+      for word in 0..<4 {
+        let value =
+          (try? host.viommuRead(
+            VIOMMURegister(rawValue: VIOMMURegister.faultRecord.rawValue + UInt64(word * 8)))) ?? 0
+        bytes += (0..<8).map { UInt8(truncatingIfNeeded: value >> (8 * UInt64($0))) }
+      }
+      guard (try? host.viommuWrite(.faultPop, 1)) != nil else { break }
+      if let record = try? VIOMMUFaultRecord(parsing: bytes) { records.append(record) }
+    }
+    if let status = try? host.viommuRead(.status), status & VIOMMUStatus.faultOverflow != 0 {
+      faultOverflows += 1
+      _ = try? host.viommuWrite(.status, VIOMMUStatus.faultOverflow)
+    }
+    return records
   }
 
   /// Enters a resolved IO page fault's page into the SVA domain's mirror: the process page at `page`,

@@ -62,7 +62,7 @@ extension GuestKernel {
   public func handleIOPageFaults() -> [IOPageFaultOutcome] {
     guard let iommu else { return [] }
     var outcomes: [IOPageFaultOutcome] = []
-    for record in host.viommuFaults() {
+    for record in iommu.drainFaults() {
       let bdf = record.requester.bdf()
       var response = iommu.core.handlePageRequest(
         device: bdf, pasid: record.pasid, address: record.iova, access: record.access)

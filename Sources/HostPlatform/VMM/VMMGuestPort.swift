@@ -68,11 +68,13 @@ public final class VMMGuestPort: GuestHostInterface {
     return vmm.bars(of: function)
   }
 
-  public func viommu(_ command: VIOMMUCommand) throws(HypercallError) {
-    try call { () throws(VMMError) in try vmm.viommuCommand(guest, command) }
+  public func viommuRead(_ register: VIOMMURegister) throws(HypercallError) -> UInt64 {
+    try call { () throws(VMMError) in try vmm.viommuRead(guest, register) }
   }
 
-  public func viommuFaults() -> [VIOMMUFaultRecord] { vmm.guests[guest]?.viommu?.drainFaults() ?? [] }
+  public func viommuWrite(_ register: VIOMMURegister, _ value: UInt64) throws(HypercallError) {
+    try call { () throws(VMMError) in try vmm.viommuWrite(guest, register, value) }
+  }
 
   public func tsm(_ request: GuestTSMRequest) throws(HypercallError) -> GuestTSMResponse {
     try call { () throws(VMMError) in try vmm.guestRequest(guest, request) }
