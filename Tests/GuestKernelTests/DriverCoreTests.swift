@@ -128,6 +128,23 @@ import Testing
     #expect(Self.errno { try rig.kernel.claimDMAOwner(rig.pci, cookie: cookie) } == .EPERM)
   }
 
+  @Test func aClaimTheVIOMMURefusesIsGivenBack() throws {
+    var host: TamperingHost!
+    let rig = try GuestRig(viommu: true) { port in
+      host = TamperingHost(port)
+      return host
+    }
+    host.refuseNextVIOMMUCommand = .ENOSPC
+    #expect(Self.errno { try rig.kernel.claimDMAOwner(rig.pci, cookie: OwnerCookie(rawValue: 3)) } == .ENOSPC)
+    #expect(rig.pci.userOwner == nil)
+    #expect(
+      try rig.kernel.iommu!.core.ownership(of: rig.kernel.iommu!.core.group(of: rig.pci.bdf)!) == .unowned)
+    #expect(rig.kernel.iommu!.refusedCommands.count == 1)
+    // The queue was reset: the next command goes through, and the kernel's DMA still works.
+    try rig.kernel.register(CoveDMADriver())
+    try rig.kernel.bind(rig.pci, driver: "cove-dma")
+  }
+
   @Test func withoutAVIOMMUThereIsNoUserOwnership() throws {
     let rig = try GuestRig()
     #expect(Self.errno { try rig.kernel.claimDMAOwner(rig.pci, cookie: OwnerCookie(rawValue: 1)) } == .ENODEV)

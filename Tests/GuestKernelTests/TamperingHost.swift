@@ -47,10 +47,27 @@ final class TamperingHost: GuestHostInterface {
   func bars(of function: RequesterID) throws(HypercallError) -> [Int: Range<UInt64>] {
     try inner.bars(of: function).mapValues { ($0.lowerBound + barShift)..<($0.upperBound + barShift) }
   }
+  /// Makes the vIOMMU refuse the next command with this errno (STATUS.CQE, "command refused").
+  var refuseNextVIOMMUCommand: Errno?
+  private var refusing: Errno?
   func viommuRead(_ register: VIOMMURegister) throws(HypercallError) -> UInt64 {
-    try inner.viommuRead(register)
+    if let errno = refusing {
+      if register == .status {
+        return VIOMMUStatus.commandQueueError
+          | UInt64(VIOMMUCommandQueueErrorCode.commandRefused.rawValue) << VIOMMUStatus.errorCodeShift
+      }
+      if register == .commandQueueErrorDetail { return UInt64(errno.rawValue) }
+    }
+    return try inner.viommuRead(register)
   }
   func viommuWrite(_ register: VIOMMURegister, _ value: UInt64) throws(HypercallError) {
+    if register == .commandQueueTail, let errno = refuseNextVIOMMUCommand {
+      // The command is not executed; the guest sees the queue stopped on it.
+      refuseNextVIOMMUCommand = nil
+      refusing = errno
+      return
+    }
+    if register == .commandQueueBase { refusing = nil }
     try inner.viommuWrite(register, value)
   }
   func tsm(_ request: GuestTSMRequest) throws(HypercallError) -> GuestTSMResponse {

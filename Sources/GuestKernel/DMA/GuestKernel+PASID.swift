@@ -78,7 +78,10 @@ extension GuestKernel {
       }
     } catch { throw KernelError(error.errno, "\(device): \(mode) PASID: \(error)") }
     device.pasids[pasid] = use
-    try iommu.syncAttachments(of: device.bdf)
+    do throws(KernelError) { try iommu.syncAttachments(of: device.bdf) } catch {
+      try? disablePASID(device, pasid)
+      throw error
+    }
     return pasid
   }
 

@@ -12,7 +12,13 @@ extension GuestKernel {
       throw KernelError(error.errno, "claim \(device): \(error)")
     }
     device.userOwner = cookie
-    try iommu.syncAttachments(of: device.bdf)
+    do throws(KernelError) { try iommu.syncAttachments(of: device.bdf) } catch {
+      // The vIOMMU did not take the blocking domain: give the claim back so nothing disagrees.
+      try? iommu.core.releaseDMAOwner(device: device.bdf)
+      device.userOwner = nil
+      try? iommu.syncAttachments(of: device.bdf)
+      throw error
+    }
   }
 
   /// iommu_device_release_dma_owner: the last release gives the group its default domain back.
