@@ -52,7 +52,7 @@ enum GuestDMABench {
       switch self {
       case .bounced: "not accepted: swiotlb slot, copied in at map and out at unmap"
       case .direct: "accepted, no vIOMMU: the buffer's GPA, nothing to do"
-      case .viommuStrict: "accepted: IOVA + stage-1 PTE, INVALIDATE hypercall at every unmap"
+      case .viommuStrict: "accepted: IOVA + stage-1 PTE, INVALIDATE through the command queue at every unmap"
       case .viommuLazy: "accepted: IOVA + stage-1 PTE, flush queue (one domain INVALIDATE per 256 unmaps)"
       }
     }
