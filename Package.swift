@@ -24,10 +24,12 @@ let package = Package(
     .library(name: "HostPlatform", targets: ["HostPlatform"]),
     .library(name: "GuestKernel", targets: ["GuestKernel"]),
     .library(name: "CoveGuestDrivers", targets: ["CoveGuestDrivers"]),
+    .library(name: "CoveScenario", targets: ["CoveScenario"]),
     .library(name: "CoveCommands", targets: ["CoveCommands"]),
   ],
   dependencies: [
-    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
   ],
   targets: [
     // OpenSSL from the system (libssl-dev); the Makefile checks for it before building.
@@ -63,10 +65,20 @@ let package = Package(
     .target(
       name: "CoveGuestDrivers", dependencies: ["GuestKernel", "GuestABI", "PCIe", "IOMMU"],
       swiftSettings: strictSettings),
+    // Guest images, the scenario runner and its records (timeline, JSON Lines, pcap, HTML report).
+    .target(
+      name: "CoveScenario",
+      dependencies: [
+        "HostPlatform", "GuestKernel", "CoveGuestDrivers", "GuestABI", "SPDM", "TDISP", "IDEKM", "PCIe",
+        "IOMMU",
+        "CoveWire", "CoveCrypto", .product(name: "Yams", package: "Yams"),
+      ],
+      swiftSettings: strictSettings
+    ),
     .target(
       name: "CoveCommands",
       dependencies: [
-        "CoveCrypto", "CoveWire", "PCIe", "SPDM", "TDISP", "IDEKM", "IOMMU", "HostPlatform",
+        "CoveCrypto", "CoveWire", "PCIe", "SPDM", "TDISP", "IDEKM", "IOMMU", "HostPlatform", "CoveScenario",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ],
       swiftSettings: strictSettings
@@ -112,6 +124,13 @@ let package = Package(
       name: "SPDMTests",
       dependencies: ["SPDM", "PCIe", "CoveWire", "CoveCrypto"],
       resources: [.copy("Fixtures")],
+      swiftSettings: strictSettings
+    ),
+    .testTarget(
+      name: "CoveScenarioTests",
+      dependencies: [
+        "CoveScenario", "HostPlatform", "GuestKernel", "SPDM", "TDISP", "PCIe", "CoveWire", "CoveCrypto",
+      ],
       swiftSettings: strictSettings
     ),
     .testTarget(
