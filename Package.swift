@@ -29,7 +29,7 @@ let package = Package(
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-    .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+    .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
   ],
   targets: [
     // OpenSSL from the system (libssl-dev); the Makefile checks for it before building.
@@ -92,7 +92,7 @@ let package = Package(
       name: "cove-bench",
       dependencies: [
         "CoveCrypto", "CoveWire", "PCIe", "SPDM", "IOMMU", "TDISP", "GuestABI", "HostPlatform",
-        "GuestKernel", "CoveGuestDrivers", "CoveCommands",
+        "GuestKernel", "CoveGuestDrivers", "CoveScenario", "CoveCommands",
       ],
       swiftSettings: strictSettings
     ),
@@ -135,7 +135,7 @@ let package = Package(
     ),
     .testTarget(
       name: "CoveCommandsTests",
-      dependencies: ["CoveCommands", "SPDM", "CoveCrypto"],
+      dependencies: ["CoveCommands", "CoveScenario", "SPDM", "CoveCrypto"],
       swiftSettings: strictSettings
     ),
   ]

@@ -1,4 +1,5 @@
 import CoveCrypto
+import CoveScenario
 import CoveWire
 public import SPDM
 

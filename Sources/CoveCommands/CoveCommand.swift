@@ -1,5 +1,6 @@
 public import ArgumentParser
 public import CoveCrypto
+public import CoveScenario
 import Foundation
 public import SPDM
 

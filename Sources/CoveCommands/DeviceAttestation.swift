@@ -1,4 +1,5 @@
 public import CoveCrypto
+public import CoveScenario
 import PCIe
 public import SPDM
 

@@ -1,3 +1,5 @@
+import CoveCommands
+import CoveCrypto
 // cove-bench: how close a full SPDM connection comes to the cost of its own cryptography.
 //
 // One "connection" is what a TSM does to a device with P-384/SHA-384 over the DOE mailbox:
@@ -6,8 +8,7 @@
 // alone in the same process: 2 ECDSA signs (MEASUREMENTS, KEY_EXCHANGE_RSP), 2 verifies, 2 ECDH
 // key generations, 2 ECDH derivations (with the peer-point import), and 1 chain verification
 // (3 DER certificates parsed and verified). Both are measured interleaved, median of N runs.
-import CoveCommands
-import CoveCrypto
+import CoveScenario
 import Foundation
 import SPDM
 

@@ -1,7 +1,8 @@
-// Section 4: cove-dma's copy engine through the platform IOMMU into a guest's private memory
-// (issue: host platform, "Speed"), beside memcpy of the same bytes in the same run.
 import CoveCommands
 import CoveCrypto
+// Section 4: cove-dma's copy engine through the platform IOMMU into a guest's private memory
+// (issue: host platform, "Speed"), beside memcpy of the same bytes in the same run.
+import CoveScenario
 import Foundation
 import HostPlatform
 import IOMMU

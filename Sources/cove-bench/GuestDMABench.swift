@@ -1,3 +1,5 @@
+import CoveCommands
+import CoveCrypto
 // Section 6: the guest kernel's DMA API (issue 6, "Speed"), each figure beside memcpy of the same
 // bytes measured in the same run:
 // - map+unmap of one 4 KiB page (dma_map_single + dma_unmap_single, DMA_BIDIRECTIONAL) on each path the
@@ -8,8 +10,7 @@
 //   unmap N; the maps the pool cannot take fail with ENOMEM (a mapping error, not a crash).
 // Every configuration is checked once before timing (the address is the path's kind of address), so a
 // mistake in the setup aborts the bench instead of timing another path.
-import CoveCommands
-import CoveCrypto
+import CoveScenario
 import Foundation
 import GuestABI
 import GuestKernel

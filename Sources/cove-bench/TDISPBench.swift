@@ -1,3 +1,5 @@
+import CoveCommands
+import CoveCrypto
 // Section 2: what TDISP and IDE_KM add to an SPDM connection (issue: TDISP, IDE_KM and the host TSM).
 //
 // Both figures run against the same emulated two-function TEE-IO device (the built-in identity,
@@ -8,8 +10,7 @@
 //   6 KEY_PROG + 6 K_SET_GO and the root port's keys, both TDIs' states) + bind + LOCK + the
 //   interface report + START of one TDI.
 // Teardown (END_SESSION / disconnect) happens outside the timed part. Median of N interleaved runs.
-import CoveCommands
-import CoveCrypto
+import CoveScenario
 import Foundation
 import HostPlatform
 import PCIe

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CoveCommands
 import CoveCrypto
+import CoveScenario
 import Foundation
 import SPDM
 import Testing
