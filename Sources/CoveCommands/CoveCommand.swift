@@ -11,7 +11,10 @@ public struct CoveCommand: ParsableCommand {
     commandName: "cove",
     abstract:
       "Cove: a confidential-device (TEE-IO) emulator: SPDM, TDISP, IDE and the IOMMU, without the hardware.",
-    subcommands: [RunCommand.self, AttestCommand.self, PKICommand.self],
+    subcommands: [
+      RunCommand.self, CheckCommand.self, ImagesCommand.self, AttestCommand.self, TDISPCommand.self,
+      PKICommand.self,
+    ],
     defaultSubcommand: RunCommand.self
   )
 
@@ -101,30 +104,6 @@ public struct AttestCommand: ParsableCommand {
       device: device, policy: options.policy(for: device), entropy: options.entropy())
     print(ReportPrinter.render(report, quiet: options.quiet), terminator: "")
     if !report.succeeded { throw ExitCode(1) }
-  }
-}
-
-/// `cove run`: the main job. Until guest images land it runs the attestation story of `cove attest`,
-/// then the TDISP story on the built-in device (``TDISPFlow``).
-public struct RunCommand: ParsableCommand {
-  public static let configuration = CommandConfiguration(
-    commandName: "run",
-    abstract:
-      "Run the main job: the TSM attests the built-in emulated device, then keys its link and takes a TDI through LOCK, START, ERROR and STOP."
-  )
-
-  @OptionGroup public var options: AttestOptions
-
-  public init() {}
-
-  public func run() throws {
-    var attest = AttestCommand()
-    attest.options = options
-    try attest.run()
-    let flow = TDISPFlow.run(device: try BuiltInDevice(), entropy: options.entropy())
-    if !options.quiet { print("") }
-    print(TDISPFlow.render(flow, quiet: options.quiet), terminator: "")
-    if !flow.succeeded { throw ExitCode(1) }
   }
 }
 

@@ -88,8 +88,16 @@ import Testing
     }
   }
 
-  @Test func unknownSubcommandIsAnError() {
-    #expect(throws: (any Error).self) { try CoveCommand.parseAsRoot(["frobnicate"]) }
+  /// `run` is the default subcommand and takes an image path, so an unknown word is read as an
+  /// image that does not exist: exit status 2, as for any invalid command line.
+  @Test func anUnknownWordIsAnImageThatDoesNotExist() throws {
+    var command = try CoveCommand.parseAsRoot(["frobnicate"])
+    #expect(command is RunCommand)
+    #expect(throws: ExitCode(2)) { try command.run() }
+  }
+
+  @Test func anUnknownOptionIsAnError() {
+    #expect(throws: (any Error).self) { try CoveCommand.parseAsRoot(["run", "--frobnicate"]) }
   }
 }
 

@@ -1,0 +1,155 @@
+public import ArgumentParser
+import CoveCrypto
+import CoveScenario
+import Foundation
+
+/// `cove run [IMAGE]`: the main job (ARCHITECTURE.md): boot the platform a guest image describes, run
+/// its steps, check their expectations, print the timeline, and write the records asked for.
+/// Exit status: 0 every expectation held, 1 one did not, 2 the image or the command line is invalid.
+public struct RunCommand: ParsableCommand {
+  public static let configuration = CommandConfiguration(
+    commandName: "run",
+    abstract: "Run a guest image (the built-in default when none is given) and print its timeline.",
+    discussion: """
+      Examples:
+        cove run                                   the built-in default image
+        cove run guest-images/viommu-nested.yaml --seed 42
+        cove run --trace run.jsonl --quiet         JSON Lines trace, step results only
+      Exit status: 0 all expectations held, 1 an expectation failed, 2 the image or the command line is invalid.
+      """)
+
+  @Argument(help: "A guest image (YAML); the built-in default when absent.")
+  public var image: String?
+
+  @Option(help: "Seed for every random choice (nonces, keys, ordering); the image's seed when absent.")
+  public var seed: UInt64?
+
+  @Option(help: "Write every record as JSON Lines to this file.")
+  public var trace: String?
+
+  @Flag(help: "Print step results only.")
+  public var quiet = false
+
+  @Flag(help: "Print DOE objects and message bytes too.")
+  public var verbose = false
+
+  @Flag(
+    name: .customLong("no-colour"),
+    help: "Never colour the timeline (it is coloured only on a terminal anyway).")
+  public var noColour = false
+
+  public init() {}
+
+  public func run() throws {
+    let loaded = try ImageSource.load(image)
+    let timeline = Timeline(
+      colour: !noColour && isatty(STDOUT_FILENO) != 0, detail: quiet ? .quiet : verbose ? .verbose : .normal)
+    let recorder = TraceRecorder()
+    recorder.onRecord = { record in
+      if let line = timeline.line(for: record) { print(line) }
+    }
+    let runner: ScenarioRunner
+    do { runner = try ScenarioRunner(image: loaded, seed: seed, recorder: recorder) } catch {
+      FileHandle.standardError.write(Data("cove: \(loaded.name): \(error)\n".utf8))
+      throw ExitCode(2)
+    }
+    let result = runner.run()
+    print(timeline.summary(result))
+    if let trace {
+      let text = result.records.map(\.jsonLine).joined(separator: "\n") + "\n"
+      try write(text, to: trace)
+    }
+    if result.exitStatus != 0 { throw ExitCode(result.exitStatus) }
+  }
+}
+
+/// `cove check IMAGE`: validate a guest image without running it.
+public struct CheckCommand: ParsableCommand {
+  public static let configuration = CommandConfiguration(
+    commandName: "check", abstract: "Validate a guest image without running it.",
+    discussion: """
+      Example:
+        cove check guest-images/default.yaml
+      Errors name the file, line, column and key. Exit status 2 when the image is invalid.
+      """)
+
+  @Argument(help: "The guest image (YAML).")
+  public var image: String
+
+  public init() {}
+
+  public func run() throws {
+    let loaded = try ImageSource.load(image)
+    print("\(image): ok — \(loaded.devices.count) device(s), \(loaded.steps.count) step(s)")
+  }
+}
+
+/// `cove images`: the images built into the binary.
+public struct ImagesCommand: ParsableCommand {
+  public static let configuration = CommandConfiguration(
+    commandName: "images", abstract: "List the shipped guest images, a line each.")
+
+  public init() {}
+
+  public func run() throws {
+    for (name, text) in BuiltInImages.all {
+      let image = try? GuestImage(yaml: text, file: "\(name).yaml")
+      print("\(name)\t\(image?.description.split(separator: ".").first.map(String.init) ?? "")")
+    }
+  }
+}
+
+/// Where an image comes from: a file, or the built-in default. An invalid image is reported on
+/// standard error and exits with status 2.
+enum ImageSource {
+  static func load(_ path: String?) throws -> GuestImage {
+    let text: String
+    let file: String
+    if let path {
+      if let builtIn = BuiltInImages.all.first(where: { $0.name == path }) {
+        (text, file) = (builtIn.text, "\(path).yaml")
+      } else {
+        guard let contents = try? String(contentsOfFile: path, encoding: .utf8) else {
+          FileHandle.standardError.write(Data("cove: cannot read \(path)\n".utf8))
+          throw ExitCode(2)
+        }
+        (text, file) = (contents, path)
+      }
+    } else {
+      (text, file) = (BuiltInImages.defaultImage, "default.yaml (built in)")
+    }
+    do { return try GuestImage(yaml: text, file: file) } catch {
+      FileHandle.standardError.write(Data("cove: \(error)\n".utf8))
+      throw ExitCode(2)
+    }
+  }
+}
+
+func write(_ text: String, to path: String) throws {
+  do { try text.write(toFile: path, atomically: true, encoding: .utf8) } catch {
+    FileHandle.standardError.write(Data("cove: cannot write \(path): \(error.localizedDescription)\n".utf8))
+    throw ExitCode(2)
+  }
+}
+
+/// `cove tdisp`: the host TSM's TDISP story on the built-in device alone (connect, bind, lock,
+/// report, evidence, start, a forced ERROR, stop, disconnect), without a guest.
+public struct TDISPCommand: ParsableCommand {
+  public static let configuration = CommandConfiguration(
+    commandName: "tdisp", abstract: "The host TSM's TDISP flow on the built-in device, without a guest.")
+
+  @Option(help: "Seed for every random choice; random when absent.")
+  public var seed: UInt64?
+
+  @Flag(help: "Print only the result line.")
+  public var quiet = false
+
+  public init() {}
+
+  public func run() throws {
+    let entropy: any EntropySource = seed.map { SeededEntropy(seed: $0) } ?? SystemEntropy()
+    let flow = TDISPFlow.run(device: try BuiltInDevice(), entropy: entropy)
+    print(TDISPFlow.render(flow, quiet: quiet), terminator: "")
+    if !flow.succeeded { throw ExitCode(1) }
+  }
+}

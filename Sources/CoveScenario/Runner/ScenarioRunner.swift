@@ -1,0 +1,521 @@
+import CoveGuestDrivers
+import GuestABI
+import GuestKernel
+import HostPlatform
+import IDEKM
+import IOMMU
+import PCIe
+import SPDM
+import TDISP
+
+/// The outcome of a run: every record, every step's result, and the exit status it calls for.
+public struct RunResult: Sendable {
+  public var image: GuestImage
+  public var seed: UInt64
+  public var records: [TraceRecord]
+  public var steps: [StepResult]
+  /// 0: every expectation held; 1: one did not.
+  public var exitStatus: Int32 { steps.allSatisfy(\.passed) ? 0 : 1 }
+}
+
+/// Runs a guest image: builds its platform, takes each step, checks the step's expectations and
+/// records everything that happened as typed records (issue 7). Deterministic: with the same seed two
+/// runs produce the same records.
+public final class ScenarioRunner {
+  public let platform: ScenarioPlatform
+  public let recorder: TraceRecorder
+  private var platformEventsSeen = 0
+  private var kernelEventsSeen = 0
+  private var tsmMessagesSeen: [Int] = []
+  private var tdiStates: [RequesterID: TDIState] = [:]
+  private var pendingNotes: [TraceRecord] = []
+
+  public init(image: GuestImage, seed: UInt64? = nil, recorder: TraceRecorder = TraceRecorder())
+    throws(RunError)
+  {
+    self.recorder = recorder
+    platform = try ScenarioPlatform(image: image, seed: seed ?? image.seed)
+    tsmMessagesSeen = platform.devices.map { _ in 0 }
+  }
+
+  /// Boots the guest's drivers and runs every step.
+  public func run() -> RunResult {
+    let image = platform.image
+    recorder.add(
+      TraceRecord(
+        component: .runner, kind: .event,
+        summary:
+          "\(image.name): seed \(platform.seed), \(image.guest.memory >> 20) MiB guest, \(image.guest.viommu == .off ? (image.guest.boundary == .max ? "all private" : "boundary X = 0x\(String(image.guest.boundary, radix: 16))") : "vIOMMU \(image.guest.viommu.rawValue)")"
+      ))
+    collect()
+    do { try platform.registerDrivers() } catch {
+      recorder.add(
+        TraceRecord(component: .guest, kind: .driver, summary: "driver registration failed: \(error)"))
+    }
+    platform.kernel.handleHostEvents()
+    collect()
+    var results: [StepResult] = []
+    for (index, step) in image.steps.enumerated() {
+      recorder.currentStep = index
+      let first = recorder.records.count
+      let described = Self.describe(step.action)
+      recorder.add(TraceRecord(component: .runner, kind: .step, summary: described))
+      let faultsBefore = platform.iommu.faults.count + platform.iommu.faultsNotLogged
+      let outcome = perform(step.action)
+      // Interrupts and forced changes arrive after each step, as they would asynchronously.
+      platform.kernel.handleHostEvents()
+      collect()
+      for note in pendingNotes { recorder.add(note) }
+      pendingNotes.removeAll()
+      let faulted = platform.iommu.faults.count + platform.iommu.faultsNotLogged > faultsBefore
+      let failures = check(step, outcome: outcome, faulted: faulted)
+      let result: StepResult.Outcome =
+        failures.isEmpty
+        ? .passed
+        : .failed(
+          expected: failures.map(\.expected).joined(separator: "; "),
+          actual: failures.map(\.actual).joined(separator: "; "))
+      for failure in failures {
+        recorder.add(
+          TraceRecord(
+            component: .runner, kind: .expectation, summary: "expectation failed: \(failure.what)",
+            before: failure.expected, after: failure.actual))
+      }
+      recorder.add(
+        TraceRecord(
+          component: .runner, kind: .step, summary: described,
+          after: failures.isEmpty ? "ok" : "FAILED: " + failures.map(\.what).joined(separator: ", ")))
+      results.append(
+        StepResult(
+          index: index, description: described, outcome: result, firstRecord: first,
+          endRecord: recorder.records.count))
+    }
+    recorder.currentStep = nil
+    return RunResult(image: image, seed: platform.seed, records: recorder.records, steps: results)
+  }
+
+  // MARK: Steps
+
+  /// What a step did: the error it raised (if any) and, for DMA, the bytes and whether they bounced.
+  struct Outcome {
+    var error: (errno: Errno, message: String, check: String?)?
+    var bytes: Int?
+    var bounced: Bool?
+    var device: RequesterID?
+  }
+
+  private func perform(_ action: GuestImage.Action) -> Outcome {
+    let kernel = platform.kernel
+    func pci(_ function: RequesterID) throws(KernelError) -> PCIDevice {
+      guard let device = kernel.device(function) else {
+        throw KernelError(.ENODEV, "\(function) is not in the guest")
+      }
+      return device
+    }
+    func guarded(_ device: RequesterID?, _ body: () throws(KernelError) -> Void) -> Outcome {
+      do throws(KernelError) {
+        try body()
+        return Outcome(device: device)
+      } catch {
+        return Outcome(
+          error: (error.errno, error.message, error.evidence.map { Self.checkName($0.check) }), device: device
+        )
+      }
+    }
+    switch action {
+    case .bind(let function, let driver):
+      return guarded(function) { () throws(KernelError) in try kernel.bind(try pci(function), driver: driver)
+      }
+    case .unbind(let function):
+      return guarded(function) { () throws(KernelError) in try kernel.unbind(try pci(function)) }
+    case .lock(let function):
+      return guarded(function) { () throws(KernelError) in try kernel.tsmLock(try pci(function)) }
+    case .verify(let function):
+      return guarded(function) { () throws(KernelError) in
+        let verified = try kernel.tsmVerify(try pci(function), policy: platform.policy)
+        note(
+          function,
+          "evidence verified: \(verified.measurements.count) measurements, report \(verified.report.mmioRanges.count) ranges"
+        )
+      }
+    case .accept(let function):
+      return guarded(function) { () throws(KernelError) in
+        let verified = try kernel.tsmAccept(try pci(function), policy: platform.policy)
+        note(function, "evidence verified and accepted: \(verified.measurements.count) measurements")
+      }
+    case .unlock(let function):
+      return guarded(function) { () throws(KernelError) in try kernel.tsmUnlock(try pci(function)) }
+    case .claim(let function, let cookie):
+      return guarded(function) { () throws(KernelError) in
+        try kernel.claimDMAOwner(try pci(function), cookie: OwnerCookie(rawValue: cookie))
+      }
+    case .release(let function):
+      return guarded(function) { () throws(KernelError) in try kernel.releaseDMAOwner(try pci(function)) }
+    case .dma(let dma):
+      return performDMA(dma)
+    case .configWrite(let function, let offset, let size, let value, let byHost):
+      return guarded(function) { () throws(KernelError) in
+        if byHost {
+          do throws(VMMError) {
+            _ = try platform.vmm.hostConfigWrite(function, offset: offset, size: size, value: value)
+          } catch {
+            throw KernelError(error.errno, error.message)
+          }
+        } else {
+          do throws(VMMError) {
+            try platform.vmm.configWrite(
+              platform.guest.id, function: function, offset: offset, size: size, value: value)
+          } catch { throw KernelError(error.errno, error.message) }
+        }
+      }
+    case .flr(let function):
+      return guarded(function) { () throws(KernelError) in
+        // Device Control (PCIe capability at 0x40 + 8), Initiate Function Level Reset.
+        do throws(VMMError) {
+          _ = try platform.vmm.hostConfigWrite(function, offset: 0x48, size: 2, value: 0x8000)
+        } catch {
+          throw KernelError(error.errno, error.message)
+        }
+      }
+    case .convert(let gpa, let pages, let toShared):
+      return guarded(nil) { () throws(KernelError) in
+        do throws(VMMError) {
+          try platform.vmm.convert(platform.guest.id, gpa: gpa, pages: pages, toShared: toShared)
+        } catch {
+          throw KernelError(error.errno, error.message)
+        }
+      }
+    case .connect:
+      return guarded(nil) { () throws(KernelError) in
+        for device in platform.devices where !device.tsm.isConnected {
+          do throws(TSMError) { _ = try device.tsm.connect() } catch {
+            throw KernelError(error.errno, "\(error)")
+          }
+        }
+      }
+    case .disconnect:
+      return guarded(nil) { () throws(KernelError) in
+        for device in platform.devices where device.tsm.isConnected {
+          do throws(TSMError) { try device.tsm.disconnect() } catch {
+            throw KernelError(error.errno, "\(error)")
+          }
+        }
+      }
+    case .hostStop(let function):
+      return guarded(function) { () throws(KernelError) in
+        guard let device = platform.device(of: function), let owner = device.tsm.owner(of: function) else {
+          throw KernelError(.EINVAL, "\(function) is not bound to a guest")
+        }
+        do throws(TSMError) { try device.tsm.stop(function, for: owner) } catch {
+          throw KernelError(error.errno, "\(error)")
+        }
+      }
+    case .inject(let rule):
+      for device in platform.devices { device.injector.add(Self.faultRule(rule)) }
+      return Outcome()
+    case .wait:
+      return Outcome()
+    }
+  }
+
+  private func performDMA(_ dma: GuestImage.DMAStep) -> Outcome {
+    let kernel = platform.kernel
+    var outcome = Outcome(device: dma.device)
+    do throws(KernelError) {
+      guard let device = kernel.device(dma.device) else {
+        throw KernelError(.ENODEV, "\(dma.device) is not in the guest")
+      }
+      let pages = (dma.size + 4095) / 4096
+      let source = try kernel.memory.allocatePages(pages)
+      let destination = try kernel.memory.allocatePages(pages)
+      defer {
+        if dma.shared {
+          try? kernel.memory.setMemoryEncrypted(source, pages: pages)
+          try? kernel.memory.setMemoryEncrypted(destination, pages: pages)
+        }
+        kernel.memory.freePages(source, count: pages)
+        kernel.memory.freePages(destination, count: pages)
+      }
+      if dma.shared {
+        try kernel.memory.setMemoryDecrypted(source, pages: pages)
+        try kernel.memory.setMemoryDecrypted(destination, pages: pages)
+      }
+      // A pattern from the seed: the bytes are checked at the destination afterwards.
+      var state = platform.seed &+ UInt64(recorder.records.count)
+      let pattern = (0..<dma.size).map { _ -> UInt8 in
+        state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+        return UInt8(truncatingIfNeeded: state >> 56)
+      }
+      try kernel.memory.write(source, bytes: pattern)
+      let bouncesBefore = kernel.swiotlb?.statistics.allocations ?? 0
+      let moved: Int
+      switch device.driver {
+      case let driver as CoveDMADriver:
+        moved = try driver.copy(device, kernel: kernel, from: source, to: destination, length: dma.size)
+      case let driver as PASIDCopyDriver:
+        moved = try driver.copy(device, kernel: kernel, from: source, to: destination, length: dma.size)
+      default:
+        throw KernelError(.ENODEV, "\(device) has no DMA driver bound")
+      }
+      outcome.bytes = moved
+      outcome.bounced = (kernel.swiotlb?.statistics.allocations ?? 0) > bouncesBefore
+      let arrived = try kernel.memory.read(destination, count: dma.size)
+      guard arrived == pattern else {
+        throw KernelError(.EIO, "the destination does not hold the source's bytes")
+      }
+      recorder.add(
+        TraceRecord(
+          component: .guest, kind: .dmaAPI, device: "\(dma.device)",
+          summary:
+            "copied \(moved) bytes \(outcome.bounced == true ? "through bounce buffers (T=0, shared)" : device.isAccepted ? "directly (T=1, private)" : "directly")",
+          after: "data verified"))
+    } catch {
+      outcome.error = (error.errno, error.message, nil)
+    }
+    return outcome
+  }
+
+  /// A guest-side result, recorded after the messages the step exchanged (collected at its end).
+  private func note(_ function: RequesterID, _ text: String) {
+    pendingNotes.append(TraceRecord(component: .guest, kind: .event, device: "\(function)", summary: text))
+  }
+
+  // MARK: Expectations
+
+  struct Failure {
+    var what: String
+    var expected: String
+    var actual: String
+  }
+
+  private func check(_ step: GuestImage.Step, outcome: Outcome, faulted: Bool) -> [Failure] {
+    var failures: [Failure] = []
+    let expect = step.expect
+    let actualError = outcome.error.map { "\($0.errno)" } ?? "none"
+    let expectedError = expect.error.map { "\($0)" } ?? "none"
+    if actualError != expectedError {
+      failures.append(
+        Failure(
+          what: "error", expected: expectedError,
+          actual: outcome.error.map { "\($0.errno) (\($0.message))" } ?? "none"))
+    }
+    if let check = expect.check, outcome.error?.check != check {
+      failures.append(Failure(what: "check", expected: check, actual: outcome.error?.check ?? "none"))
+    }
+    let function = Self.function(of: step.action) ?? outcome.device
+    if let state = expect.tdi {
+      let actual = function.flatMap { platform.device(of: $0)?.device.tdisp.tdi($0)?.state }
+      if actual != state {
+        failures.append(
+          Failure(what: "tdi", expected: "\(state)", actual: actual.map { "\($0)" } ?? "no TDI"))
+      }
+    }
+    if let trust = expect.trust {
+      let actual =
+        function.flatMap { platform.kernel.device($0) }.map { Self.trustName($0.trust) } ?? "no device"
+      if actual != trust { failures.append(Failure(what: "trust", expected: trust, actual: actual)) }
+    }
+    if let driver = expect.driver {
+      let actual =
+        function.flatMap { platform.kernel.device($0) }.map { $0.driver?.name ?? "none" } ?? "no device"
+      if actual != driver { failures.append(Failure(what: "driver", expected: driver, actual: actual)) }
+    }
+    if let bytes = expect.bytes, outcome.bytes != bytes {
+      failures.append(
+        Failure(what: "bytes", expected: "\(bytes)", actual: outcome.bytes.map { "\($0)" } ?? "none"))
+    }
+    if let bounced = expect.bounced, outcome.bounced != bounced {
+      failures.append(
+        Failure(what: "bounced", expected: "\(bounced)", actual: outcome.bounced.map { "\($0)" } ?? "no DMA"))
+    }
+    if let fault = expect.fault, fault != faulted {
+      failures.append(Failure(what: "fault", expected: "\(fault)", actual: "\(faulted)"))
+    }
+    return failures
+  }
+
+  // MARK: Records from the platform and the kernel
+
+  /// Turns whatever the platform, the TSMs and the kernel logged since the last call into records,
+  /// then one `.state` record per TDI whose state changed.
+  private func collect() {
+    let events = platform.vmm.events
+    for event in events.dropFirst(platformEventsSeen) { recorder.add(Self.record(event)) }
+    platformEventsSeen = events.count
+    for (index, device) in platform.devices.enumerated() {
+      let messages = device.tsm.messages
+      for message in messages.dropFirst(tsmMessagesSeen[index]) {
+        for record in Self.records(message, dsm: device.device.tdisp.dsmFunction) { recorder.add(record) }
+      }
+      tsmMessagesSeen[index] = messages.count
+    }
+    let kernelEvents = platform.kernel.events
+    for event in kernelEvents.dropFirst(kernelEventsSeen) { recorder.add(Self.record(event)) }
+    kernelEventsSeen = kernelEvents.count
+    for device in platform.devices {
+      for function in device.device.tdisp.functionIDs {
+        guard let state = device.device.tdisp.tdi(function)?.state else { continue }
+        let before = tdiStates[function] ?? .configUnlocked
+        if state != before {
+          recorder.add(
+            TraceRecord(
+              component: .tdi, kind: .state, device: "\(function)", summary: "TDI \(before) → \(state)",
+              before: "\(before)", after: "\(state)"))
+        }
+        tdiStates[function] = state
+      }
+    }
+  }
+
+  static func record(_ event: PlatformEvent) -> TraceRecord {
+    switch event {
+    case .dmaBlocked(let fault):
+      return TraceRecord(
+        component: .iommu, kind: .fault, device: "\(fault.tlp.requesterID)",
+        summary: "DMA blocked: \(fault.reason)",
+        before: "\(fault.tlp)", after: "refused", from: .tdi("\(fault.tlp.requesterID)"), to: .iommu)
+    case .interrupt(let function, _, let vector):
+      return TraceRecord(
+        component: .device, kind: .interrupt, device: "\(function)", summary: "MSI-X vector \(vector)",
+        from: .tdi("\(function)"), to: .guest)
+    case .deviceAssigned(let function, _, _):
+      return TraceRecord(component: .vmm, kind: .event, device: "\(function)", summary: event.description)
+    case .pagesConverted, .conversionRefused:
+      return TraceRecord(component: .vmm, kind: .memory, summary: event.description)
+    case .guestCreated:
+      return TraceRecord(component: .vmm, kind: .event, summary: event.description)
+    }
+  }
+
+  static func record(_ event: KernelEvent) -> TraceRecord {
+    switch event {
+    case .driverBound(let function, _), .driverUnbound(let function, _, _), .probeFailed(let function, _, _),
+      .probeDeferred(let function, _):
+      return TraceRecord(component: .guest, kind: .driver, device: "\(function)", summary: event.description)
+    case .trustChanged(let function, let from, let to):
+      return TraceRecord(
+        component: .guest, kind: .trust, device: "\(function)", summary: event.description,
+        before: trustName(from),
+        after: trustName(to))
+    case .trustRevoked(let function, _, _):
+      return TraceRecord(
+        component: .guest, kind: .trust, device: "\(function)", summary: event.description, from: .host,
+        to: .guest)
+    case .interrupt(let function, _):
+      return TraceRecord(
+        component: .guest, kind: .interrupt, device: "\(function)", summary: event.description)
+    case .dmaDebug(let report):
+      return TraceRecord(
+        component: .guest, kind: .fault, device: "\(report.device)", summary: event.description)
+    case .memoryLeaked, .functionAbsent:
+      return TraceRecord(component: .guest, kind: .memory, summary: event.description)
+    }
+  }
+
+  /// A TSM exchange as two records: the request from the TSM and the response back.
+  static func records(_ message: TSMMessageRecord, dsm: RequesterID) -> [TraceRecord] {
+    let isTDISP = message.protocolID == .tdisp
+    let kind: TraceRecord.Kind = isTDISP ? .tdisp : .idekm
+    let peer: TraceRecord.Lane = .dsm
+    func name(_ bytes: [UInt8], request: Bool) -> String {
+      if isTDISP {
+        guard bytes.count > 1 else { return "TDISP (truncated)" }
+        return request
+          ? "\(TDISPRequestCode(rawValue: bytes[1]))" : "\(TDISPResponseCode(rawValue: bytes[1]))"
+      }
+      guard let first = bytes.first else { return "IDE_KM (truncated)" }
+      return "IDE_KM \(IDEKMObjectID(rawValue: first))"
+    }
+    return [
+      TraceRecord(
+        component: .tsm, kind: kind, device: "\(dsm)", summary: name(message.request, request: true),
+        bytes: message.request, from: .tsm, to: peer, isRequest: true),
+      TraceRecord(
+        component: .dsm, kind: kind, device: "\(dsm)", summary: name(message.response, request: false),
+        bytes: message.response, from: peer, to: .tsm, isRequest: false),
+    ]
+  }
+
+  // MARK: Names
+
+  static func describe(_ action: GuestImage.Action) -> String {
+    switch action {
+    case .bind(let function, let driver): "bind \(driver) to \(function)"
+    case .unbind(let function): "unbind \(function)"
+    case .lock(let function): "lock \(function)"
+    case .verify(let function): "verify evidence of \(function)"
+    case .accept(let function): "accept \(function)"
+    case .unlock(let function): "unlock \(function)"
+    case .dma(let dma):
+      "DMA \(dma.size) bytes with \(dma.device)\(dma.shared ? " (shared buffers)" : "")\(dma.pasid ? " (PASID)" : "")"
+    case .configWrite(let function, let offset, let size, let value, let byHost):
+      "\(byHost ? "host" : "guest") config write \(function)+0x\(String(offset, radix: 16)) = 0x\(String(value, radix: 16)) (\(size) B)"
+    case .flr(let function): "FLR \(function) (host)"
+    case .convert(let gpa, let pages, let toShared):
+      "convert \(pages) page(s) at GPA 0x\(String(gpa, radix: 16)) to \(toShared ? "shared" : "private")"
+    case .connect: "TSM connect"
+    case .disconnect: "TSM disconnect"
+    case .hostStop(let function): "host TSM STOP \(function)"
+    case .inject(let rule):
+      "inject: \(rule.action) the \(rule.occurrence)th \(rule.match ?? "any") \(rule.direction)"
+    case .wait: "wait for host events"
+    case .claim(let function, let cookie): "user claims \(function) (cookie \(cookie))"
+    case .release(let function): "user releases \(function)"
+    }
+  }
+
+  static func function(of action: GuestImage.Action) -> RequesterID? {
+    switch action {
+    case .bind(let f, _), .unbind(let f), .lock(let f), .verify(let f), .accept(let f), .unlock(let f),
+      .flr(let f),
+      .hostStop(let f), .claim(let f, _), .release(let f), .configWrite(let f, _, _, _, _):
+      f
+    case .dma(let dma): dma.device
+    case .convert, .connect, .disconnect, .inject, .wait: nil
+    }
+  }
+
+  static func trustName(_ trust: DeviceTrust) -> String {
+    switch trust {
+    case .untrusted: "untrusted"
+    case .locked: "locked"
+    case .accepted: "accepted"
+    case .revoked: "revoked"
+    }
+  }
+
+  static func checkName(_ check: EvidenceFailure.Check) -> String {
+    switch check {
+    case .certificateChain: "certificateChain"
+    case .measurementsSignature: "measurementsSignature"
+    case .nonce: "nonce"
+    case .measurementsFormat: "measurementsFormat"
+    case .missingMeasurement: "missingMeasurement"
+    case .measurementMismatch: "measurementMismatch"
+    case .reportDigest: "reportDigest"
+    case .interfaceReport: "interfaceReport"
+    case .tdiState: "tdiState"
+    }
+  }
+
+  static func faultRule(_ rule: GuestImage.InjectionRule) -> DOEFaultRule {
+    let action: DOEFaultRule.Action =
+      switch rule.action {
+      case "drop": .drop
+      case "corrupt": .corrupt(offset: 12, mask: 0xFF)
+      case "truncate": .truncate(bytes: 8)
+      case "duplicate": .duplicate
+      case "replay": .replay(back: 1)
+      default: .delay(microseconds: 2_000_000)
+      }
+    let match: DOEFaultRule.Match =
+      switch rule.match {
+      case "discovery": .discovery
+      case "spdm": .anySPDM
+      case "secured": .secured
+      default: .any
+      }
+    return DOEFaultRule(
+      action, rule.direction == "request" ? .request : .response, match, occurrence: .nth(rule.occurrence))
+  }
+}
