@@ -4,7 +4,7 @@ FUZZ_RUNS ?= 1000000
 FUZZ_TARGETS ?= FuzzDOE FuzzSPDMDecoders FuzzResponder FuzzPCISIGProtocols FuzzVIOMMUCommands \
   FuzzEvidence FuzzGuestEnumeration
 
-.PHONY: all build release run test bench fuzz format check-deps check-test-deps help clean
+.PHONY: all build release run test bench fuzz format embed-images check-deps check-test-deps help clean
 
 all: build
 
@@ -15,6 +15,7 @@ help:
 	@echo "make bench   release build, then the benchmark (figures beside their baselines)"
 	@echo "make fuzz    libFuzzer targets, FUZZ_RUNS=$(FUZZ_RUNS) runs each"
 	@echo "make format  swift format with the committed .swift-format"
+	@echo "make embed-images  rebuild the guest images built into cove from guest-images/*.yaml"
 
 # OpenSSL comes from the system (Sources/COpenSSL is a system library over libssl-dev).
 # On a fresh Debian/Ubuntu machine we install it when we can (root, apt-get present); otherwise we
@@ -70,6 +71,9 @@ fuzz: check-deps
 	@for target in $(FUZZ_TARGETS); do \
 	  Fuzz/run.sh $$target $(FUZZ_RUNS) || exit 1; \
 	done
+
+embed-images:
+	python3 scripts/embed-images.py
 
 format:
 	$(SWIFT) format --configuration .swift-format -i -r Package.swift Sources Tests Fuzz/Sources

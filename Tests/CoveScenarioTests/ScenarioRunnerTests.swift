@@ -23,8 +23,33 @@ import Testing
 }
 
 extension ScenarioRunnerTests {
-  @Test func theBuiltInDefaultIsTheShippedFile() throws {
-    #expect(BuiltInImages.defaultImage == (try Self.image("default.yaml")).text)
+  static let shipped = [
+    "default", "attestation-failures", "boundary-all-private", "fault-injection", "multi-function-vfs",
+    "ownership-vfio", "pasid-kernel-dma", "sva-process", "two-guests-isolation", "viommu-nested",
+  ]
+
+  @Test func theBuiltInImagesAreTheShippedFiles() throws {
+    let files = try FileManager.default.contentsOfDirectory(
+      atPath: URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("guest-images").path
+    ).filter { $0.hasSuffix(".yaml") }.map { String($0.dropLast(5)) }.sorted()
+    #expect(files == Self.shipped.sorted())
+    #expect(BuiltInImages.all.map(\.name).sorted() == files, "run `make embed-images`")
+    for (name, text) in BuiltInImages.all {
+      #expect(text == (try Self.image("\(name).yaml")).text, "\(name): run `make embed-images`")
+    }
+    #expect(BuiltInImages.all.first?.name == "default")
+  }
+
+  @Test(arguments: shipped) func everyShippedImageRunsWithItsExpectations(_ name: String) throws {
+    let (text, path) = try Self.image("\(name).yaml")
+    let image = try GuestImage(yaml: text, file: path)
+    let result = try ScenarioRunner(image: image).run()
+    for step in result.steps where !step.passed {
+      Issue.record("\(name) step \(step.index + 1) \(step.description): \(step.outcome)")
+    }
+    #expect(result.exitStatus == 0)
+    #expect(result.steps.count == image.steps.count && !image.steps.isEmpty)
   }
 
   @Test func twoRunsWithTheSameSeedGiveTheSameTrace() throws {

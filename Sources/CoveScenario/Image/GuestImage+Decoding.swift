@@ -154,7 +154,8 @@ struct ImageDecoder {
 
   mutating func image(_ root: Node) throws(ImageError) -> GuestImage {
     let top = try fields(
-      root, allowed: ["name", "description", "seed", "guest", "devices", "policy", "drivers", "steps"])
+      root,
+      allowed: ["name", "description", "seed", "guest", "neighbour", "devices", "policy", "drivers", "steps"])
     let name = try top["name"].map { n throws(ImageError) in try string(n.value) } ?? file
     let description = try top["description"].map { n throws(ImageError) in try string(n.value) } ?? ""
     let seed =
@@ -166,6 +167,9 @@ struct ImageDecoder {
         try nested("guest") { d throws(ImageError) in try d.guest(n.value) }
       }
       ?? GuestImage.Guest()
+    let neighbour = try top["neighbour"].map { n throws(ImageError) in
+      try nested("neighbour") { d throws(ImageError) in try d.guest(n.value) }
+    }
     var devices: [GuestImage.Device] = []
     if let list = top["devices"] {
       for (index, node) in try sequence(list.value).enumerated() {
@@ -189,18 +193,26 @@ struct ImageDecoder {
       }
     }
     let assigned = Set(devices.flatMap(\.assign))
+    let present = Set(devices.flatMap(\.functionIDs))
     var steps: [GuestImage.Step] = []
     if let list = top["steps"] {
       for (index, node) in try sequence(list.value).enumerated() {
         steps.append(
           try nested("steps[\(index)]") { d throws(ImageError) in
-            try d.step(node, assigned: assigned, drivers: drivers)
+            try d.step(node, assigned: assigned, present: present, drivers: drivers)
           })
       }
     }
+    if let first = steps.first(where: { if case .escape = $0.action { true } else { false } }),
+      neighbour == nil
+    {
+      throw ImageError(
+        file: file, line: first.line, column: 1, path: "steps",
+        message: "an escape step needs a 'neighbour' guest")
+    }
     return GuestImage(
-      name: name, description: description, seed: seed, guest: guest, devices: devices, policy: policy,
-      drivers: drivers, steps: steps)
+      name: name, description: description, seed: seed, guest: guest, neighbour: neighbour, devices: devices,
+      policy: policy, drivers: drivers, steps: steps)
   }
 
   mutating func guest(_ node: Node) throws(ImageError) -> GuestImage.Guest {
@@ -354,10 +366,16 @@ struct ImageDecoder {
         let text = try string(item)
         if text == "device" {
           policy.trustAnchors += devices.map { .device($0.identitySeed) }
+        } else if text.hasPrefix("bus:"), let bus = UInt8(text.dropFirst(4)),
+          let device = devices.first(where: { $0.bus == bus })
+        {
+          policy.trustAnchors.append(.device(device.identitySeed))
         } else if text.hasPrefix("other:"), let seed = UInt64(text.dropFirst(6)) {
           policy.trustAnchors.append(.other(seed))
         } else {
-          throw error(item, "'\(text)' is not 'device' or 'other:<seed>'", key: "trust-anchors[\(index)]")
+          throw error(
+            item, "'\(text)' is not 'device', 'bus:<n>' (a device's bus) or 'other:<seed>'",
+            key: "trust-anchors[\(index)]")
         }
       }
     }
@@ -390,10 +408,11 @@ struct ImageDecoder {
   static let actions = [
     "bind", "unbind", "lock", "verify", "accept", "unlock", "dma", "config-write", "flr", "convert",
     "connect",
-    "disconnect", "host-stop", "inject", "wait", "claim", "release",
+    "disconnect", "host-stop", "inject", "wait", "claim", "release", "tamper-evidence", "sva", "escape",
   ]
 
-  mutating func step(_ node: Node, assigned: Set<RequesterID>, drivers: [String]) throws(ImageError)
+  mutating func step(_ node: Node, assigned: Set<RequesterID>, present: Set<RequesterID>, drivers: [String])
+    throws(ImageError)
     -> GuestImage.Step
   {
     let f = try fields(node, allowed: Self.actions + ["expect"])
@@ -408,6 +427,14 @@ struct ImageDecoder {
       }
       return function
     }
+    // The host's own actions may name any function of an emulated device, assigned or not.
+    func presentFunction(_ n: Node, key: String) throws(ImageError) -> RequesterID {
+      let function = try self.function(n)
+      guard present.contains(function) else {
+        throw error(n, "\(function) is not a function of any device", key: key)
+      }
+      return function
+    }
     let action: GuestImage.Action
     switch name {
     case "unbind": action = .unbind(try assignedFunction(value, key: name))
@@ -415,8 +442,8 @@ struct ImageDecoder {
     case "verify": action = .verify(try assignedFunction(value, key: name))
     case "accept": action = .accept(try assignedFunction(value, key: name))
     case "unlock": action = .unlock(try assignedFunction(value, key: name))
-    case "flr": action = .flr(try assignedFunction(value, key: name))
-    case "host-stop": action = .hostStop(try assignedFunction(value, key: name))
+    case "flr": action = .flr(try presentFunction(value, key: name))
+    case "host-stop": action = .hostStop(try presentFunction(value, key: name))
     case "release": action = .release(try assignedFunction(value, key: name))
     case "connect": action = .connect
     case "disconnect": action = .disconnect
@@ -468,8 +495,12 @@ struct ImageDecoder {
       guard by == "guest" || by == "host" else {
         throw error(c["by"]?.value, "'by' is guest or host", key: "config-write.by")
       }
+      let target =
+        by == "host"
+        ? try presentFunction(device, key: "config-write.device")
+        : try assignedFunction(device, key: "config-write.device")
       action = .configWrite(
-        try assignedFunction(device, key: "config-write.device"),
+        target,
         offset: Int(try integer(offset, in: 0...0xFFF)),
         size: size, value: UInt32(try integer(written, in: 0...0xFFFF_FFFF)), byHost: by == "host")
     case "convert":
@@ -505,6 +536,43 @@ struct ImageDecoder {
       action = .inject(
         GuestImage.InjectionRule(
           action: actionName, direction: direction, occurrence: occurrence, match: match))
+    case "tamper-evidence":
+      let t = try nested(name) { d throws(ImageError) in try d.fields(value, allowed: ["device", "mode"]) }
+      guard let device = t["device"]?.value, let mode = t["mode"]?.value else {
+        throw error(value, "tamper-evidence needs 'device' and 'mode'", key: name)
+      }
+      let modeName = try string(mode)
+      guard ["measurement", "report", "replay"].contains(modeName) else {
+        throw error(mode, "'\(modeName)' is not measurement, report or replay", key: "tamper-evidence.mode")
+      }
+      action = .tamperEvidence(try assignedFunction(device, key: "tamper-evidence.device"), mode: modeName)
+    case "escape":
+      let e = try nested(name) { d throws(ImageError) in
+        try d.fields(value, allowed: ["device", "target", "address"])
+      }
+      guard let device = e["device"]?.value, let target = e["target"]?.value else {
+        throw error(value, "escape needs 'device' and 'target'", key: name)
+      }
+      let targetName = try string(target)
+      guard let where_ = GuestImage.EscapeTarget(rawValue: targetName) else {
+        throw error(target, "'\(targetName)' is not neighbour-gpa or neighbour-hpa", key: "escape.target")
+      }
+      let address = try e["address"].map { n throws(ImageError) in try integer(n.value) } ?? 0x1000
+      action = .escape(try assignedFunction(device, key: "escape.device"), target: where_, address: address)
+    case "sva":
+      let v = try nested(name) { d throws(ImageError) in
+        try d.fields(value, allowed: ["device", "size", "lazy"])
+      }
+      guard let device = v["device"]?.value else { throw error(value, "sva needs 'device'", key: name) }
+      var size = 4096
+      if let n = v["size"]?.value {
+        size = Int(try nested(name) { d throws(ImageError) in try d.size(n) })
+        guard (1...(1 << 20)).contains(size) else {
+          throw error(n, "size must be 1 B to 1 MiB", key: "sva.size")
+        }
+      }
+      let lazy = try v["lazy"].map { n throws(ImageError) in try bool(n.value) } ?? false
+      action = .sva(try assignedFunction(device, key: "sva.device"), size: size, lazy: lazy)
     default:
       throw error(key, "unknown action '\(name)'")
     }

@@ -10,6 +10,9 @@ public struct GuestImage: Hashable, Sendable {
   /// The default seed for every random choice; `cove run --seed` overrides it.
   public var seed: UInt64
   public var guest: Guest
+  /// A second confidential guest beside the first, whose memory a device of the first tries to reach
+  /// (`escape` steps); it runs no kernel of its own.
+  public var neighbour: Guest?
   public var devices: [Device]
   public var policy: Policy
   /// Drivers registered at boot, by name.
@@ -113,6 +116,20 @@ public struct GuestImage: Hashable, Sendable {
     case wait
     case claim(RequesterID, cookie: UInt64)
     case release(RequesterID)
+    /// The device, acting on its own as a hostile device would, writes to the neighbour guest's memory
+    /// (at a guest-physical address used as a device address, or at the host-physical address behind
+    /// it); the platform must refuse and the neighbour's page must not change.
+    case escape(RequesterID, target: EscapeTarget, address: UInt64)
+    /// The host rewrites (or replays) the next evidence it relays for the device.
+    case tamperEvidence(RequesterID, mode: String)
+    /// A guest process shares its address space with the device (SVA) and has it copy between two
+    /// of its buffers by virtual address; `lazy` buffers are populated by IO page faults.
+    case sva(RequesterID, size: Int, lazy: Bool)
+  }
+
+  public enum EscapeTarget: String, Hashable, Sendable {
+    case neighbourGPA = "neighbour-gpa"
+    case neighbourHPA = "neighbour-hpa"
   }
 
   public struct DMAStep: Hashable, Sendable {

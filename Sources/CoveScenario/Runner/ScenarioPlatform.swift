@@ -83,9 +83,13 @@ public final class ScenarioPlatform {
   public let vmm: VMM
   public let devices: [ScenarioDevice]
   public let guest: VMMGuest
+  /// The second guest, when the image has one.
+  public let neighbour: VMMGuest?
   public let kernel: GuestKernel
   public let drivers: [String: any PCIDriver]
   public let policy: AttestationPolicy
+  /// The guest's host interface (the VMM's port with the image's tampering switches).
+  let host: ScenarioHost
 
   public init(image: GuestImage, seed: UInt64) throws(RunError) {
     self.image = image
@@ -112,6 +116,14 @@ public final class ScenarioPlatform {
       for device in built {
         for function in device.spec.assign { try vmm.assign(function, to: guest.id) }
       }
+      if let spec = image.neighbour {
+        let other = try vmm.createGuest(GuestConfiguration(memoryBytes: spec.memory, boundary: spec.boundary))
+        // Its memory holds a known pattern, so any write that reached it would show.
+        try vmm.guestWrite(other.id, gpa: 0, bytes: Self.neighbourPattern(other.memoryBytes))
+        neighbour = other
+      } else {
+        neighbour = nil
+      }
     } catch { throw RunError("guest: \(error)") }
     if image.guest.connect {
       for device in built {
@@ -120,9 +132,10 @@ public final class ScenarioPlatform {
         }
       }
     }
+    host = ScenarioHost(port: VMMGuestPort(vmm: vmm, guest: guest.id))
     do {
       kernel = try GuestKernel(
-        host: VMMGuestPort(vmm: vmm, guest: guest.id),
+        host: host,
         options: KernelOptions(
           autoprobe: image.guest.autoprobe, swiotlbBytes: image.guest.swiotlb,
           iommuStrict: image.guest.viommu == .strict, dmaDebug: image.guest.dmaDebug),
@@ -175,6 +188,10 @@ public final class ScenarioPlatform {
     }
     return AttestationPolicy(
       trustAnchors: anchors, measurements: measurements, validationTime: BuiltInDevice.notBefore + 86_400)
+  }
+
+  static func neighbourPattern(_ count: UInt64) -> [UInt8] {
+    (0..<Int(count)).map { UInt8(truncatingIfNeeded: $0 &* 131 &+ 17) }
   }
 
   /// The device a function belongs to.

@@ -215,7 +215,93 @@ public final class ScenarioRunner {
       return Outcome()
     case .wait:
       return Outcome()
+    case .tamperEvidence(let function, let mode):
+      platform.host.tamper = ScenarioHost.Tamper(rawValue: mode)
+      return Outcome(device: function)
+    case .sva(let function, let size, let lazy):
+      return performSVA(function, size: size, lazy: lazy)
+    case .escape(let function, let target, let address):
+      return performEscape(function, target: target, address: address)
     }
+  }
+
+  /// A device of the first guest writes into the neighbour's memory on its own (no driver asked):
+  /// what a hostile device would try. The platform must refuse the TLP (EFAULT when it does not),
+  /// and the neighbour's memory must be exactly as before (EIO when it is not).
+  private func performEscape(_ function: RequesterID, target: GuestImage.EscapeTarget, address: UInt64)
+    -> Outcome
+  {
+    var outcome = Outcome(device: function)
+    guard let neighbour = platform.neighbour, let owner = platform.device(of: function) else {
+      outcome.error = (.ENODEV, "no neighbour guest or no such device", nil)
+      return outcome
+    }
+    let gpa = address % neighbour.memoryBytes & ~0xFFF
+    let deviceAddress: UInt64 =
+      switch target {
+      case .neighbourGPA: gpa
+      case .neighbourHPA: neighbour.hostAddress(of: gpa)?.rawValue ?? 0
+      }
+    let running = owner.device.tdisp.tdi(function)?.state == .run
+    let payload = [UInt8](repeating: 0xEE, count: 4096)
+    let verdict = payload.withUnsafeBytes { bytes in
+      platform.iommu.dmaWrite(
+        TLP(requesterID: function, address: deviceAddress, tBit: running, kind: .memoryWrite(length: 4096)),
+        from: bytes)
+    }
+    // The device gets an Unsupported Request back; on a TDI's request that takes the TDI to ERROR
+    // (PCIe 6.x §11.2), as for any refused request of its engine.
+    if !verdict.isCompleted, running { owner.device.engines[function]?.requestRefused() }
+    let expected = Array(ScenarioPlatform.neighbourPattern(neighbour.memoryBytes)[Int(gpa)..<Int(gpa) + 4096])
+    let now = (try? platform.vmm.guestRead(neighbour.id, gpa: gpa, count: 4096)) ?? []
+    recorder.add(
+      TraceRecord(
+        component: .device, kind: .tlp, device: "\(function)",
+        summary:
+          "hostile write to the neighbour's \(target == .neighbourGPA ? "GPA" : "host page") 0x\(String(deviceAddress, radix: 16)) (T=\(running ? 1 : 0))",
+        before: "4096 bytes", after: "\(verdict)", from: .tdi("\(function)"), to: .iommu))
+    if verdict.isCompleted {
+      outcome.error = (.EFAULT, "the platform let the write through", nil)
+    } else if now != expected {
+      outcome.error = (.EIO, "the neighbour's memory changed", nil)
+    }
+    return outcome
+  }
+
+  private func performSVA(_ function: RequesterID, size: Int, lazy: Bool) -> Outcome {
+    let kernel = platform.kernel
+    var outcome = Outcome(device: function)
+    do throws(KernelError) {
+      guard let device = kernel.device(function), let driver = device.driver as? PASIDCopyDriver else {
+        throw KernelError(.ENODEV, "\(function) has no cove-dma-pasid driver bound")
+      }
+      let process = kernel.createProcess()
+      defer { process.exit() }
+      let pages = (size + 4095) / 4096
+      let shared = !device.isAccepted
+      let source = try process.mmap(pages: pages, populate: !lazy, shared: shared)
+      let destination = try process.mmap(pages: pages, populate: !lazy, shared: shared)
+      let pattern = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 29 &+ Int(platform.seed)) }
+      try process.write(source, bytes: pattern)
+      let pasid = try driver.attachProcess(process, device: device, kernel: kernel)
+      defer { driver.detachProcess(device, kernel: kernel) }
+      let populatedBefore = process.populatedPages
+      let moved = try driver.copy(
+        inProcessOf: device, kernel: kernel, from: source, to: destination, length: size)
+      outcome.bytes = moved
+      guard try process.read(destination, count: size) == pattern else {
+        throw KernelError(.EIO, "the destination does not hold the source's bytes")
+      }
+      recorder.add(
+        TraceRecord(
+          component: .guest, kind: .dmaAPI, device: "\(function)",
+          summary:
+            "SVA copy of \(moved) bytes by virtual address (PASID \(pasid.rawValue)); \(process.populatedPages - populatedBefore) page(s) faulted in by the device",
+          after: "data verified"))
+    } catch {
+      outcome.error = (error.errno, error.message, nil)
+    }
+    return outcome
   }
 
   private func performDMA(_ dma: GuestImage.DMAStep) -> Outcome {
@@ -459,6 +545,12 @@ public final class ScenarioRunner {
     case .inject(let rule):
       "inject: \(rule.action) the \(rule.occurrence)th \(rule.match ?? "any") \(rule.direction)"
     case .wait: "wait for host events"
+    case .escape(let function, let target, let address):
+      "\(function) tries to write the neighbour's memory (\(target.rawValue) 0x\(String(address, radix: 16)))"
+    case .tamperEvidence(let function, let mode):
+      "host tampers with the next evidence of \(function) (\(mode))"
+    case .sva(let function, let size, let lazy):
+      "SVA: a process shares its address space with \(function), \(size) bytes\(lazy ? ", populated by IO page faults" : "")"
     case .claim(let function, let cookie): "user claims \(function) (cookie \(cookie))"
     case .release(let function): "user releases \(function)"
     }
@@ -471,6 +563,7 @@ public final class ScenarioRunner {
       .hostStop(let f), .claim(let f, _), .release(let f), .configWrite(let f, _, _, _, _):
       f
     case .dma(let dma): dma.device
+    case .tamperEvidence(let f, _), .sva(let f, _, _), .escape(let f, _, _): f
     case .convert, .connect, .disconnect, .inject, .wait: nil
     }
   }
