@@ -62,6 +62,9 @@ run: release
 test: check-test-deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+	@echo "Examples/custom-driver: a guest driver in its own package, built against Cove and run from its image"
+	$(SWIFT) build --package-path Examples/custom-driver
+	Examples/custom-driver/.build/debug/custom-run run Examples/custom-driver/images/mini.yaml --quiet
 
 bench: check-deps
 	$(SWIFT) build -c release --product cove-bench

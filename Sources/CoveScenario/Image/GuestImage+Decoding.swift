@@ -184,9 +184,10 @@ struct ImageDecoder {
     if let list = top["drivers"] {
       for (index, node) in try sequence(list.value).enumerated() {
         let name = try string(node)
-        guard GuestImage.knownDrivers.contains(name) || name.hasPrefix("custom:") else {
+        let known = DriverRegistry.names
+        guard known.contains(name) else {
           throw error(
-            node, "unknown driver '\(name)' (built in: \(GuestImage.knownDrivers.joined(separator: ", ")))",
+            node, "unknown driver '\(name)' (registered: \(known.joined(separator: ", ")))",
             key: "drivers[\(index)]")
         }
         drivers.append(name)
@@ -627,7 +628,6 @@ struct ImageDecoder {
 }
 
 extension GuestImage {
-  static let knownDrivers = ["cove-dma", "cove-dma-pasid"]
   static let injectionActions = ["drop", "corrupt", "truncate", "duplicate", "replay", "delay"]
   static let evidenceChecks = [
     "certificateChain", "measurementsSignature", "nonce", "measurementsFormat", "missingMeasurement",

@@ -143,11 +143,9 @@ public final class ScenarioPlatform {
     } catch { throw RunError("guest kernel boot: \(error)") }
     var drivers: [String: any PCIDriver] = [:]
     for name in image.drivers {
-      let driver: any PCIDriver =
-        switch name {
-        case "cove-dma-pasid": PASIDCopyDriver()
-        default: CoveDMADriver()
-        }
+      guard let driver = DriverRegistry.make(name) else {
+        throw RunError("no driver registered as '\(name)'")
+      }
       drivers[name] = driver
     }
     self.drivers = drivers

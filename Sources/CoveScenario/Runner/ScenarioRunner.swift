@@ -335,14 +335,10 @@ public final class ScenarioRunner {
       try kernel.memory.write(source, bytes: pattern)
       let bouncesBefore = kernel.swiotlb?.statistics.allocations ?? 0
       let moved: Int
-      switch device.driver {
-      case let driver as CoveDMADriver:
-        moved = try driver.copy(device, kernel: kernel, from: source, to: destination, length: dma.size)
-      case let driver as PASIDCopyDriver:
-        moved = try driver.copy(device, kernel: kernel, from: source, to: destination, length: dma.size)
-      default:
+      guard let driver = device.driver as? any CopyingDriver else {
         throw KernelError(.ENODEV, "\(device) has no DMA driver bound")
       }
+      moved = try driver.copy(device, kernel: kernel, from: source, to: destination, length: dma.size)
       outcome.bytes = moved
       outcome.bounced = (kernel.swiotlb?.statistics.allocations ?? 0) > bouncesBefore
       let arrived = try kernel.memory.read(destination, count: dma.size)
