@@ -53,4 +53,28 @@ static inline unsigned long cove_name_print_flags(void) {
   return (XN_FLAG_RFC2253 & ~XN_FLAG_DN_REV & ~ASN1_STRFLGS_ESC_MSB) | ASN1_STRFLGS_UTF8_CONVERT;
 }
 
+// ---- Legacy EC_KEY / ECDSA calls, deprecated in OpenSSL 3.0 but still the only way in 3.0 ----
+// RFC 6979 deterministic ECDSA: OpenSSL 3.0 has no "nonce-type" signature parameter (added in 3.2),
+// so Cove computes k itself and passes k^-1 and r to ECDSA_do_sign_ex, which exists only on the
+// EC_KEY interface. The wrappers keep the deprecation warnings to this one place.
+#if defined(__clang__)
+#pragma clang diagnostic push
+#pragma clang diagnostic ignored "-Wdeprecated-declarations"
+#endif
+static inline EC_KEY *cove_EC_KEY_new_by_curve_name(int nid) { return EC_KEY_new_by_curve_name(nid); }
+/// Copies `priv`; the caller keeps ownership of it.
+static inline int cove_EC_KEY_set_private_key(EC_KEY *key, const BIGNUM *priv) {
+  return EC_KEY_set_private_key(key, priv);
+}
+static inline void cove_EC_KEY_free(EC_KEY *key) { EC_KEY_free(key); }
+/// s = kinv·(e + d·r) mod n with the caller's kinv = k^-1 mod n and r = x(k·G) mod n. Returns NULL
+/// with EC_R_NEED_NEW_SETUP_VALUES on the queue when s = 0 (the caller must pick another k).
+static inline ECDSA_SIG *cove_ECDSA_do_sign_ex(
+    const unsigned char *digest, int length, const BIGNUM *kinv, const BIGNUM *r, EC_KEY *key) {
+  return ECDSA_do_sign_ex(digest, length, kinv, r, key);
+}
+#if defined(__clang__)
+#pragma clang diagnostic pop
+#endif
+
 #endif

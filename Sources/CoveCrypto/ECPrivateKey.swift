@@ -99,23 +99,23 @@ public final class ECPrivateKey: @unchecked Sendable {
     }
   }
 
-  /// ECDSA (FIPS 186-4 §6.4, SEC1 §4.1.3) over a precomputed digest, with a fresh random nonce from
-  /// OpenSSL's CSPRNG. Returns SPDM's raw r ‖ s, each left-padded to `coordinateSize`.
+  /// ECDSA (FIPS 186-4 §6.4, SEC1 §4.1.3) over a precomputed digest, with the per-message secret k
+  /// derived from the private key and the digest as RFC 6979 §3.2 specifies (an HMAC_DRBG; see
+  /// ECPrivateKey+RFC6979.swift). Returns SPDM's raw r ‖ s, each left-padded to `coordinateSize`.
+  ///
+  /// Deterministic so that runs with the same seed produce byte-identical traces: everything else
+  /// random in Cove comes from an injected `EntropySource`, and a random k would make every
+  /// CHALLENGE_AUTH, MEASUREMENTS and KEY_EXCHANGE_RSP signature differ from run to run. This costs no
+  /// security: to anyone without the private key k is indistinguishable from a random one (RFC 6979
+  /// §3, §5), the signatures are ordinary ECDSA that any verifier accepts, and FIPS 186-5 approves the
+  /// scheme as deterministic ECDSA. It also removes the nonce-reuse risk of a random k (a repeated or
+  /// biased k reveals the key): k repeats only when the key and the digest both do, and then so does
+  /// the whole signature. Same key and digest, same signature.
   public func signature(forDigest digest: [UInt8]) throws(CryptoError) -> [UInt8] {
     guard !digest.isEmpty else {
       throw CryptoError(code: .invalidParameter, operation: "ECDSA sign: empty digest")
     }
-    let context = try OpenSSLObject(
-      EVP_PKEY_CTX_new_from_pkey(nil, pkey.pointer, nil), operation: "EVP_PKEY_CTX_new_from_pkey"
-    ) { EVP_PKEY_CTX_free($0) }
-    try check(EVP_PKEY_sign_init(context.pointer), "EVP_PKEY_sign_init")
-    var length = 0
-    try check(
-      EVP_PKEY_sign(context.pointer, nil, &length, digest, digest.count), "EVP_PKEY_sign", .invalidSignature)
-    var der = [UInt8](repeating: 0, count: length)
-    try check(
-      EVP_PKEY_sign(context.pointer, &der, &length, digest, digest.count), "EVP_PKEY_sign", .invalidSignature)
-    return try ECDSASignatureEncoding.raw(fromDER: Array(der.prefix(length)), curve: curve)
+    return try deterministicSignature(forDigest: digest)
   }
 
   /// ECDSA over `hash.hash(message)`.

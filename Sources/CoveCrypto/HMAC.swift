@@ -8,6 +8,13 @@ public enum HMAC {
   /// The full-length tag (`algorithm.digestSize` bytes). Any key length is valid (RFC 2104 §2: longer
   /// keys are hashed, shorter ones zero-padded), so this cannot fail on input.
   public static func authenticate(_ algorithm: HashAlgorithm, key: [UInt8], data: [UInt8]) -> [UInt8] {
+    authenticate(digestNamed: algorithm.openSSLName, tagSize: algorithm.digestSize, key: key, data: data)
+  }
+
+  /// HMAC over any digest OpenSSL knows by `name` ("SHA1", "SHA512", ...), whose output is `tagSize`
+  /// bytes. Internal: RFC 6979 runs its DRBG with the hash that produced the signed digest, which may
+  /// be one `HashAlgorithm` does not list.
+  static func authenticate(digestNamed name: String, tagSize: Int, key: [UInt8], data: [UInt8]) -> [UInt8] {
     guard let fetched = EVP_MAC_fetch(nil, "HMAC", nil) else { fatalOpenSSL("EVP_MAC_fetch(HMAC)") }
     let mac = OpenSSLObject(owning: fetched) { EVP_MAC_free($0) }
     guard let allocated = EVP_MAC_CTX_new(mac.pointer) else { fatalOpenSSL("EVP_MAC_CTX_new") }
@@ -15,8 +22,8 @@ public enum HMAC {
     let context = owner.pointer
 
     let parameters = ParameterList()
-    parameters.add(OSSL_MAC_PARAM_DIGEST, utf8: algorithm.openSSLName)
-    var tag = [UInt8](repeating: 0, count: algorithm.digestSize)
+    parameters.add(OSSL_MAC_PARAM_DIGEST, utf8: name)
+    var tag = [UInt8](repeating: 0, count: tagSize)
     var length = 0
     let ok = parameters.withParameters { params in
       withNonNullBytes(key) { keyPointer, keyLength in
@@ -30,7 +37,7 @@ public enum HMAC {
         }
       }
     }
-    guard ok, length == algorithm.digestSize else { fatalOpenSSL("HMAC") }
+    guard ok, length == tagSize else { fatalOpenSSL("HMAC") }
     return tag
   }
 }

@@ -95,7 +95,8 @@ import Testing
 }
 
 /// The same flow over whole DOE objects and over the DW-by-DW mailbox produces the same sequence of
-/// objects (types and sizes; signatures differ because ECDSA nonces are random).
+/// objects, byte for byte: both sides draw from seeded entropy and ECDSA signatures are
+/// deterministic (RFC 6979), so nothing in the exchange depends on the transport.
 @Suite struct WholeObjectVersusMailboxTests {
   func run<T: SPDMRequesterTransport>(_ transport: T) throws -> SPDMRequesterDriver<T> {
     let device = try TestDevice()
@@ -118,6 +119,7 @@ import Testing
     let mailbox = try run(DOERequesterTransport(endpoint: SPDMDOEEndpoint(responder: device.responder())))
     let shape = { (objects: [DOEDataObject]) in objects.map { "\($0.type):\($0.payload.count)" } }
     #expect(shape(whole.transport.objects) == shape(mailbox.transport.objects))
+    #expect(whole.transport.objects == mailbox.transport.objects)
     // VCA (3), GET_DIGESTS, 2 certificate portions, CHALLENGE, GET_MEASUREMENTS, KEY_EXCHANGE, FINISH,
     // KEY_UPDATE, VerifyNewKey, END_SESSION: 13 exchanges.
     #expect(whole.transport.objects.count == 2 * 13)
