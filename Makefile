@@ -4,7 +4,7 @@ FUZZ_RUNS ?= 1000000
 FUZZ_TARGETS ?= FuzzDOE FuzzSPDMDecoders FuzzResponder FuzzPCISIGProtocols FuzzVIOMMUCommands \
   FuzzEvidence FuzzGuestEnumeration
 
-.PHONY: all build release run test bench fuzz format check-deps check-test-deps help clean
+.PHONY: all build release run test bench fuzz format check-deps check-test-deps check-report help clean
 
 all: build
 
@@ -15,6 +15,7 @@ help:
 	@echo "make bench   release build, then the benchmark (figures beside their baselines)"
 	@echo "make fuzz    libFuzzer targets, FUZZ_RUNS=$(FUZZ_RUNS) runs each"
 	@echo "make format  swift format with the committed .swift-format"
+	@echo "make check-report  'cove run --report' loaded in headless Chromium (REPORT=page.html: check that page)"
 
 # OpenSSL comes from the system (Sources/COpenSSL is a system library over libssl-dev).
 # On a fresh Debian/Ubuntu machine we install it when we can (root, apt-get present); otherwise we
@@ -65,6 +66,12 @@ test: check-test-deps
 bench: check-deps
 	$(SWIFT) build -c release --product cove-bench
 	@$$($(SWIFT) build -c release --show-bin-path)/cove-bench
+
+# The HTML run report in a real browser: scripts/check-report.sh renders the default image's report with
+# 'cove run --report' (or takes REPORT=page.html), loads it in headless Chromium (installed with apt-get
+# when root and missing) and fails on any console message or a missing or empty diagram.
+check-report: check-deps
+	@SWIFT="$(SWIFT)" REPORT="$(REPORT)" scripts/check-report.sh
 
 fuzz: check-deps
 	@for target in $(FUZZ_TARGETS); do \
