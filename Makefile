@@ -4,18 +4,19 @@ FUZZ_RUNS ?= 1000000
 FUZZ_TARGETS ?= FuzzDOE FuzzSPDMDecoders FuzzResponder FuzzPCISIGProtocols FuzzVIOMMUCommands \
   FuzzEvidence FuzzGuestEnumeration
 
-.PHONY: all build release run test bench fuzz format embed-images check-deps check-test-deps help clean
+.PHONY: all build release run test bench fuzz format embed-images check-deps check-test-deps check-report help clean
 
 all: build
 
 help:
 	@echo "make build   debug build of every target"
-	@echo "make run     release build, then 'cove run' (attest the built-in emulated device)"
+	@echo "make run     release build, then 'cove run' (the built-in guest image: the whole TEE-IO story)"
 	@echo "make test    build and run every test"
 	@echo "make bench   release build, then the benchmark (figures beside their baselines)"
 	@echo "make fuzz    libFuzzer targets, FUZZ_RUNS=$(FUZZ_RUNS) runs each"
 	@echo "make format  swift format with the committed .swift-format"
 	@echo "make embed-images  rebuild the guest images built into cove from guest-images/*.yaml"
+	@echo "make check-report  'cove run --report' loaded in headless Chromium (REPORT=page.html: check that page)"
 
 # OpenSSL comes from the system (Sources/COpenSSL is a system library over libssl-dev).
 # On a fresh Debian/Ubuntu machine we install it when we can (root, apt-get present); otherwise we
@@ -69,6 +70,12 @@ test: check-test-deps
 bench: check-deps
 	$(SWIFT) build -c release --product cove-bench
 	@$$($(SWIFT) build -c release --show-bin-path)/cove-bench
+
+# The HTML run report in a real browser: scripts/check-report.sh renders the default image's report with
+# 'cove run --report' (or takes REPORT=page.html), loads it in headless Chromium (installed with apt-get
+# when root and missing) and fails on any console message or a missing or empty diagram.
+check-report: check-deps
+	@SWIFT="$(SWIFT)" REPORT="$(REPORT)" scripts/check-report.sh
 
 fuzz: check-deps
 	@for target in $(FUZZ_TARGETS); do \
