@@ -11,6 +11,7 @@ public struct CoveCommand: ParsableCommand {
     commandName: "cove",
     abstract:
       "Cove: a confidential-device (TEE-IO) emulator: SPDM, TDISP, IDE and the IOMMU, without the hardware.",
+    version: "cove 0.7.0",
     subcommands: [
       RunCommand.self, CheckCommand.self, ImagesCommand.self, AttestCommand.self, TDISPCommand.self,
       PKICommand.self,

@@ -15,6 +15,7 @@ public struct RunCommand: ParsableCommand {
         cove run                                   the built-in default image
         cove run guest-images/viommu-nested.yaml --seed 42
         cove run --trace run.jsonl --quiet         JSON Lines trace, step results only
+        cove run attestation-failures --report failures.html
       Exit status: 0 all expectations held, 1 an expectation failed, 2 the image or the command line is invalid.
       """)
 
@@ -26,6 +27,9 @@ public struct RunCommand: ParsableCommand {
 
   @Option(help: "Write every record as JSON Lines to this file.")
   public var trace: String?
+
+  @Option(help: "Write a self-contained HTML report (sequence diagram, TDI state timeline, step results).")
+  public var report: String?
 
   @Flag(help: "Print step results only.")
   public var quiet = false
@@ -58,6 +62,14 @@ public struct RunCommand: ParsableCommand {
     if let trace {
       let text = result.records.map(\.jsonLine).joined(separator: "\n") + "\n"
       try write(text, to: trace)
+    }
+    if let report {
+      try write(
+        HTMLReport.render(
+          title: "Cove run: \(result.image.name)", image: result.image.name, seed: result.seed,
+          records: result.records,
+          steps: result.steps),
+        to: report)
     }
     if result.exitStatus != 0 { throw ExitCode(result.exitStatus) }
   }
@@ -151,5 +163,41 @@ public struct TDISPCommand: ParsableCommand {
     let flow = TDISPFlow.run(device: try BuiltInDevice(), entropy: entropy)
     print(TDISPFlow.render(flow, quiet: quiet), terminator: "")
     if !flow.succeeded { throw ExitCode(1) }
+  }
+}
+
+/// `cove bench [SECTION] [RUNS]`: the benchmark executable built beside `cove` (make bench).
+public struct BenchCommand: ParsableCommand {
+  public static let configuration = CommandConfiguration(
+    commandName: "bench",
+    abstract: "Run cove-bench (built beside cove): every figure beside its same-run baseline.",
+    discussion: """
+      Examples:
+        cove bench               every section
+        cove bench guest 10      the guest DMA API section, 10 runs
+      Sections: spdm, tdisp, iommu, dma, platform, guest, all.
+      """)
+
+  @Argument(help: "Section and run count, passed to cove-bench.")
+  public var arguments: [String] = []
+
+  public init() {}
+
+  public func run() throws {
+    let executable = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+      .deletingLastPathComponent().appendingPathComponent("cove-bench")
+    guard FileManager.default.isExecutableFile(atPath: executable.path) else {
+      FileHandle.standardError.write(
+        Data(
+          "cove: cove-bench is not built beside cove (run `make bench`, or `swift build -c release --product cove-bench`)\n"
+            .utf8))
+      throw ExitCode(2)
+    }
+    let process = Process()
+    process.executableURL = executable
+    process.arguments = arguments
+    try process.run()
+    process.waitUntilExit()
+    if process.terminationStatus != 0 { throw ExitCode(process.terminationStatus) }
   }
 }

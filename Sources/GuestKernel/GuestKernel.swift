@@ -50,6 +50,8 @@ public final class GuestKernel {
   /// What happened, oldest first.
   public private(set) var events: [KernelEvent] = []
   let entropy: any EntropySource
+  /// Told of every DMA API map and unmap (the run's trace); nil costs nothing.
+  public var dmaTrace: ((DMATraceEvent) -> Void)?
   /// The administrator's policy for the RFC's PASID modes (``PASIDMode``).
   public var pasidPolicy = PASIDPolicy()
   /// The kernel's vmap space (KVA page → GPA page), the domains mirroring it, and the next free KVA.

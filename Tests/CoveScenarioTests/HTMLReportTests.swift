@@ -152,7 +152,7 @@ import Testing
     let bands = parsed.elements.filter { $0.name == "g" && $0.classes.contains("step-band") }
     #expect(bands.map { $0.attributes["data-step"] } == ["1", "2", "3", "4"])
     #expect(bands.filter { $0.classes.contains("failed") }.map { $0.attributes["data-step"] } == ["4"])
-    #expect(bands[3].text.hasPrefix("step 4: DMA from 03:00.2 before RUN is blocked — FAILED"))
+    #expect(bands[3].text.hasPrefix("step 5: DMA from 03:00.2 before RUN is blocked — FAILED"))
 
     // Long summaries are cut on the arrow, whole in its tooltip; the hostile one arrives intact.
     let longArrow = try #require(arrows.first { $0.text.contains("CHALLENGE_AUTH with") })

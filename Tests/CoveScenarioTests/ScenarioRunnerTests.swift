@@ -60,3 +60,22 @@ extension ScenarioRunnerTests {
     #expect(first == second)
   }
 }
+
+extension ScenarioRunnerTests {
+  @Test func theDefaultRunsReportDrawsEveryMessageAndEveryStep() throws {
+    let image = try GuestImage(yaml: BuiltInImages.defaultImage, file: "default.yaml")
+    let result = try ScenarioRunner(image: image).run()
+    let page = HTMLReport.render(
+      title: "default", image: image.name, seed: result.seed, records: result.records, steps: result.steps)
+    let messages = result.records.filter { $0.from != nil && $0.to != nil }
+    #expect(messages.count > 40)
+    #expect(page.components(separatedBy: "<g class=\"arrow ").count - 1 == messages.count)
+    #expect(
+      page.contains("id=\"\(HTMLReport.sequenceDiagramID)\"")
+        && page.contains("id=\"\(HTMLReport.stateTimelineID)\""))
+    for step in result.steps { #expect(page.contains("id=\"step-\(step.index)\"")) }
+    // The TDI's states over the run: unlocked, locked, RUN, ERROR, unlocked, locked, RUN.
+    let states = result.records.filter { $0.kind == .state && $0.device == "03:00.1" }.compactMap(\.after)
+    #expect(states == ["CONFIG_LOCKED", "RUN", "ERROR", "CONFIG_UNLOCKED", "CONFIG_LOCKED", "RUN"])
+  }
+}

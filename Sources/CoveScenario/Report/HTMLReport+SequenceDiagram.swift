@@ -185,8 +185,8 @@ extension HTMLReport {
 
     private func bandTitle(_ index: Int?, _ step: StepResult?) -> String {
       guard let index else { return "outside any step" }
-      guard let step else { return "step \(index)" }
-      return "step \(index): \(step.description) — " + (step.passed ? "passed" : "FAILED")
+      guard let step else { return "step \(index + 1)" }
+      return "step \(index + 1): \(step.description) — " + (step.passed ? "passed" : "FAILED")
     }
 
     private func legend(into page: inout Markup) {

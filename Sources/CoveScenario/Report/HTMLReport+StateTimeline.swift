@@ -211,10 +211,11 @@ extension HTMLReport {
           [
             "x1": "\(x)", "y1": "\(Self.axisLine)", "x2": "\(x)", "y2": "\(height)",
             "stroke": failed ? "#cf222e" : "#6e7781", "stroke-dasharray": "3 3", "stroke-width": "1",
-          ], tooltip: "step \(step.index) begins at \(HTMLReport.formatTime(start)): \(step.description)")
+          ], tooltip: "step \(step.index + 1) begins at \(HTMLReport.formatTime(start)): \(step.description)")
         if lastLabel.map({ x - $0 >= 22 }) ?? true {
           page.element(
-            "text", ["class": "time", "x": "\(x + 3)", "y": "\(Self.axisLine + 14)"], text: "\(step.index)")
+            "text", ["class": "time", "x": "\(x + 3)", "y": "\(Self.axisLine + 14)"],
+            text: "\(step.index + 1)")
           lastLabel = x
         }
         page.close("g")

@@ -30,7 +30,7 @@ extension HTMLReport {
         page.element(
           "summary",
           text:
-            "step \(step.index): \(step.description) — \(failed ? "FAILED" : "passed"), "
+            "step \(step.index + 1): \(step.description) — \(failed ? "FAILED" : "passed"), "
             + "\(range.count) record\(range.count == 1 ? "" : "s")")
         list(records[range], into: &page)
         page.close("details")
@@ -82,7 +82,7 @@ extension HTMLReport {
 
     private func cellLink(_ index: Int, into page: inout Markup) {
       page.open("td", ["class": "num"])
-      page.element("a", ["href": "#step-\(index)"], text: "\(index)")
+      page.element("a", ["href": "#step-\(index)"], text: "\(index + 1)")
       page.raw("</td>")
     }
 

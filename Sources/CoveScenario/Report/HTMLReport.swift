@@ -92,7 +92,7 @@ public enum HTMLReport {
     page.open("dd")
     page.element("span", ["class": verdict.className], text: verdict.text)
     var tally = " \(steps.count - failed.count) of \(steps.count) step\(steps.count == 1 ? "" : "s") passed"
-    if let first = failed.first { tally += "; first failure: step \(first.index) (\(first.description))" }
+    if let first = failed.first { tally += "; first failure: step \(first.index + 1) (\(first.description))" }
     page.escaped(tally)
     page.close("dd")
     let messages = records.count { $0.from != nil && $0.to != nil }

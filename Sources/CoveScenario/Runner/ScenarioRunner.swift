@@ -36,6 +36,19 @@ public final class ScenarioRunner {
     self.recorder = recorder
     platform = try ScenarioPlatform(image: image, seed: seed ?? image.seed)
     tsmMessagesSeen = platform.devices.map { _ in 0 }
+    platform.iommu.accessObserver = { [recorder] tlp, verdict in
+      recorder.add(
+        TraceRecord(
+          component: .device, kind: .tlp, device: "\(tlp.requesterID)", summary: "\(tlp)",
+          after: "\(verdict)",
+          from: .tdi("\(tlp.requesterID)"), to: .iommu, isRequest: true))
+    }
+    platform.kernel.dmaTrace = { [recorder] event in
+      recorder.add(
+        TraceRecord(
+          component: .guest, kind: .dmaAPI, device: "\(event.device)", summary: event.description,
+          from: .guest, to: .iommu))
+    }
   }
 
   /// Boots the guest's drivers and runs every step.

@@ -1,5 +1,6 @@
 import GuestABI
-import IOMMU
+public import IOMMU
+public import PCIe
 
 /// The DMA API (Linux include/linux/dma-mapping.h) as a confidential guest's kernel implements it
 /// (SEMANTICS.md §5–6). The path is chosen when a mapping is made, from the device's trust then:
@@ -258,6 +259,35 @@ extension GuestKernel {
   private func map(
     _ device: PCIDevice, _ gpa: UInt64, _ size: Int, _ direction: DMADirection, _ attributes: DMAAttributes
   ) throws(KernelError) -> DMAAddress {
+    guard let dmaTrace else { return try choosePathAndMap(device, gpa, size, direction, attributes) }
+    do throws(KernelError) {
+      let address = try choosePathAndMap(device, gpa, size, direction, attributes)
+      dmaTrace(
+        DMATraceEvent(
+          call: .map, device: device.function, gpa: gpa, address: address, size: size, direction: direction,
+          path: path(of: device, address.rawValue), error: nil))
+      return address
+    } catch {
+      dmaTrace(
+        DMATraceEvent(
+          call: .map, device: device.function, gpa: gpa, address: nil, size: size, direction: direction,
+          path: "refused", error: error.errno))
+      throw error
+    }
+  }
+
+  /// How a mapping reaches memory, for the trace.
+  private func path(of device: PCIDevice, _ address: UInt64) -> String {
+    if device.bounces[address] != nil {
+      return iommu == nil ? "bounced (shared alias)" : "bounced (IOVA, shared)"
+    }
+    if iommu != nil { return "IOVA" }
+    return address >= platform.boundary ? "shared alias" : "private"
+  }
+
+  private func choosePathAndMap(
+    _ device: PCIDevice, _ gpa: UInt64, _ size: Int, _ direction: DMADirection, _ attributes: DMAAttributes
+  ) throws(KernelError) -> DMAAddress {
     guard size > 0, gpa < memory.size, UInt64(size) <= memory.size - gpa else {
       throw KernelError(.EINVAL, "DMA map of \(size) bytes at \(hex(gpa)) outside guest memory")
     }
@@ -350,6 +380,12 @@ extension GuestKernel {
     _ device: PCIDevice, _ address: UInt64, _ size: Int, _ direction: DMADirection,
     _ attributes: DMAAttributes
   ) {
+    if let dmaTrace {
+      dmaTrace(
+        DMATraceEvent(
+          call: .unmap, device: device.function, gpa: nil, address: DMAAddress(address), size: size,
+          direction: direction, path: path(of: device, address), error: nil))
+    }
     if let bounce = device.bounces.removeValue(forKey: address) {
       if (bounce.direction == .fromDevice || bounce.direction == .bidirectional)
         && !attributes.contains(.skipCPUSync) && !device.isRevoked
@@ -425,5 +461,29 @@ extension PCIDevice {
   var isRevoked: Bool {
     if case .revoked = trust { return true }
     return false
+  }
+}
+
+/// One DMA API call as the trace records it (issue 7: "DMA API calls" are records).
+public struct DMATraceEvent: Hashable, Sendable, CustomStringConvertible {
+  public enum Call: String, Hashable, Sendable {
+    case map, unmap
+  }
+  public var call: Call
+  public var device: RequesterID
+  public var gpa: UInt64?
+  public var address: DMAAddress?
+  public var size: Int
+  public var direction: DMADirection?
+  /// How the mapping reaches memory: bounced, private, shared alias or IOVA ("refused" on error).
+  public var path: String
+  public var error: Errno?
+
+  public var description: String {
+    let target = address.map { "\($0)" } ?? "-"
+    let source = gpa.map { " GPA 0x" + String($0, radix: 16) } ?? ""
+    let outcome = error.map { " failed: \($0)" } ?? ""
+    return
+      "dma_\(call.rawValue) \(size) B\(source) → \(target) \(direction.map { "\($0)" } ?? "") \(path)\(outcome)"
   }
 }

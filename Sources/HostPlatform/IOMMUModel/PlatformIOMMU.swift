@@ -123,7 +123,33 @@ public final class PlatformIOMMU: DMAPort {
 
   // MARK: DMAPort
 
+  /// Told of every device request the model decided, with its verdict (a run's TLP records); a copy
+  /// reports its read and its write. Nil costs one check per request.
+  public var accessObserver: ((TLP, DMAVerdict) -> Void)?
+
   public func dmaRead(_ tlp: TLP, into buffer: UnsafeMutableRawBufferPointer) -> DMAVerdict {
+    let verdict = read(tlp, into: buffer)
+    accessObserver?(tlp, verdict)
+    return verdict
+  }
+
+  public func dmaWrite(_ tlp: TLP, from buffer: UnsafeRawBufferPointer) -> DMAVerdict {
+    let verdict = write(tlp, from: buffer)
+    accessObserver?(tlp, verdict)
+    return verdict
+  }
+
+  public func dmaCopy(source: TLP, destination: TLP, length: Int) -> (verdict: DMAVerdict, bytesMoved: Int) {
+    let result = copy(source: source, destination: destination, length: length)
+    if let accessObserver {
+      // Which side a refusal came from is in the fault it logged; the write's verdict is the copy's.
+      accessObserver(source, result.bytesMoved == length ? .completed : result.verdict)
+      accessObserver(destination, result.verdict)
+    }
+    return result
+  }
+
+  private func read(_ tlp: TLP, into buffer: UnsafeMutableRawBufferPointer) -> DMAVerdict {
     let targets: [(Target, Int)]
     switch checkedTargets(tlp, count: buffer.count, access: .read) {
     case .success(let checked): targets = checked
@@ -142,7 +168,7 @@ public final class PlatformIOMMU: DMAPort {
     return .completed
   }
 
-  public func dmaWrite(_ tlp: TLP, from buffer: UnsafeRawBufferPointer) -> DMAVerdict {
+  private func write(_ tlp: TLP, from buffer: UnsafeRawBufferPointer) -> DMAVerdict {
     let targets: [(Target, Int)]
     switch checkedTargets(tlp, count: buffer.count, access: .write) {
     case .success(let checked): targets = checked
@@ -193,7 +219,7 @@ public final class PlatformIOMMU: DMAPort {
     return .success(targets)
   }
 
-  public func dmaCopy(source: TLP, destination: TLP, length: Int) -> (verdict: DMAVerdict, bytesMoved: Int) {
+  private func copy(source: TLP, destination: TLP, length: Int) -> (verdict: DMAVerdict, bytesMoved: Int) {
     guard length > 0 else { return (.completed, 0) }
     var reader: Requester
     switch requester(of: source) {
