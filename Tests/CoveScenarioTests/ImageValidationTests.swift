@@ -5,7 +5,7 @@ import Testing
 @testable import CoveScenario
 
 /// Every way the guest-image decoder refuses an image, each with the exact line, column, key path and
-/// message it must report. Lines and columns are
+/// message it must report (guest-images/README.md, "Validation errors"). Lines and columns are
 /// 1-based and point at the node the error is about: the value for a bad value, the key for an
 /// unknown key, the mapping for a missing or contradictory key.
 @Suite struct ImageValidationTests {
@@ -385,7 +385,22 @@ extension ImageValidationTests {
     #expect(throws: Never.self) { try GuestImage(yaml: text, file: name) }
   }
 
-  /// The spellings the format accepts decode to the values they mean.
+  /// Every ```yaml block in guest-images/README.md is a whole image that decodes, so the reference's
+  /// examples cannot drift from the decoder.
+  @Test func everyExampleInTheReferenceDecodes() throws {
+    let text = try String(contentsOf: Self.root.appendingPathComponent("README.md"), encoding: .utf8)
+    let blocks = text.components(separatedBy: "```yaml\n").dropFirst().map {
+      $0.components(separatedBy: "```").first ?? ""
+    }
+    #expect(blocks.count >= 2)
+    for (index, block) in blocks.enumerated() {
+      #expect(throws: Never.self, "README example \(index + 1)") {
+        try GuestImage(yaml: block, file: "README example \(index + 1)")
+      }
+    }
+  }
+
+  /// The spellings the reference promises are accepted, with the values it says they mean.
   @Test func theSpellingsTheReferencePromisesDecodeToTheirValues() throws {
     let image = try GuestImage(
       yaml: """
