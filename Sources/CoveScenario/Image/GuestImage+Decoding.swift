@@ -29,10 +29,20 @@ extension GuestImage {
 
   private static func yamlError(_ error: YamlError, file: String) -> ImageError {
     switch error {
-    case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _),
-      .composer(_, let problem, let mark, _):
+    case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _),
+      .composer(let context, let problem, let mark, _):
+      // libyaml's problem often reads only after its context ("…, but found another document").
       return ImageError(
-        file: file, line: mark.line, column: mark.column, path: "", message: "YAML: \(problem)")
+        file: file, line: mark.line, column: mark.column, path: "",
+        message: "YAML: " + (context.map { "\($0.text), " } ?? "") + problem)
+    case .reader(let problem, let offset, _, let yaml):
+      // A character libyaml refuses (a control character): its offset is in Characters.
+      let before = yaml.prefix(offset ?? 0)
+      let lineStart = before.lastIndex(where: \.isNewline).map(before.index(after:)) ?? before.startIndex
+      return ImageError(
+        file: file, line: before.filter(\.isNewline).count + 1,
+        column: before.distance(from: lineStart, to: before.endIndex) + 1, path: "",
+        message: "YAML: \(problem)")
     case .duplicatedKeysInMapping(let duplicates, let context):
       return ImageError(
         file: file, line: context.mark.line, column: context.mark.column, path: "",
@@ -84,6 +94,13 @@ struct ImageDecoder {
     return try body(&self)
   }
 
+  /// The decoder one key further down, so the primitives' errors name the key they are about.
+  func at(_ key: String) -> ImageDecoder {
+    var inner = self
+    inner.path.append(key)
+    return inner
+  }
+
   func string(_ node: Node) throws(ImageError) -> String {
     guard let scalar = node.scalar else { throw error(node, "expected a string") }
     return scalar.string
@@ -100,7 +117,9 @@ struct ImageDecoder {
   /// An integer, decimal or 0x-hex.
   func integer(_ node: Node, in range: ClosedRange<UInt64> = 0...UInt64.max) throws(ImageError) -> UInt64 {
     let text = try string(node).replacingUnderscores()
-    let value: UInt64? = text.hasPrefix("0x") ? UInt64(text.dropFirst(2), radix: 16) : UInt64(text)
+    let digits = text.hasPrefix("0x") ? text.dropFirst(2) : Substring(text)
+    // UInt64("+5") and UInt64("-0") parse; a sign is not part of the format.
+    let value = digits.first?.isHexDigit == true ? UInt64(digits, radix: text.hasPrefix("0x") ? 16 : 10) : nil
     guard let value else { throw error(node, "'\(text)' is not an integer") }
     guard range.contains(value) else {
       throw error(node, "\(text) is outside \(range.lowerBound)...\(range.upperBound)")
@@ -112,12 +131,17 @@ struct ImageDecoder {
   func size(_ node: Node) throws(ImageError) -> UInt64 {
     let text = try string(node).replacingUnderscores()
     for (suffix, shift) in [("KiB", 10), ("MiB", 20), ("GiB", 30)] where text.hasSuffix(suffix) {
-      guard let count = UInt64(String(text.dropLast(3)).trimmingSpaces()), count <= UInt64.max >> shift else {
-        throw error(node, "'\(text)' is not a size")
+      let number = String(text.dropLast(3)).trimmingSpaces()
+      guard number.first?.isWholeNumber == true, let count = UInt64(number), count <= UInt64.max >> shift
+      else {
+        throw error(node, "'\(text)' is not a size (bytes, or a whole number of KiB, MiB or GiB)")
       }
       return count << UInt64(shift)
     }
-    return try integer(node)
+    do { return try integer(node) } catch {
+      // Not "not an integer": a size may have a unit.
+      throw self.error(node, "'\(text)' is not a size (bytes, or a whole number of KiB, MiB or GiB)")
+    }
   }
 
   func function(_ node: Node) throws(ImageError) -> RequesterID {
@@ -133,6 +157,8 @@ struct ImageDecoder {
     var digits = Array(text.hasPrefix("0x") ? text.dropFirst(2) : Substring(text))
     digits.removeAll { $0 == " " || $0 == ":" }
     guard digits.count % 2 == 0 else { throw error(node, "'\(text)' is not whole bytes of hex") }
+    // UInt8("+f", radix: 16) parses; a sign is not a hex digit.
+    guard digits.allSatisfy(\.isHexDigit) else { throw error(node, "'\(text)' is not hex") }
     var out: [UInt8] = []
     var index = 0
     while index < digits.count {
@@ -156,8 +182,9 @@ struct ImageDecoder {
     let top = try fields(
       root,
       allowed: ["name", "description", "seed", "guest", "neighbour", "devices", "policy", "drivers", "steps"])
-    let name = try top["name"].map { n throws(ImageError) in try string(n.value) } ?? file
-    let description = try top["description"].map { n throws(ImageError) in try string(n.value) } ?? ""
+    let name = try top["name"].map { n throws(ImageError) in try at("name").string(n.value) } ?? file
+    let description =
+      try top["description"].map { n throws(ImageError) in try at("description").string(n.value) } ?? ""
     let seed =
       try top["seed"].map { n throws(ImageError) in
         try nested("seed") { d throws(ImageError) in try d.integer(n.value) }
@@ -172,8 +199,12 @@ struct ImageDecoder {
     }
     var devices: [GuestImage.Device] = []
     if let list = top["devices"] {
-      for (index, node) in try sequence(list.value).enumerated() {
-        devices.append(try nested("devices[\(index)]") { d throws(ImageError) in try d.device(node) })
+      for (index, node) in try at("devices").sequence(list.value).enumerated() {
+        let device = try nested("devices[\(index)]") { d throws(ImageError) in try d.device(node) }
+        if let other = devices.firstIndex(where: { $0.bus == device.bus }) {
+          throw error(node, "bus \(device.bus) is already devices[\(other)]'s", key: "devices[\(index)]")
+        }
+        devices.append(device)
       }
     }
     let policy =
@@ -182,13 +213,16 @@ struct ImageDecoder {
       } ?? GuestImage.Policy(defaultFor: devices)
     var drivers: [String] = []
     if let list = top["drivers"] {
-      for (index, node) in try sequence(list.value).enumerated() {
-        let name = try string(node)
+      for (index, node) in try at("drivers").sequence(list.value).enumerated() {
+        let name = try at("drivers[\(index)]").string(node)
         let known = DriverRegistry.names
         guard known.contains(name) else {
           throw error(
             node, "unknown driver '\(name)' (registered: \(known.joined(separator: ", ")))",
             key: "drivers[\(index)]")
+        }
+        guard !drivers.contains(name) else {
+          throw error(node, "driver '\(name)' is listed twice", key: "drivers[\(index)]")
         }
         drivers.append(name)
       }
@@ -197,7 +231,7 @@ struct ImageDecoder {
     let present = Set(devices.flatMap(\.functionIDs))
     var steps: [GuestImage.Step] = []
     if let list = top["steps"] {
-      for (index, node) in try sequence(list.value).enumerated() {
+      for (index, node) in try at("steps").sequence(list.value).enumerated() {
         steps.append(
           try nested("steps[\(index)]") { d throws(ImageError) in
             try d.step(node, assigned: assigned, present: present, drivers: drivers)
@@ -232,13 +266,18 @@ struct ImageDecoder {
       case "all-private": guest.boundary = .max
       default:
         guest.boundary = try nested("boundary") { d throws(ImageError) in try d.integer(v) }
-        guard guest.boundary % 4096 == 0, guest.boundary >= guest.memory else {
-          throw error(v, "the boundary must be page-aligned and at or above the memory size", key: "boundary")
+        // The shared alias [X, X + memory) must fit the 48-bit IOVA space (VMM.createGuest).
+        guard guest.boundary % 4096 == 0, guest.boundary >= guest.memory,
+          guest.boundary <= (1 << 48) - guest.memory
+        else {
+          throw error(
+            v, "the boundary must be page-aligned, at or above the memory size, and at most 2^48 minus it",
+            key: "boundary")
         }
       }
     }
     if let v = f["viommu"]?.value {
-      let text = try string(v)
+      let text = try at("viommu").string(v)
       guard let mode = GuestImage.VIOMMUMode(rawValue: text) else {
         throw error(v, "'\(text)' is not off, strict or lazy", key: "viommu")
       }
@@ -274,7 +313,7 @@ struct ImageDecoder {
       ])
     var device = GuestImage.Device()
     if let v = f["model"]?.value {
-      device.model = try string(v)
+      device.model = try at("model").string(v)
       guard device.model == "cove-dma" else {
         throw error(v, "unknown model '\(device.model)' (cove-dma)", key: "model")
       }
@@ -301,8 +340,15 @@ struct ImageDecoder {
     }
     if let v = f["measurements"]?.value {
       var list: [GuestImage.Measurement] = []
-      for (index, item) in try sequence(v).enumerated() {
-        list.append(try nested("measurements[\(index)]") { d throws(ImageError) in try d.measurement(item) })
+      for (index, item) in try at("measurements").sequence(v).enumerated() {
+        let measurement = try nested("measurements[\(index)]") { d throws(ImageError) in
+          try d.measurement(item)
+        }
+        guard !list.contains(where: { $0.index == measurement.index }) else {
+          throw error(
+            item, "measurement index \(measurement.index) is listed twice", key: "measurements[\(index)]")
+        }
+        list.append(measurement)
       }
       device.measurements = list
     }
@@ -310,7 +356,7 @@ struct ImageDecoder {
       device.report = try nested("report") { d throws(ImageError) in try d.report(v) }
     }
     if let v = f["compat"]?.value {
-      switch try string(v) {
+      switch try at("compat").string(v) {
       case "specification": device.referenceCompat = false
       case "reference-emulators": device.referenceCompat = true
       case let other: throw error(v, "'\(other)' is not specification or reference-emulators", key: "compat")
@@ -318,7 +364,7 @@ struct ImageDecoder {
     }
     if let v = f["assign"]?.value {
       let valid = Set(device.functionIDs)
-      for (index, item) in try sequence(v).enumerated() {
+      for (index, item) in try at("assign").sequence(v).enumerated() {
         let function = try nested("assign[\(index)]") { d throws(ImageError) in try d.function(item) }
         guard valid.contains(function) else {
           throw error(item, "\(function) is not a function of this device", key: "assign[\(index)]")
@@ -332,18 +378,23 @@ struct ImageDecoder {
   func measurement(_ node: Node) throws(ImageError) -> GuestImage.Measurement {
     let f = try fields(node, allowed: ["index", "type", "text", "hex"])
     guard let index = f["index"]?.value else { throw error(node, "missing 'index'") }
-    let number = UInt8(try integer(index, in: 1...254))
-    let type = try f["type"].map { v throws(ImageError) in try string(v.value) } ?? "mutable-firmware"
+    let number = UInt8(try at("index").integer(index, in: 1...254))
+    let type =
+      try f["type"].map { v throws(ImageError) in try at("type").string(v.value) } ?? "mutable-firmware"
     guard GuestImage.measurementTypes[type] != nil else {
       throw error(f["type"]?.value, "unknown measurement type '\(type)'", key: "type")
+    }
+    if f["text"] != nil, f["hex"] != nil {
+      throw error(node, "a measurement has 'text' or 'hex', not both")
     }
     if let text = f["text"]?.value {
       // A digest of the text, as firmware measurements are (SHA-384).
       return GuestImage.Measurement(
-        index: number, type: type, value: HashAlgorithm.sha384.hash(Array(try string(text).utf8)), raw: false)
+        index: number, type: type, value: HashAlgorithm.sha384.hash(Array(try at("text").string(text).utf8)),
+        raw: false)
     }
     if let hex = f["hex"]?.value {
-      return GuestImage.Measurement(index: number, type: type, value: try hexBytes(hex), raw: true)
+      return GuestImage.Measurement(index: number, type: type, value: try at("hex").hexBytes(hex), raw: true)
     }
     throw error(node, "a measurement needs 'text' (digested) or 'hex' (raw)")
   }
@@ -352,9 +403,11 @@ struct ImageDecoder {
     let f = try fields(node, allowed: ["non-tee-ranges", "device-info"])
     var tweaks = GuestImage.ReportTweaks()
     if let v = f["non-tee-ranges"]?.value {
-      tweaks.nonTEERanges = try sequence(v).map { n throws(ImageError) in UInt16(try integer(n, in: 0...5)) }
+      for (index, n) in try at("non-tee-ranges").sequence(v).enumerated() {
+        tweaks.nonTEERanges.append(UInt16(try at("non-tee-ranges[\(index)]").integer(n, in: 0...5)))
+      }
     }
-    if let v = f["device-info"]?.value { tweaks.deviceInfo = try hexBytes(v) }
+    if let v = f["device-info"]?.value { tweaks.deviceInfo = try at("device-info").hexBytes(v) }
     return tweaks
   }
 
@@ -363,8 +416,8 @@ struct ImageDecoder {
     var policy = GuestImage.Policy(defaultFor: devices)
     if let v = f["trust-anchors"]?.value {
       policy.trustAnchors = []
-      for (index, item) in try sequence(v).enumerated() {
-        let text = try string(item)
+      for (index, item) in try at("trust-anchors").sequence(v).enumerated() {
+        let text = try at("trust-anchors[\(index)]").string(item)
         if text == "device" {
           policy.trustAnchors += devices.map { .device($0.identitySeed) }
         } else if text.hasPrefix("bus:"), let bus = UInt8(text.dropFirst(4)),
@@ -389,13 +442,13 @@ struct ImageDecoder {
         }
         var allowed: [UInt8: [[UInt8]]] = [:]
         for (key, value) in mapping {
-          let index = UInt8(try integer(key, in: 1...254))
+          let index = UInt8(try at("measurements").integer(key, in: 1...254))
           let values = value.sequence.map(Array.init) ?? [value]
           allowed[index] = try values.map { n throws(ImageError) in
             if let text = n.scalar?.string, text.hasPrefix("text:") {
               return HashAlgorithm.sha384.hash(Array(text.dropFirst(5).utf8))
             }
-            return try hexBytes(n)
+            return try at("measurements").hexBytes(n)
           }
         }
         policy.measurements = allowed
@@ -422,7 +475,7 @@ struct ImageDecoder {
       throw error(node, "a step has exactly one action (one of: \(Self.actions.joined(separator: ", ")))")
     }
     func assignedFunction(_ n: Node, key: String) throws(ImageError) -> RequesterID {
-      let function = try self.function(n)
+      let function = try at(key).function(n)
       guard assigned.contains(function) else {
         throw error(n, "\(function) is not assigned to the guest", key: key)
       }
@@ -430,7 +483,7 @@ struct ImageDecoder {
     }
     // The host's own actions may name any function of an emulated device, assigned or not.
     func presentFunction(_ n: Node, key: String) throws(ImageError) -> RequesterID {
-      let function = try self.function(n)
+      let function = try at(key).function(n)
       guard present.contains(function) else {
         throw error(n, "\(function) is not a function of any device", key: key)
       }
@@ -454,7 +507,7 @@ struct ImageDecoder {
       guard let device = b["device"]?.value, let driver = b["driver"]?.value else {
         throw error(value, "bind needs 'device' and 'driver'", key: name)
       }
-      let driverName = try string(driver)
+      let driverName = try at("bind.driver").string(driver)
       guard drivers.contains(driverName) else {
         throw error(driver, "driver '\(driverName)' is not in the image's drivers", key: "bind.driver")
       }
@@ -463,7 +516,10 @@ struct ImageDecoder {
       let c = try nested(name) { d throws(ImageError) in try d.fields(value, allowed: ["device", "cookie"]) }
       guard let device = c["device"]?.value else { throw error(value, "claim needs 'device'", key: name) }
       let cookie =
-        try c["cookie"].map { n throws(ImageError) in try integer(n.value, in: 1...UInt64.max) } ?? 1
+        try c["cookie"].map { n throws(ImageError) in
+          try at("claim.cookie").integer(n.value, in: 1...UInt64.max)
+        }
+        ?? 1
       action = .claim(try assignedFunction(device, key: "claim.device"), cookie: cookie)
     case "dma":
       let d = try nested(name) { dd throws(ImageError) in
@@ -472,13 +528,15 @@ struct ImageDecoder {
       guard let device = d["device"]?.value else { throw error(value, "dma needs 'device'", key: name) }
       var dma = GuestImage.DMAStep(device: try assignedFunction(device, key: "dma.device"), size: 4096)
       if let size = d["size"]?.value {
-        dma.size = Int(try nested(name) { dd throws(ImageError) in try dd.size(size) })
-        guard (1...(64 << 20)).contains(dma.size) else {
+        // Checked before it becomes an Int: Int(UInt64) traps above Int.max.
+        let bytes = try at("dma.size").size(size)
+        guard (1...(64 << 20)).contains(bytes) else {
           throw error(size, "size must be 1 B to 64 MiB", key: "dma.size")
         }
+        dma.size = Int(bytes)
       }
-      if let shared = d["shared"]?.value { dma.shared = try bool(shared) }
-      if let pasid = d["pasid"]?.value { dma.pasid = try bool(pasid) }
+      if let shared = d["shared"]?.value { dma.shared = try at("dma.shared").bool(shared) }
+      if let pasid = d["pasid"]?.value { dma.pasid = try at("dma.pasid").bool(pasid) }
       action = .dma(dma)
     case "config-write":
       let c = try nested(name) { d throws(ImageError) in
@@ -488,11 +546,16 @@ struct ImageDecoder {
       else {
         throw error(value, "config-write needs 'device', 'offset' and 'value'", key: name)
       }
-      let size = try c["size"].map { n throws(ImageError) in Int(try integer(n.value, in: 1...4)) } ?? 4
+      let size =
+        try c["size"].map { n throws(ImageError) in
+          Int(try at("config-write.size").integer(n.value, in: 1...4))
+        }
+        ?? 4
       guard [1, 2, 4].contains(size) else {
         throw error(c["size"]?.value, "size must be 1, 2 or 4", key: "config-write.size")
       }
-      let by = try c["by"].map { n throws(ImageError) in try string(n.value) } ?? "guest"
+      let by =
+        try c["by"].map { n throws(ImageError) in try at("config-write.by").string(n.value) } ?? "guest"
       guard by == "guest" || by == "host" else {
         throw error(c["by"]?.value, "'by' is guest or host", key: "config-write.by")
       }
@@ -502,38 +565,53 @@ struct ImageDecoder {
         : try assignedFunction(device, key: "config-write.device")
       action = .configWrite(
         target,
-        offset: Int(try integer(offset, in: 0...0xFFF)),
-        size: size, value: UInt32(try integer(written, in: 0...0xFFFF_FFFF)), byHost: by == "host")
+        offset: Int(try at("config-write.offset").integer(offset, in: 0...0xFFF)),
+        size: size, value: UInt32(try at("config-write.value").integer(written, in: 0...0xFFFF_FFFF)),
+        byHost: by == "host")
     case "convert":
       let c = try nested(name) { d throws(ImageError) in try d.fields(value, allowed: ["gpa", "pages", "to"])
       }
       guard let gpa = c["gpa"]?.value, let to = c["to"]?.value else {
         throw error(value, "convert needs 'gpa' and 'to'", key: name)
       }
-      let target = try string(to)
+      let target = try at("convert.to").string(to)
       guard target == "shared" || target == "private" else {
         throw error(to, "'to' is shared or private", key: "convert.to")
       }
-      let pages = try c["pages"].map { n throws(ImageError) in Int(try integer(n.value, in: 1...4096)) } ?? 1
-      action = .convert(gpa: try integer(gpa), pages: pages, toShared: target == "shared")
+      let pages =
+        try c["pages"].map { n throws(ImageError) in
+          Int(try at("convert.pages").integer(n.value, in: 1...4096))
+        }
+        ?? 1
+      action = .convert(gpa: try at("convert.gpa").integer(gpa), pages: pages, toShared: target == "shared")
     case "inject":
       let i = try nested(name) { d throws(ImageError) in
         try d.fields(value, allowed: ["action", "direction", "occurrence", "match"])
       }
       guard let act = i["action"]?.value else { throw error(value, "inject needs 'action'", key: name) }
-      let actionName = try string(act)
+      let actionName = try at("inject.action").string(act)
       guard GuestImage.injectionActions.contains(actionName) else {
         throw error(
           act, "'\(actionName)' is not one of \(GuestImage.injectionActions.joined(separator: ", "))",
           key: "inject.action")
       }
-      let direction = try i["direction"].map { n throws(ImageError) in try string(n.value) } ?? "response"
+      let direction =
+        try i["direction"].map { n throws(ImageError) in try at("inject.direction").string(n.value) }
+        ?? "response"
       guard direction == "request" || direction == "response" else {
         throw error(i["direction"]?.value, "'direction' is request or response", key: "inject.direction")
       }
       let occurrence =
-        try i["occurrence"].map { n throws(ImageError) in Int(try integer(n.value, in: 1...1000)) } ?? 1
-      let match = try i["match"].map { n throws(ImageError) in try string(n.value) }
+        try i["occurrence"].map { n throws(ImageError) in
+          Int(try at("inject.occurrence").integer(n.value, in: 1...1000))
+        } ?? 1
+      let match = try i["match"].map { n throws(ImageError) in try at("inject.match").string(n.value) }
+      if let match, !GuestImage.injectionMatches.contains(match) {
+        throw error(
+          i["match"]?.value,
+          "'\(match)' is not one of \(GuestImage.injectionMatches.joined(separator: ", "))",
+          key: "inject.match")
+      }
       action = .inject(
         GuestImage.InjectionRule(
           action: actionName, direction: direction, occurrence: occurrence, match: match))
@@ -542,7 +620,7 @@ struct ImageDecoder {
       guard let device = t["device"]?.value, let mode = t["mode"]?.value else {
         throw error(value, "tamper-evidence needs 'device' and 'mode'", key: name)
       }
-      let modeName = try string(mode)
+      let modeName = try at("tamper-evidence.mode").string(mode)
       guard ["measurement", "report", "replay"].contains(modeName) else {
         throw error(mode, "'\(modeName)' is not measurement, report or replay", key: "tamper-evidence.mode")
       }
@@ -554,11 +632,11 @@ struct ImageDecoder {
       guard let device = e["device"]?.value, let target = e["target"]?.value else {
         throw error(value, "escape needs 'device' and 'target'", key: name)
       }
-      let targetName = try string(target)
+      let targetName = try at("escape.target").string(target)
       guard let where_ = GuestImage.EscapeTarget(rawValue: targetName) else {
         throw error(target, "'\(targetName)' is not neighbour-gpa or neighbour-hpa", key: "escape.target")
       }
-      let address = try e["address"].map { n throws(ImageError) in try integer(n.value) } ?? 0x1000
+      let address = try e["address"].map { n throws(ImageError) in try at("escape.address").integer(n.value) } ?? 0x1000
       action = .escape(try assignedFunction(device, key: "escape.device"), target: where_, address: address)
     case "sva":
       let v = try nested(name) { d throws(ImageError) in
@@ -567,36 +645,36 @@ struct ImageDecoder {
       guard let device = v["device"]?.value else { throw error(value, "sva needs 'device'", key: name) }
       var size = 4096
       if let n = v["size"]?.value {
-        size = Int(try nested(name) { d throws(ImageError) in try d.size(n) })
-        guard (1...(1 << 20)).contains(size) else {
-          throw error(n, "size must be 1 B to 1 MiB", key: "sva.size")
-        }
+        // Range-checked before it becomes an Int (a huge size must be an error, not a trap).
+        let bytes = try at("sva.size").size(n)
+        guard (1...(1 << 20)).contains(bytes) else { throw error(n, "size must be 1 B to 1 MiB", key: "sva.size") }
+        size = Int(bytes)
       }
-      let lazy = try v["lazy"].map { n throws(ImageError) in try bool(n.value) } ?? false
+      let lazy = try v["lazy"].map { n throws(ImageError) in try at("sva.lazy").bool(n.value) } ?? false
       action = .sva(try assignedFunction(device, key: "sva.device"), size: size, lazy: lazy)
     default:
       throw error(key, "unknown action '\(name)'")
     }
     var expect = GuestImage.Expectation()
     if let e = f["expect"]?.value {
-      expect = try nested("expect") { d throws(ImageError) in try d.expectation(e) }
+      expect = try nested("expect") { d throws(ImageError) in try d.expectation(e, drivers: drivers) }
     }
     return GuestImage.Step(action: action, expect: expect, line: key.mark?.line ?? 0)
   }
 
-  func expectation(_ node: Node) throws(ImageError) -> GuestImage.Expectation {
+  func expectation(_ node: Node, drivers: [String]) throws(ImageError) -> GuestImage.Expectation {
     let f = try fields(
       node, allowed: ["error", "check", "tdi", "trust", "driver", "bytes", "bounced", "fault"])
     var expect = GuestImage.Expectation()
     if let v = f["error"]?.value {
-      let name = try string(v)
+      let name = try at("error").string(v)
       guard let errno = Errno(name: name) else {
         throw error(v, "'\(name)' is not an errno name (EBUSY, EINVAL…)", key: "error")
       }
       expect.error = errno
     }
     if let v = f["check"]?.value {
-      let name = try string(v)
+      let name = try at("check").string(v)
       guard GuestImage.evidenceChecks.contains(name) else {
         throw error(
           v, "'\(name)' is not an evidence check (\(GuestImage.evidenceChecks.joined(separator: ", ")))",
@@ -605,7 +683,7 @@ struct ImageDecoder {
       expect.check = name
     }
     if let v = f["tdi"]?.value {
-      let name = try string(v)
+      let name = try at("tdi").string(v)
       guard let state = TDIState.allCases.first(where: { $0.description == name }) else {
         throw error(
           v, "'\(name)' is not a TDI state (CONFIG_UNLOCKED, CONFIG_LOCKED, RUN, ERROR)", key: "tdi")
@@ -613,22 +691,31 @@ struct ImageDecoder {
       expect.tdi = state
     }
     if let v = f["trust"]?.value {
-      let name = try string(v)
+      let name = try at("trust").string(v)
       guard ["untrusted", "locked", "accepted", "revoked"].contains(name) else {
         throw error(v, "'\(name)' is not untrusted, locked, accepted or revoked", key: "trust")
       }
       expect.trust = name
     }
-    if let v = f["driver"]?.value { expect.driver = try string(v) }
-    if let v = f["bytes"]?.value { expect.bytes = Int(try integer(v, in: 0...(64 << 20))) }
-    if let v = f["bounced"]?.value { expect.bounced = try bool(v) }
-    if let v = f["fault"]?.value { expect.fault = try bool(v) }
+    if let v = f["driver"]?.value {
+      let name = try at("driver").string(v)
+      // The bound driver's name is one of the registered drivers' names, or none.
+      guard name == "none" || drivers.contains(name) else {
+        throw error(v, "driver '\(name)' is not in the image's drivers (or none)", key: "driver")
+      }
+      expect.driver = name
+    }
+    if let v = f["bytes"]?.value { expect.bytes = Int(try at("bytes").integer(v, in: 0...(64 << 20))) }
+    if let v = f["bounced"]?.value { expect.bounced = try at("bounced").bool(v) }
+    if let v = f["fault"]?.value { expect.fault = try at("fault").bool(v) }
     return expect
   }
 }
 
 extension GuestImage {
   static let injectionActions = ["drop", "corrupt", "truncate", "duplicate", "replay", "delay"]
+  /// What ScenarioRunner.faultRule understands; anything else would silently mean any.
+  static let injectionMatches = ["any", "discovery", "spdm", "secured"]
   static let evidenceChecks = [
     "certificateChain", "measurementsSignature", "nonce", "measurementsFormat", "missingMeasurement",
     "measurementMismatch", "reportDigest", "interfaceReport", "tdiState",
