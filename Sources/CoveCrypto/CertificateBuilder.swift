@@ -5,7 +5,9 @@ import Glibc
 /// (expired, CA:FALSE issuers, missing keyCertSign, path-length violations, ...).
 ///
 /// Certificates are assembled with OpenSSL's X509 APIs and signed with ECDSA (RFC 5758 §3.2,
-/// ecdsa-with-SHA256/384). Extensions follow RFC 5280 §4.2.
+/// ecdsa-with-SHA256/384) using Cove's deterministic nonces (RFC 6979, `ECPrivateKey.signature`), so
+/// a builder with the same fields and the same signing key yields byte-identical DER every time.
+/// Extensions follow RFC 5280 §4.2.
 public struct CertificateBuilder: Sendable {
   /// keyUsage bits (RFC 5280 §4.2.1.3).
   public struct KeyUsage: OptionSet, Sendable, Hashable {
@@ -126,10 +128,35 @@ public struct CertificateBuilder: Sendable {
       }
     }
 
+    return try sign(x, with: signingKey)
+  }
+
+  /// Signs the assembled certificate deterministically: SEQUENCE { tbsCertificate, signatureAlgorithm,
+  /// signatureValue BIT STRING } (RFC 5280 §4.1.1) with the DER ECDSA-Sig-Value of Cove's RFC 6979
+  /// ECDSA over the TBSCertificate DER, so the same fields and key always give the same certificate.
+  ///
+  /// OpenSSL 3.0 has no public setter for the AlgorithmIdentifier inside TBSCertificate (only const
+  /// getters), so `X509_sign` runs first: it sets that one and the outer one, the same OID without
+  /// parameters (RFC 5758 §3.2), and its own signature — made with a random nonce — is discarded.
+  /// The TBS DER is then re-encoded by OpenSSL (`i2d_re_X509_tbs`), signed here, wrapped, and parsed
+  /// back with `d2i_X509`.
+  private func sign(_ x: OpaquePointer, with signingKey: ECPrivateKey) throws(CryptoError)
+    -> X509Certificate
+  {
     guard X509_sign(x, signingKey.pkey.pointer, signatureHash.evpMD) > 0 else {
       throw CryptoError.openSSL(.internalFailure, "X509_sign")
     }
-    let der = try encodeDER("i2d_X509") { i2d_X509(x, $0) }
+    let tbs = try encodeDER("i2d_re_X509_tbs") { i2d_re_X509_tbs(x, $0) }
+    var algorithm: UnsafePointer<X509_ALGOR>? = nil
+    X509_get0_signature(nil, &algorithm, x)
+    guard let algorithm else {
+      throw CryptoError.openSSL(.internalFailure, "X509_get0_signature")
+    }
+    let algorithmDER = try encodeDER("i2d_X509_ALGOR") { i2d_X509_ALGOR(algorithm, $0) }
+    let signature = try ECDSASignatureEncoding.der(
+      fromRaw: signingKey.signature(for: tbs, hash: signatureHash))
+    // BIT STRING contents: the count of unused bits in the last octet (0), then the octets (X.690 §8.6).
+    let der = derTLV(0x30, tbs + algorithmDER + derTLV(0x03, [0] + signature))
     return try X509Certificate(der: der)
   }
 
@@ -161,4 +188,21 @@ public struct CertificateBuilder: Sendable {
     ) { X509_EXTENSION_free($0) }
     try check(X509_add_ext(x, ext.pointer, -1), "X509_add_ext")
   }
+}
+
+/// One DER TLV with a definite length (X.690 §8.1.3: short form below 128, else the long form with
+/// the fewest length octets, §10.1). `tag` is a single identifier octet.
+func derTLV(_ tag: UInt8, _ content: [UInt8]) -> [UInt8] {
+  var length: [UInt8] = []
+  if content.count < 0x80 {
+    length = [UInt8(content.count)]
+  } else {
+    var remaining = content.count
+    while remaining > 0 {
+      length.insert(UInt8(remaining & 0xFF), at: 0)
+      remaining >>= 8
+    }
+    length.insert(0x80 | UInt8(length.count), at: 0)
+  }
+  return [tag] + length + content
 }

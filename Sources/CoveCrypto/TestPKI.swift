@@ -6,9 +6,10 @@
 /// - Intermediate: CA:TRUE pathlen:0 (critical), keyCertSign+cRLSign (critical), SKI, AKI.
 /// - Device: CA:FALSE (critical), keyUsage digitalSignature (critical), SKI, AKI; no EKU.
 ///
-/// Keys and serial numbers are drawn from the given entropy in a fixed order, so a `SeededEntropy`
-/// reproduces the same keys (and, since ECDSA signatures are randomised, the same certificates apart
-/// from their signatures).
+/// Keys and serial numbers are drawn from the given entropy in a fixed order, and certificates are
+/// signed with deterministic ECDSA (RFC 6979, see `CertificateBuilder`), so the same `SeededEntropy`
+/// seed, `commonNamePrefix`, `notBefore`, `validityDays` and `deviceCurve` give byte-identical
+/// certificates (DER) in every process: an SPDM trace that carries the chain is reproducible.
 ///
 /// `@unchecked Sendable` only because its members are (they are immutable reference types).
 public struct TestPKI: @unchecked Sendable {

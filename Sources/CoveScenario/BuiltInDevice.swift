@@ -5,7 +5,8 @@ public import SPDM
 /// DSM has a P-384 identity (root CA → intermediate → device leaf) and five DMTF measurements.
 ///
 /// The identity is derived from a fixed seed every time, so the built-in device is the same on every
-/// machine without committing key material, and the TSM's trust anchor is that seed's root.
+/// machine without committing key material — its keys and, as certificates are signed with RFC 6979
+/// ECDSA, its certificate chain byte for byte — and the TSM's trust anchor is that seed's root.
 public struct BuiltInDevice: Sendable {
   /// "Cove" in ASCII: the seed of the built-in identity.
   public static let identitySeed: UInt64 = 0x436F_7665

@@ -39,6 +39,8 @@ import Testing
     let second = try BuiltInDevice()
     #expect(try first.pki.root.publicKey().rawXY == second.pki.root.publicKey().rawXY)
     #expect(first.pki.deviceKey.scalar == second.pki.deviceKey.scalar)
+    // Certificates are signed with RFC 6979 ECDSA, so the whole chain is byte-identical too.
+    #expect(first.pki.chainRootToLeaf.map(\.der) == second.pki.chainRootToLeaf.map(\.der))
   }
 
   @Test func failureIsReportedWithItsReason() throws {

@@ -1,6 +1,7 @@
-import CoveCrypto
 import Foundation
 import Testing
+
+@testable import CoveCrypto
 
 /// A root → intermediate → leaf chain made entirely by the `openssl` CLI (P-384, SHA-384), leaf valid
 /// for one day only, so the "expired" case is a check time two days out.
@@ -226,6 +227,8 @@ struct X509Tests {
     #expect(pki.rootKey.scalar == again.rootKey.scalar)
     #expect(pki.intermediateKey.scalar == again.intermediateKey.scalar)
     #expect(pki.deviceKey.scalar == again.deviceKey.scalar)
+    // Deterministic ECDSA (RFC 6979): the certificates, signatures included, are byte-identical.
+    #expect(pki.chainRootToLeaf.map(\.der) == again.chainRootToLeaf.map(\.der))
     #expect(pki.root.subject == "CN=Cove Test Root CA,O=Cove")
     #expect(pki.intermediate.subject == "CN=Cove Test Intermediate CA,O=Cove")
     #expect(pki.device.subject == "CN=Cove Test Device,O=Cove")
@@ -245,6 +248,142 @@ struct X509Tests {
       entropy: SeededEntropy(seed: 2025), commonNamePrefix: "Other", notBefore: start)
     #expect(other.root.subject == "CN=Other Root CA,O=Cove")
     expectFailure(.untrustedRoot, anchors: [other.root], chain: pki.chainRootToLeaf, at: start + Self.day)
+  }
+
+  /// Pins TestPKI's output across processes and machines: SHA-256 of each certificate's DER for one
+  /// seed and notBefore. The keys, serials and TBS come from the seed; the signatures are RFC 6979
+  /// over the TBS (checked independently by `signaturesAreRFC6979OverTheTBS`). A change here means
+  /// every seeded trace carrying a chain changes too (and the built-in device's trust anchor).
+  @Test func testPKIMatchesGoldenDigests() throws {
+    let pki = try TestPKI.generate(entropy: SeededEntropy(seed: 2024), notBefore: 1_700_000_000)
+    let digests = pki.chainRootToLeaf.map { hexString(HashAlgorithm.sha256.hash($0.der)) }
+    #expect(
+      digests == [
+        "c5cb62d9d693313f64e1e726ffd0f4dbfb1ae0e5c1834612cf8324304abf53ba",
+        "935671cf92655f9ea67a71f9d421bf87a52b6bb31bb45608e66a2da8b01be635",
+        "96cbc28721feb82d31d97611007070f8b84f131e8240539b87c67b1dd7633895",
+      ])
+    let p256 = try TestPKI.generate(
+      entropy: SeededEntropy(seed: 2024), notBefore: 1_700_000_000, deviceCurve: .p256)
+    #expect(
+      hexString(HashAlgorithm.sha256.hash(p256.device.der))
+        == "171de11b6a71ff2062064c7e9fe7685f8522c50693727f44219d40739e328208")
+  }
+
+  /// A P-256 root and leaf signed with ecdsa-with-SHA256 (TestPKI's CAs are P-384 with SHA-384).
+  static func p256Chain(rootKey: ECPrivateKey, leafKey: ECPrivateKey, start: Int64) throws
+    -> (root: X509Certificate, leaf: X509Certificate)
+  {
+    var rootBuilder = CertificateBuilder(
+      commonName: "P-256 Root", publicKey: rootKey.publicKey, serialNumber: [0x11], notBefore: start,
+      notAfter: start + 10 * day)
+    rootBuilder.isCertificateAuthority = true
+    rootBuilder.keyUsage = [.keyCertSign]
+    rootBuilder.signatureHash = .sha256
+    let root = try rootBuilder.selfSigned(with: rootKey)
+    var leafBuilder = CertificateBuilder(
+      commonName: "P-256 Leaf", publicKey: leafKey.publicKey, serialNumber: [0x12], notBefore: start,
+      notAfter: start + 10 * day)
+    leafBuilder.isCertificateAuthority = false
+    leafBuilder.keyUsage = [.digitalSignature]
+    leafBuilder.signatureHash = .sha256
+    return (root, try leafBuilder.issued(by: root, issuerKey: rootKey))
+  }
+
+  /// Python `cryptography` (its own OpenSSL, ≥ 3.2) checks each certificate against its issuer and
+  /// re-signs the TBSCertificate with the issuer's key and `deterministic_signing=True`: the result
+  /// must be exactly the certificate's signatureValue. TestPKI with random and seeded keys, and a
+  /// P-256 / SHA-256 chain.
+  @Test func signaturesAreRFC6979OverTheTBS() throws {
+    var lines: [String] = []
+    func add(_ certificate: X509Certificate, issuer: X509Certificate, key: ECPrivateKey, hash: HashAlgorithm)
+    {
+      lines.append(
+        [hexString(certificate.der), hexString(issuer.der), hexString(key.scalar), "\(key.curve)", "\(hash)"]
+          .joined(separator: ","))
+    }
+    for pki in [
+      try TestPKI.generate(entropy: SystemEntropy(), notBefore: Self.now - Self.day, deviceCurve: .p256),
+      try TestPKI.generate(entropy: SeededEntropy(seed: 2024), notBefore: 1_700_000_000),
+    ] {
+      add(pki.root, issuer: pki.root, key: pki.rootKey, hash: .sha384)
+      add(pki.intermediate, issuer: pki.root, key: pki.rootKey, hash: .sha384)
+      add(pki.device, issuer: pki.intermediate, key: pki.intermediateKey, hash: .sha384)
+    }
+    let rootKey = try ECPrivateKey(curve: .p256, entropy: SystemEntropy())
+    let p256 = try Self.p256Chain(
+      rootKey: rootKey, leafKey: try ECPrivateKey(curve: .p256, entropy: SystemEntropy()),
+      start: Self.now - Self.day)
+    add(p256.root, issuer: p256.root, key: rootKey, hash: .sha256)
+    add(p256.leaf, issuer: p256.root, key: rootKey, hash: .sha256)
+
+    let script = """
+      import sys
+      from cryptography import x509
+      from cryptography.hazmat.primitives import hashes
+      from cryptography.hazmat.primitives.asymmetric import ec
+      curves = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1()}
+      algs = {"SHA-256": (hashes.SHA256(), x509.SignatureAlgorithmOID.ECDSA_WITH_SHA256),
+              "SHA-384": (hashes.SHA384(), x509.SignatureAlgorithmOID.ECDSA_WITH_SHA384)}
+      for line in sys.stdin.read().split():
+          der, issuer_der, d, curve, alg = line.split(",")
+          cert = x509.load_der_x509_certificate(bytes.fromhex(der))
+          issuer = x509.load_der_x509_certificate(bytes.fromhex(issuer_der))
+          cert.verify_directly_issued_by(issuer)
+          digest, oid = algs[alg]
+          assert cert.signature_algorithm_oid == oid, cert.signature_algorithm_oid
+          key = ec.derive_private_key(int(d, 16), curves[curve])
+          again = key.sign(cert.tbs_certificate_bytes, ec.ECDSA(digest, deterministic_signing=True))
+          print("same" if again == cert.signature else "different")
+      """
+    let result = try run("python3", ["-c", script], input: Array(lines.joined(separator: "\n").utf8))
+    #expect(result.status == 0, "\(result.errorText)")
+    let verdicts = String(decoding: result.output, as: UTF8.self).split(separator: "\n").map(String.init)
+    #expect(verdicts == Array(repeating: "same", count: lines.count))
+  }
+
+  /// CertificateBuilder with P-256 and ecdsa-with-SHA256: same fields and key, same DER; the
+  /// AlgorithmIdentifier appears twice (TBSCertificate.signature and Certificate.signatureAlgorithm,
+  /// which RFC 5280 §4.1.1.2 requires to match); the chain verifies with Cove and the openssl CLI.
+  @Test func builderIsDeterministicWithSHA256() throws {
+    let entropy = SeededEntropy(seed: 31)
+    let rootKey = try ECPrivateKey(curve: .p256, entropy: entropy)
+    let leafKey = try ECPrivateKey(curve: .p256, entropy: entropy)
+    let start = Self.now - Self.day
+    let (root, leaf) = try Self.p256Chain(rootKey: rootKey, leafKey: leafKey, start: start)
+    let again = try Self.p256Chain(rootKey: rootKey, leafKey: leafKey, start: start)
+    #expect(root.der == again.root.der)
+    #expect(leaf.der == again.leaf.der)
+    // SEQUENCE { OID 1.2.840.10045.4.3.2 } without parameters (RFC 5758 §3.2).
+    let ecdsaWithSHA256 = hex("300a06082a8648ce3d040302")
+    for certificate in [root, leaf] {
+      let count = (0...(certificate.der.count - ecdsaWithSHA256.count)).filter {
+        Array(certificate.der[$0..<$0 + ecdsaWithSHA256.count]) == ecdsaWithSHA256
+      }.count
+      #expect(count == 2)
+    }
+    #expect(
+      try CertificateChainVerifier(trustAnchors: [root]).verify(rootToLeaf: [root, leaf]) == [root, leaf])
+
+    let directory = try makeTemporaryDirectory()
+    defer { try? FileManager.default.removeItem(at: directory) }
+    try write(root.pem, to: directory.appendingPathComponent("root.pem"))
+    try write(leaf.pem, to: directory.appendingPathComponent("leaf.pem"))
+    let verified = try run(
+      "openssl", ["verify", "-x509_strict", "-CAfile", "root.pem", "leaf.pem"], in: directory)
+    #expect(verified.status == 0, "\(verified.errorText)")
+  }
+
+  /// The DER writer that wraps the signed certificate: short and long definite lengths (X.690 §8.1.3),
+  /// each with the fewest octets (§10.1).
+  @Test func derLengthForms() {
+    #expect(derTLV(0x03, []) == [0x03, 0x00])
+    #expect(derTLV(0x30, Array(repeating: 7, count: 127)).prefix(2) == [0x30, 0x7F])
+    #expect(derTLV(0x30, Array(repeating: 7, count: 128)).prefix(3) == [0x30, 0x81, 0x80])
+    #expect(derTLV(0x30, Array(repeating: 7, count: 255)).prefix(3) == [0x30, 0x81, 0xFF])
+    #expect(derTLV(0x30, Array(repeating: 7, count: 256)).prefix(4) == [0x30, 0x82, 0x01, 0x00])
+    #expect(derTLV(0x30, Array(repeating: 7, count: 70_000)).prefix(5) == [0x30, 0x83, 0x01, 0x11, 0x70])
+    #expect(derTLV(0x04, [1, 2]) == [0x04, 0x02, 1, 2])
   }
 
   /// The `openssl verify` CLI accepts TestPKI's output, and checks the extensions it is meant to have.
