@@ -197,3 +197,22 @@ public enum ReportPrinter {
     return String(format: "%8.2f ms", ms)
   }
 }
+
+extension CoveCommand {
+  /// The entry point `cove` (and a custom runner) calls: like `main()`, except that an invalid command
+  /// line exits with status 2, as an invalid image does (issue 7), instead of ArgumentParser's 64.
+  public static func run(arguments: [String]? = nil) -> Never {
+    do {
+      var command = try parseAsRoot(arguments)
+      try command.run()
+      Foundation.exit(0)
+    } catch {
+      let code = exitCode(for: error)
+      if code == .validationFailure {
+        FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+        Foundation.exit(2)
+      }
+      exit(withError: error)
+    }
+  }
+}

@@ -1,4 +1,4 @@
-import ArgumentParser
+// The `cove` executable: everything lives in CoveCommands, so it is testable as a library.
 import CoveCommands
 
-CoveCommand.main()
+CoveCommand.run()

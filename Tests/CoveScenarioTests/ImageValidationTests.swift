@@ -463,16 +463,19 @@ extension ImageValidationTests {
   @Test func theNewerActionsAreCheckedLikeTheRest() {
     let base = "devices:\n  - assign: [\"03:00.1\"]\nsteps:\n"
     #expect {
-      try GuestImage(yaml: base + "  - sva: { device: \"03:00.1\", size: 0xFFFFFFFFFFFFFFFF }\n", file: "t.yaml")
+      try GuestImage(
+        yaml: base + "  - sva: { device: \"03:00.1\", size: 0xFFFFFFFFFFFFFFFF }\n", file: "t.yaml")
     } throws: { ($0 as? ImageError)?.path == "steps[0].sva.size" }
     #expect {
       try GuestImage(yaml: base + "  - host-stop: zz\n", file: "t.yaml")
     } throws: { ($0 as? ImageError)?.path == "steps[0].host-stop" }
     #expect {
-      try GuestImage(yaml: base + "  - escape: { device: \"03:00.1\", target: neighbour-gpa }\n", file: "t.yaml")
+      try GuestImage(
+        yaml: base + "  - escape: { device: \"03:00.1\", target: neighbour-gpa }\n", file: "t.yaml")
     } throws: { ($0 as? ImageError)?.message == "an escape step needs a 'neighbour' guest" }
     #expect {
-      try GuestImage(yaml: base + "  - tamper-evidence: { device: \"03:00.1\", mode: forge }\n", file: "t.yaml")
+      try GuestImage(
+        yaml: base + "  - tamper-evidence: { device: \"03:00.1\", mode: forge }\n", file: "t.yaml")
     } throws: { ($0 as? ImageError)?.path == "steps[0].tamper-evidence.mode" }
   }
 }

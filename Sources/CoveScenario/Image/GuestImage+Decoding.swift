@@ -636,7 +636,8 @@ struct ImageDecoder {
       guard let where_ = GuestImage.EscapeTarget(rawValue: targetName) else {
         throw error(target, "'\(targetName)' is not neighbour-gpa or neighbour-hpa", key: "escape.target")
       }
-      let address = try e["address"].map { n throws(ImageError) in try at("escape.address").integer(n.value) } ?? 0x1000
+      let address =
+        try e["address"].map { n throws(ImageError) in try at("escape.address").integer(n.value) } ?? 0x1000
       action = .escape(try assignedFunction(device, key: "escape.device"), target: where_, address: address)
     case "sva":
       let v = try nested(name) { d throws(ImageError) in
@@ -647,7 +648,9 @@ struct ImageDecoder {
       if let n = v["size"]?.value {
         // Range-checked before it becomes an Int (a huge size must be an error, not a trap).
         let bytes = try at("sva.size").size(n)
-        guard (1...(1 << 20)).contains(bytes) else { throw error(n, "size must be 1 B to 1 MiB", key: "sva.size") }
+        guard (1...(1 << 20)).contains(bytes) else {
+          throw error(n, "size must be 1 B to 1 MiB", key: "sva.size")
+        }
         size = Int(bytes)
       }
       let lazy = try v["lazy"].map { n throws(ImageError) in try at("sva.lazy").bool(n.value) } ?? false

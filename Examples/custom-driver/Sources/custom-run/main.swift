@@ -4,4 +4,4 @@ import CoveCommands
 import CoveScenario
 
 DriverRegistry.register("cove-dma-mini") { MiniCopyDriver() }
-CoveCommand.main()
+CoveCommand.run()
