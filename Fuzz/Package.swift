@@ -22,6 +22,7 @@ let package = Package(
     .executable(name: "FuzzVIOMMUCommands", targets: ["FuzzVIOMMUCommands"]),
     .executable(name: "FuzzEvidence", targets: ["FuzzEvidence"]),
     .executable(name: "FuzzGuestEnumeration", targets: ["FuzzGuestEnumeration"]),
+    .executable(name: "FuzzPcap", targets: ["FuzzPcap"]),
   ],
   dependencies: [
     // The root package; its manifest declares `name: "Cove"`.
@@ -40,5 +41,6 @@ let package = Package(
     harness(
       "FuzzEvidence", ["GuestKernel", "GuestABI", "HostPlatform", "SPDM", "TDISP", "CoveCrypto", "PCIe", "IOMMU"]),
     harness("FuzzGuestEnumeration", ["GuestKernel", "GuestABI", "CoveCrypto", "PCIe", "IOMMU", "TDISP"]),
+    harness("FuzzPcap", ["CoveScenario", "SPDM", "PCIe", "CoveWire", "CoveCrypto"]),
   ]
 )

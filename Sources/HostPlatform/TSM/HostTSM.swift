@@ -137,6 +137,16 @@ public final class HostTSM<Transport: TSMTransport> {
   /// GET_DEVICE_INTERFACE_REPORT requests the TSM makes for one report before giving up: enough for
   /// a 64 KiB report in 64-byte portions.
   public static var maximumReportPortions: Int { 1024 }
+  /// Whether the SPDM requester keeps each session's secrets (``sessionSecrets``) so a capture of
+  /// this TSM's DOE traffic can be decrypted (`--keys`). Off by default; set it before `connect`.
+  public var recordsSessionSecrets = false {
+    didSet { driver.requester.recordsSessionSecrets = recordsSessionSecrets }
+  }
+  /// With ``recordsSessionSecrets``, the secrets of every SPDM session this TSM began, in order,
+  /// across reconnects (each connect starts a fresh requester): see ``SPDMSessionSecrets``.
+  public var sessionSecrets: [SPDMSessionSecrets] { earlierSessionSecrets + driver.requester.sessionSecrets }
+  /// Secrets kept by the requesters of earlier connects.
+  private var earlierSessionSecrets: [SPDMSessionSecrets] = []
   private let policy: SPDMRequesterPolicy
   private let entropy: any EntropySource
 
@@ -193,7 +203,9 @@ public final class HostTSM<Transport: TSMTransport> {
     guard session == nil else { throw TSMError(.EISCONN, .alreadyConnected) }
     var transport = driver.transport
     transport.reset()
+    earlierSessionSecrets += driver.requester.sessionSecrets
     driver = Self.freshDriver(policy: policy, entropy: entropy, transport: transport)
+    driver.requester.recordsSessionSecrets = recordsSessionSecrets
     failure = nil
     _ = rootPort.clear(streamID: configuration.streamID)
     let protocols: [DOEProtocol]

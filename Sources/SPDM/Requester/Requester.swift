@@ -24,6 +24,13 @@ public struct SPDMRequester {
   /// Summary hashes the responder committed to in CHALLENGE_AUTH / KEY_EXCHANGE_RSP.
   public private(set) var committedSummaryHash: (type: MeasurementSummaryHashType, hash: [UInt8])?
   public private(set) var sessions: [UInt32: SPDMSessionKeys] = [:]
+  /// Whether to keep ``sessionSecrets``: off unless a capture is to be decrypted (`--keys`), so by
+  /// default nothing of a session outlives END_SESSION.
+  public var recordsSessionSecrets = false
+  /// With ``recordsSessionSecrets``, every session this requester began, in order, kept after the
+  /// session ends and across GET_VERSION: added at KEY_EXCHANGE_RSP (handshake secrets), completed
+  /// at FINISH_RSP (data secrets). What a capture decoder and spdm-dump need (``SPDMSessionSecrets``).
+  public private(set) var sessionSecrets: [SPDMSessionSecrets] = []
   /// The last signed MEASUREMENTS that verified, kept so a relying party other than this requester
   /// (a confidential guest) can check the same signature itself.
   public private(set) var lastSignedMeasurements: SignedMeasurementsEvidence?
@@ -576,6 +583,7 @@ public struct SPDMRequester {
     }
     session.appendTranscript(message.responderVerifyData)
     sessions[sessionID] = session
+    if recordsSessionSecrets { sessionSecrets.append(SPDMSessionSecrets(session)) }
     if summaryType != .none { committedSummaryHash = (summaryType, message.measurementSummaryHash) }
     return sessionID
   }
@@ -615,6 +623,9 @@ public struct SPDMRequester {
     }
     sessions[sessionID]!.appendTranscript(response)
     sessions[sessionID]!.establish()
+    if recordsSessionSecrets, let index = sessionSecrets.lastIndex(where: { $0.sessionID == sessionID }) {
+      sessionSecrets[index] = SPDMSessionSecrets(sessions[sessionID]!)
+    }
   }
 
   // MARK: In-session messages (DSP0274 §10.15–§10.18)

@@ -93,6 +93,11 @@ public struct SPDMKeySchedule: Sendable {
 public struct SPDMSecretPair: Sendable, Hashable {
   public var requester: [UInt8]
   public var responder: [UInt8]
+
+  public init(requester: [UInt8], responder: [UInt8]) {
+    self.requester = requester
+    self.responder = responder
+  }
 }
 
 /// One direction's traffic state: its secret (kept for KEY_UPDATE), AEAD key and IV, and the

@@ -98,6 +98,13 @@ public struct DOEMailboxTransport<Port: DOERegisterPort>: SPDMRequesterTransport
   public private(set) var objects: [DOEDataObject] = []
   /// Register accesses performed (writes and reads), to show the driver did the work.
   public private(set) var registerAccesses = 0
+  /// Told about every data object as it crosses the mailbox, in order: its wire bytes (header
+  /// included, payload padded to a DW, exactly one DOE object) and whether it is a request (true,
+  /// host → device) or a response. What a capture (`--pcap`, link type 292) is made from. Nil by
+  /// default; the transport moves the same objects with or without it, and it is called only for
+  /// objects that reached the mailbox (a request once all its DWs are written, a response once
+  /// whole).
+  public var onObject: ((_ bytes: [UInt8], _ isRequest: Bool) -> Void)?
 
   public init(port: Port) {
     self.port = port
@@ -115,6 +122,7 @@ public struct DOEMailboxTransport<Port: DOERegisterPort>: SPDMRequesterTransport
     }
     for access in DOEMailboxDriver.requestWrites(object) { write(access) }
     objects.append(object)
+    onObject?(object.encode(), true)
     status = DOEStatus(rawValue: read(DOERegister.status))
     if status.contains(.error) {
       abort()
@@ -124,14 +132,18 @@ public struct DOEMailboxTransport<Port: DOERegisterPort>: SPDMRequesterTransport
       throw .timeout("DOE: no response (DATA_OBJECT_READY clear)")
     }
     var assembler = DOEResponseAssembler()
+    // The DWs as read, for the observer: the capture keeps reserved header bits the decode drops.
+    var observed: [UInt32] = []
     // The response is at most 2^18 DWs (PCIe 6.x §6.30.1); stop there even if READY stays set.
     for _ in 0..<DOEDataObject.maxDWords {
       guard DOEStatus(rawValue: read(DOERegister.status)).contains(.dataObjectReady) else { break }
       let dword = read(DOERegister.readMailbox)
       write(DOEMailboxDriver.advanceReadMailbox)
+      if onObject != nil { observed.append(dword) }
       do {
         if let response = try assembler.append(dword) {
           objects.append(response)
+          onObject?(observed.flatMap(Self.littleEndianBytes), false)
           return response
         }
       } catch {
@@ -156,6 +168,10 @@ public struct DOEMailboxTransport<Port: DOERegisterPort>: SPDMRequesterTransport
   /// DOE discovery (PCIe 6.x §6.30.1.1): walks the table from index 0 until next index is 0.
   public mutating func discoverProtocols() throws(SPDMRequesterError) -> [DOEProtocol] {
     try DOEDiscovery.walk { request throws(SPDMRequesterError) in try exchange(object: request) }
+  }
+
+  private static func littleEndianBytes(_ dword: UInt32) -> [UInt8] {
+    (0..<4).map { UInt8(truncatingIfNeeded: dword >> (8 * $0)) }
   }
 
   private mutating func read(_ offset: Int) -> UInt32 {
