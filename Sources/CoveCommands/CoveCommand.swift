@@ -14,7 +14,7 @@ public struct CoveCommand: ParsableCommand {
     version: "cove 0.7.0",
     subcommands: [
       RunCommand.self, CheckCommand.self, ImagesCommand.self, AttestCommand.self, TDISPCommand.self,
-      PKICommand.self,
+      PKICommand.self, TraceCommand.self, BenchCommand.self,
     ],
     defaultSubcommand: RunCommand.self
   )
@@ -92,7 +92,13 @@ public struct AttestOptions: ParsableArguments {
 public struct AttestCommand: ParsableCommand {
   public static let configuration = CommandConfiguration(
     commandName: "attest",
-    abstract: "Attest the built-in emulated device over SPDM (DOE mailbox) and exercise a secure session."
+    abstract: "Attest the built-in emulated device over SPDM (DOE mailbox) and exercise a secure session.",
+    discussion: """
+      Examples:
+        cove attest                                  SPDM 1.3, what the device prefers
+        cove attest --spdm-version 1.2 --asym p256 --seed 7
+        cove attest --chunk-size 256 --quiet
+      """
   )
 
   @OptionGroup public var options: AttestOptions
@@ -117,7 +123,11 @@ public struct PKICommand: ParsableCommand {
 
   public struct Generate: ParsableCommand {
     public static let configuration = CommandConfiguration(
-      abstract: "Write a P-384 root CA, intermediate CA and device certificate with their keys to DIR.")
+      abstract: "Write a P-384 root CA, intermediate CA and device certificate with their keys to DIR.",
+      discussion: """
+        Example:
+          cove pki generate pki-out --seed 42 --common-name "Acme NIC"
+        """)
 
     @Argument(help: "Directory to write into (created if missing).")
     public var directory: String

@@ -2,6 +2,7 @@ public import ArgumentParser
 import CoveCrypto
 import CoveScenario
 import Foundation
+import SPDM
 
 /// `cove run [IMAGE]`: the main job (ARCHITECTURE.md): boot the platform a guest image describes, run
 /// its steps, check their expectations, print the timeline, and write the records asked for.
@@ -16,6 +17,7 @@ public struct RunCommand: ParsableCommand {
         cove run guest-images/viommu-nested.yaml --seed 42
         cove run --trace run.jsonl --quiet         JSON Lines trace, step results only
         cove run attestation-failures --report failures.html
+        cove run --pcap run.pcap --keys run.keys     then: cove trace show run.pcap --keys run.keys
       Exit status: 0 all expectations held, 1 an expectation failed, 2 the image or the command line is invalid.
       """)
 
@@ -30,6 +32,12 @@ public struct RunCommand: ParsableCommand {
 
   @Option(help: "Write a self-contained HTML report (sequence diagram, TDI state timeline, step results).")
   public var report: String?
+
+  @Option(help: "Write every DOE object as a pcap (link type 292, as DMTF spdm-dump reads it).")
+  public var pcap: String?
+
+  @Option(help: "Write each SPDM session's secrets, so the pcap's secured messages can be decrypted.")
+  public var keys: String?
 
   @Flag(help: "Print step results only.")
   public var quiet = false
@@ -63,6 +71,14 @@ public struct RunCommand: ParsableCommand {
       let text = result.records.map(\.jsonLine).joined(separator: "\n") + "\n"
       try write(text, to: trace)
     }
+    if let pcap {
+      do { try Data(PcapWriter.write(records: result.records)).write(to: URL(fileURLWithPath: pcap)) } catch {
+        FileHandle.standardError.write(
+          Data("cove: cannot write \(pcap): \(error.localizedDescription)\n".utf8))
+        throw ExitCode(2)
+      }
+    }
+    if let keys { try write(SessionKeysFile.write(result.sessions), to: keys) }
     if let report {
       try write(
         HTMLReport.render(
@@ -99,7 +115,11 @@ public struct CheckCommand: ParsableCommand {
 /// `cove images`: the images built into the binary.
 public struct ImagesCommand: ParsableCommand {
   public static let configuration = CommandConfiguration(
-    commandName: "images", abstract: "List the shipped guest images, a line each.")
+    commandName: "images", abstract: "List the shipped guest images, a line each.",
+    discussion: """
+      Example:
+        cove images                   then: cove run <name>
+      """)
 
   public init() {}
 
@@ -148,7 +168,11 @@ func write(_ text: String, to path: String) throws {
 /// report, evidence, start, a forced ERROR, stop, disconnect), without a guest.
 public struct TDISPCommand: ParsableCommand {
   public static let configuration = CommandConfiguration(
-    commandName: "tdisp", abstract: "The host TSM's TDISP flow on the built-in device, without a guest.")
+    commandName: "tdisp", abstract: "The host TSM's TDISP flow on the built-in device, without a guest.",
+    discussion: """
+      Example:
+        cove tdisp --seed 3
+      """)
 
   @Option(help: "Seed for every random choice; random when absent.")
   public var seed: UInt64?
@@ -199,5 +223,69 @@ public struct BenchCommand: ParsableCommand {
     try process.run()
     process.waitUntilExit()
     if process.terminationStatus != 0 { throw ExitCode(process.terminationStatus) }
+  }
+}
+
+/// `cove trace`: reading what a run wrote.
+public struct TraceCommand: ParsableCommand {
+  public static let configuration = CommandConfiguration(
+    commandName: "trace", abstract: "Read a run's records.", subcommands: [Show.self])
+
+  public init() {}
+
+  /// `cove trace show FILE [--keys KEYS]`: a pcap (decoded DOE, SPDM, TDISP, IDE_KM; secured messages
+  /// decrypted with the keys file) or a JSON Lines trace, pretty-printed.
+  public struct Show: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+      commandName: "show",
+      abstract: "Pretty-print a JSON Lines trace or a pcap (decrypting with a keys file).",
+      discussion: """
+        Examples:
+          cove trace show run.jsonl
+          cove trace show run.pcap --keys run.keys
+        """)
+
+    @Argument(help: "A --trace (JSON Lines) or --pcap file.")
+    public var file: String
+
+    @Option(help: "A --keys file: each session's secrets, to decrypt secured messages.")
+    public var keys: String?
+
+    public init() {}
+
+    public func run() throws {
+      guard let data = FileManager.default.contents(atPath: file) else {
+        FileHandle.standardError.write(Data("cove: cannot read \(file)\n".utf8))
+        throw ExitCode(2)
+      }
+      var sessions: [SPDMSessionSecrets] = []
+      if let keys {
+        guard let text = try? String(contentsOfFile: keys, encoding: .utf8) else {
+          FileHandle.standardError.write(Data("cove: cannot read \(keys)\n".utf8))
+          throw ExitCode(2)
+        }
+        do { sessions = try SessionKeysFile.parse(text) } catch {
+          FileHandle.standardError.write(Data("cove: \(keys): \(error)\n".utf8))
+          throw ExitCode(2)
+        }
+      }
+      let bytes = [UInt8](data)
+      let decoding: TraceDecoding
+      if bytes.starts(with: [0xD4, 0xC3, 0xB2, 0xA1]) || bytes.starts(with: [0xA1, 0xB2, 0xC3, 0xD4]) {
+        do { decoding = try TraceDecoder.decode(pcap: bytes, sessions: sessions) } catch {
+          FileHandle.standardError.write(Data("cove: \(file): \(error)\n".utf8))
+          throw ExitCode(2)
+        }
+      } else {
+        do {
+          decoding = try TraceDecoder.decode(
+            jsonLines: String(decoding: bytes, as: UTF8.self), sessions: sessions)
+        } catch {
+          FileHandle.standardError.write(Data("cove: \(file): \(error)\n".utf8))
+          throw ExitCode(2)
+        }
+      }
+      for line in decoding.lines { print(line) }
+    }
   }
 }

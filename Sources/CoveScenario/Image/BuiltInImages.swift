@@ -277,13 +277,13 @@ public enum BuiltInImages {
       drivers: [cove-dma-pasid]
       steps:
         - bind: { device: "03:00.1", driver: cove-dma-pasid }
-        - dma: { device: "03:00.1", size: 16KiB }
+        - dma: { device: "03:00.1", size: 16KiB, pasid: true }
           expect: { bytes: 16384, bounced: true, fault: false }
         - unbind: "03:00.1"
         - lock: "03:00.1"
         - accept: "03:00.1"
         - bind: { device: "03:00.1", driver: cove-dma-pasid }
-        - dma: { device: "03:00.1", size: 16KiB }
+        - dma: { device: "03:00.1", size: 16KiB, pasid: true }
           expect: { bytes: 16384, bounced: false, fault: false }
 
       """#

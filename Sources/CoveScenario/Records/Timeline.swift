@@ -17,7 +17,9 @@ public struct Timeline: Sendable {
       guard record.kind == .step, let after = record.after else { return nil }
       return stepResult(record, after)
     case .normal:
-      if record.kind == .doe { return nil }
+      // Plain SPDM objects are shown; secured ones only in verbose (their TDISP and IDE_KM contents
+      // have their own records).
+      if record.kind == .doe && record.from == nil { return nil }
     case .verbose:
       break
     }

@@ -91,7 +91,13 @@ public final class ScenarioPlatform {
   /// The guest's host interface (the VMM's port with the image's tampering switches).
   let host: ScenarioHost
 
-  public init(image: GuestImage, seed: UInt64) throws(RunError) {
+  /// `onDOEObject` is told every DOE data object each TSM sends (true) or receives (false), from the
+  /// first connect on: what `--pcap` is made of.
+  public init(
+    image: GuestImage, seed: UInt64, onDOEObject: ((_ bytes: [UInt8], _ isRequest: Bool) -> Void)? = nil
+  )
+    throws(RunError)
+  {
     self.image = image
     self.seed = seed
     let pages = Int(image.guest.memory / 4096) + 4096
@@ -105,6 +111,8 @@ public final class ScenarioPlatform {
     for (index, spec) in image.devices.enumerated() {
       let device = try ScenarioDevice(spec: spec, seed: seed, index: index)
       do { try vmm.plug(device.device, tsm: device.tsm) } catch { throw RunError("plug: \(error)") }
+      device.tsm.recordsSessionSecrets = true
+      device.tsm.transport.inner.onObject = onDOEObject
       built.append(device)
     }
     devices = built

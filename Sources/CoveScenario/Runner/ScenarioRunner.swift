@@ -5,7 +5,7 @@ import HostPlatform
 import IDEKM
 import IOMMU
 import PCIe
-import SPDM
+public import SPDM
 import TDISP
 
 /// The outcome of a run: every record, every step's result, and the exit status it calls for.
@@ -14,6 +14,8 @@ public struct RunResult: Sendable {
   public var seed: UInt64
   public var records: [TraceRecord]
   public var steps: [StepResult]
+  /// Every SPDM session the TSMs established, with what decrypts a capture of it (`--keys`).
+  public var sessions: [SPDMSessionSecrets]
   /// 0: every expectation held; 1: one did not.
   public var exitStatus: Int32 { steps.allSatisfy(\.passed) ? 0 : 1 }
 }
@@ -34,7 +36,21 @@ public final class ScenarioRunner {
     throws(RunError)
   {
     self.recorder = recorder
-    platform = try ScenarioPlatform(image: image, seed: seed ?? image.seed)
+    // DOE objects on the wire, decoded as a capture reader would see them (secured ones stay
+    // encrypted here; their TDISP and IDE_KM contents are recorded in the clear from the TSM's log).
+    var decoder = TraceDecoder()
+    var objects = 0
+    platform = try ScenarioPlatform(image: image, seed: seed ?? image.seed) { [recorder] bytes, isRequest in
+      let message = decoder.decode(
+        dataObject: bytes, isRequest: isRequest, index: objects, time: recorder.now)
+      objects += 1
+      let plain = message.protocolKind == .spdm
+      recorder.add(
+        TraceRecord(
+          component: isRequest ? .tsm : .dsm, kind: .doe, summary: message.name, bytes: bytes,
+          from: plain ? (isRequest ? .tsm : .dsm) : nil, to: plain ? (isRequest ? .dsm : .tsm) : nil,
+          isRequest: isRequest))
+    }
     tsmMessagesSeen = platform.devices.map { _ in 0 }
     platform.iommu.accessObserver = { [recorder] tlp, verdict in
       recorder.add(
@@ -104,7 +120,9 @@ public final class ScenarioRunner {
           endRecord: recorder.records.count))
     }
     recorder.currentStep = nil
-    return RunResult(image: image, seed: platform.seed, records: recorder.records, steps: results)
+    return RunResult(
+      image: image, seed: platform.seed, records: recorder.records, steps: results,
+      sessions: platform.devices.flatMap(\.tsm.sessionSecrets))
   }
 
   // MARK: Steps
@@ -350,6 +368,10 @@ public final class ScenarioRunner {
       let moved: Int
       guard let driver = device.driver as? any CopyingDriver else {
         throw KernelError(.ENODEV, "\(device) has no DMA driver bound")
+      }
+      // `pasid: true` asks for PASID-tagged requests: only a driver that tags them will do.
+      if dma.pasid && !(driver is PASIDCopyDriver) {
+        throw KernelError(.ENODEV, "\(device): \(driver.name) does not tag its requests with a PASID")
       }
       moved = try driver.copy(device, kernel: kernel, from: source, to: destination, length: dma.size)
       outcome.bytes = moved

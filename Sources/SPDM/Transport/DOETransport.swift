@@ -143,7 +143,7 @@ public struct DOEMailboxTransport<Port: DOERegisterPort>: SPDMRequesterTransport
       do {
         if let response = try assembler.append(dword) {
           objects.append(response)
-          onObject?(observed.flatMap(Self.littleEndianBytes), false)
+          onObject?(doeLittleEndianBytes(observed), false)
           return response
         }
       } catch {
@@ -168,10 +168,6 @@ public struct DOEMailboxTransport<Port: DOERegisterPort>: SPDMRequesterTransport
   /// DOE discovery (PCIe 6.x §6.30.1.1): walks the table from index 0 until next index is 0.
   public mutating func discoverProtocols() throws(SPDMRequesterError) -> [DOEProtocol] {
     try DOEDiscovery.walk { request throws(SPDMRequesterError) in try exchange(object: request) }
-  }
-
-  private static func littleEndianBytes(_ dword: UInt32) -> [UInt8] {
-    (0..<4).map { UInt8(truncatingIfNeeded: dword >> (8 * $0)) }
   }
 
   private mutating func read(_ offset: Int) -> UInt32 {
@@ -274,4 +270,10 @@ extension SPDMTransportMessage {
     default: throw .transport("DOE response of unexpected type \(object.type)")
     }
   }
+}
+
+/// DWs as the little-endian bytes they carry on the wire (a free function: a generic type's static
+/// method passed as a closure would capture its metatype).
+private func doeLittleEndianBytes(_ dwords: [UInt32]) -> [UInt8] {
+  dwords.flatMap { dword in (0..<4).map { UInt8(truncatingIfNeeded: dword >> (8 * $0)) } }
 }
