@@ -39,3 +39,26 @@ import Testing
     #expect(PcapWriter.write(records: other.records) != PcapWriter.write(records: first.records))
   }
 }
+
+extension RunCaptureTests {
+  /// DSP0277: a secured record starts with ReqSessionID ‖ RspSessionID, the requester's half first on
+  /// the wire, as libspdm (and so spdm-emu, QEMU and spdm-dump) composes it.
+  @Test func securedRecordsCarryTheRequestersHalfFirst() throws {
+    let result = try Self.run()
+    let decoded = try TraceDecoder.decode(
+      pcap: PcapWriter.write(records: result.records), sessions: result.sessions)
+    let request = try #require(decoded.messages.first { $0.name == "KEY_EXCHANGE" })
+    let response = try #require(decoded.messages.first { $0.name == "KEY_EXCHANGE_RSP" })
+    let req = try #require(request[field: "req_session_id"].flatMap { UInt32($0.dropFirst(2), radix: 16) })
+    let rsp = try #require(response[field: "rsp_session_id"].flatMap { UInt32($0.dropFirst(2), radix: 16) })
+    let firstSecured = try #require(decoded.messages.first { $0.sessionID != nil })
+    #expect(firstSecured.sessionID == rsp << 16 | req)
+    #expect(result.sessions.first?.sessionID == rsp << 16 | req)
+    // On the wire: the 4 bytes after the DOE header, little-endian — req's two bytes first.
+    // The first secured SPDM object: DOE header vendor 0x0001 (PCI-SIG), type 2.
+    let record = try #require(
+      result.records.first { $0.kind == .doe && ($0.bytes ?? []).starts(with: [0x01, 0x00, 0x02]) })
+    let bytes = try #require(record.bytes)
+    #expect(Array(bytes[8..<12]) == [UInt8(req & 0xFF), UInt8(req >> 8), UInt8(rsp & 0xFF), UInt8(rsp >> 8)])
+  }
+}

@@ -10,7 +10,7 @@ public import SPDM
 ///     session 0xfffefffe version 1.2 hash sha384 dhe <hex> req_hs_secret <hex> rsp_hs_secret <hex> req_app_secret <hex> rsp_app_secret <hex>
 ///
 /// - A line is `session <ID>` followed by `name value` pairs separated by blanks, in any order, each
-///   name once. `<ID>` is `0x` and 1–8 hex digits (ReqSessionID << 16 | RspSessionID, as DSP0277
+///   name once. `<ID>` is `0x` and 1–8 hex digits (RspSessionID << 16 | ReqSessionID, as DSP0277
 ///   records carry it).
 /// - `version` is the SPDM version, `1.0`…`1.3`; `hash` is `sha256` or `sha384` (what Cove negotiates).
 /// - `dhe` is the ECDH shared secret (DSP0274 §12: the X coordinate; spdm-dump's `--dhe_secret`),

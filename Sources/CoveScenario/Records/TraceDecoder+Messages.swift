@@ -202,9 +202,10 @@ extension TraceDecoder {
       }
       message.fields.append(Field("rsp_session_id", hex(m.responderSessionID)))
       if let requesterSessionID = context.requesterSessionID {
-        // As Cove's SPDM module composes it (ReqSessionID in the high half of the u32). libspdm puts
-        // RspSessionID there instead, so a new session forgets both spellings' state.
-        let sessionID = UInt32(requesterSessionID) << 16 | UInt32(m.responderSessionID)
+        // ReqSessionID ‖ RspSessionID on the wire (RspSessionID in the high half of the u32), as Cove
+        // and libspdm compose it; a new session forgets the state of both spellings, so captures
+        // made before Cove fixed its order still decode.
+        let sessionID = UInt32(m.responderSessionID) << 16 | UInt32(requesterSessionID)
         message.fields.append(Field("session_id", hex(sessionID)))
         if fromCapture {
           sessions[sessionID] = nil

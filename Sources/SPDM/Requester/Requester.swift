@@ -574,7 +574,9 @@ public struct SPDMRequester {
         transcriptHash: transcript.finalize())
     else { throw .signatureInvalid("KEY_EXCHANGE_RSP") }
     transcript.update(message.signature)
-    let sessionID = UInt32(requesterSessionID) << 16 | UInt32(message.responderSessionID)
+    // DSP0277's session ID is ReqSessionID ‖ RspSessionID on the wire: little-endian, the
+    // requester's half in the low 16 bits (libspdm_generate_session_id: rsp << 16 | req).
+    let sessionID = UInt32(message.responderSessionID) << 16 | UInt32(requesterSessionID)
     var session = SPDMSessionKeys(
       sessionID: sessionID, algorithms: algorithms, sharedSecret: sharedSecret,
       transcriptThroughSignature: transcript)

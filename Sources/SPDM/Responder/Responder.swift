@@ -598,8 +598,9 @@ public struct SPDMResponder {
       let random = entropy.bytes(count: 2)
       responderSessionID = UInt16(random[0]) | UInt16(random[1]) << 8
     } while responderSessionID == 0 || responderSessionID == 0xFFFF
-      || sessions[UInt32(message.requesterSessionID) << 16 | UInt32(responderSessionID)] != nil
-    let sessionID = UInt32(message.requesterSessionID) << 16 | UInt32(responderSessionID)
+      || sessions[UInt32(responderSessionID) << 16 | UInt32(message.requesterSessionID)] != nil
+    // ReqSessionID ‖ RspSessionID on the wire (DSP0277; libspdm: rsp << 16 | req, little-endian).
+    let sessionID = UInt32(responderSessionID) << 16 | UInt32(message.requesterSessionID)
     var response = KeyExchangeResponse(
       version: algorithms.version,
       // A heartbeat period only when both sides support HEARTBEAT (DSP0274 KEY_EXCHANGE_RSP Param1).

@@ -18,7 +18,8 @@ public import CoveCrypto
 /// A record of secrets exists only when the requester was asked to keep one
 /// (``SPDMRequester/recordsSessionSecrets``): like a TLS key log, it is for debugging captures.
 public struct SPDMSessionSecrets: Hashable, Sendable {
-  /// The session ID as DSP0277 records carry it: ReqSessionID << 16 | RspSessionID.
+  /// The session ID as DSP0277 records carry it: ReqSessionID ‖ RspSessionID on the wire, that is
+  /// RspSessionID << 16 | ReqSessionID read little-endian (as libspdm composes it).
   public var sessionID: UInt32
   /// The negotiated SPDM version (its minor digit is part of every HKDF label, DSP0274 §12.1).
   public var version: SPDMVersion
