@@ -3,9 +3,8 @@ import IOMMU
 import PCIe
 
 /// A host that is the real VMM port except where a test makes it lie or fail: evidence rewritten in
-/// transit, evidence replayed, conversions refused, BARs reported elsewhere.
-final class TamperingHost: GuestHostInterface {
-  let inner: any GuestHostInterface
+/// transit, evidence replayed, conversions refused, BARs reported elsewhere, a vIOMMU command refused.
+final class TamperingHost: GuestHostForwarder {
   /// Rewrites each evidence answer before the guest sees it.
   var tamperEvidence: ((inout DeviceEvidence) -> Void)?
   /// Answers every evidence request with the first evidence it ever fetched (a replay).
@@ -16,41 +15,29 @@ final class TamperingHost: GuestHostInterface {
   /// Moves every BAR the guest enumerates by this much.
   var barShift: UInt64 = 0
   private(set) var conversions = 0
+  /// Makes the vIOMMU refuse the next command with this errno (STATUS.CQE, "command refused").
+  var refuseNextVIOMMUCommand: Errno?
+  private var refusing: Errno?
 
-  init(_ inner: any GuestHostInterface) { self.inner = inner }
-
-  var platform: GuestPlatformInfo { inner.platform }
-  func read(gpa: UInt64, count: Int) throws(HypercallError) -> [UInt8] {
-    try inner.read(gpa: gpa, count: count)
-  }
-  func write(gpa: UInt64, bytes: [UInt8]) throws(HypercallError) { try inner.write(gpa: gpa, bytes: bytes) }
-  func copy(from source: UInt64, to destination: UInt64, count: Int) throws(HypercallError) {
-    try inner.copy(from: source, to: destination, count: count)
-  }
-  func convert(gpa: UInt64, pages: Int, toShared: Bool) throws(HypercallError) {
+  override func convert(gpa: UInt64, pages: Int, toShared: Bool) throws(HypercallError) {
     conversions += 1
     if let errno = failConversions { throw HypercallError(errno, "refused by the test") }
     try inner.convert(gpa: gpa, pages: pages, toShared: toShared)
   }
-  func configRead(_ function: RequesterID, offset: Int, size: Int) throws(HypercallError) -> UInt32 {
-    try inner.configRead(function, offset: offset, size: size)
-  }
-  func configWrite(_ function: RequesterID, offset: Int, size: Int, value: UInt32) throws(HypercallError) {
-    try inner.configWrite(function, offset: offset, size: size, value: value)
-  }
-  func mmioRead(_ function: RequesterID, address: UInt64) throws(HypercallError) -> UInt32 {
+
+  override func mmioRead(_ function: RequesterID, address: UInt64) throws(HypercallError) -> UInt32 {
     try inner.mmioRead(function, address: address - barShift)
   }
-  func mmioWrite(_ function: RequesterID, address: UInt64, value: UInt32) throws(HypercallError) {
+
+  override func mmioWrite(_ function: RequesterID, address: UInt64, value: UInt32) throws(HypercallError) {
     try inner.mmioWrite(function, address: address - barShift, value: value)
   }
-  func bars(of function: RequesterID) throws(HypercallError) -> [Int: Range<UInt64>] {
+
+  override func bars(of function: RequesterID) throws(HypercallError) -> [Int: Range<UInt64>] {
     try inner.bars(of: function).mapValues { ($0.lowerBound + barShift)..<($0.upperBound + barShift) }
   }
-  /// Makes the vIOMMU refuse the next command with this errno (STATUS.CQE, "command refused").
-  var refuseNextVIOMMUCommand: Errno?
-  private var refusing: Errno?
-  func viommuRead(_ register: VIOMMURegister) throws(HypercallError) -> UInt64 {
+
+  override func viommuRead(_ register: VIOMMURegister) throws(HypercallError) -> UInt64 {
     if let errno = refusing {
       if register == .status {
         return VIOMMUStatus.commandQueueError
@@ -60,7 +47,8 @@ final class TamperingHost: GuestHostInterface {
     }
     return try inner.viommuRead(register)
   }
-  func viommuWrite(_ register: VIOMMURegister, _ value: UInt64) throws(HypercallError) {
+
+  override func viommuWrite(_ register: VIOMMURegister, _ value: UInt64) throws(HypercallError) {
     if register == .commandQueueTail, let errno = refuseNextVIOMMUCommand {
       // The command is not executed; the guest sees the queue stopped on it.
       refuseNextVIOMMUCommand = nil
@@ -70,7 +58,8 @@ final class TamperingHost: GuestHostInterface {
     if register == .commandQueueBase { refusing = nil }
     try inner.viommuWrite(register, value)
   }
-  func tsm(_ request: GuestTSMRequest) throws(HypercallError) -> GuestTSMResponse {
+
+  override func tsm(_ request: GuestTSMRequest) throws(HypercallError) -> GuestTSMResponse {
     var response = try inner.tsm(request)
     if case .evidence(var evidence) = response {
       if replayFirstEvidence {
@@ -81,5 +70,4 @@ final class TamperingHost: GuestHostInterface {
     }
     return response
   }
-  func drainNotifications() -> [HostNotification] { inner.drainNotifications() }
 }
