@@ -174,6 +174,31 @@ import Testing
     #expect(rig.kernel.events.contains { if case .memoryLeaked(_, 2, _) = $0 { true } else { false } })
   }
 
+  @Test func releasingPagesAConversionLostKeepsThemLostAndCountsThemOnce() throws {
+    var host: TamperingHost!
+    let rig = try GuestRig { port in
+      host = TamperingHost(port)
+      return host
+    }
+    let memory = rig.kernel.memory
+    let allocated = memory.allocatedPages
+    let lost = try memory.allocatePages(2)
+    let kept = try memory.allocatePages(1)
+    try memory.setMemoryDecrypted(kept, pages: 1)
+    host.failConversions = .EIO
+    #expect(Self.errno { try memory.setMemoryDecrypted(lost, pages: 2) } == .EIO)
+    #expect(
+      Self.errno { try memory.setMemoryDecrypted(lost, pages: 2) } == .EINVAL, "a lost page converts no more")
+    // The shared page cannot be made private either now: it is lost too, not freed while shared.
+    memory.releasePages(kept, count: 1)
+    memory.releasePages(lost, count: 2)
+    #expect(memory.leakedPages == 3)
+    #expect(memory.allocatedPages == allocated)
+    host.failConversions = nil
+    let fresh = try memory.allocatePages(3)
+    #expect(![lost, lost + 4096, kept].contains(fresh) && ![lost, lost + 4096, kept].contains(fresh + 4096))
+  }
+
   @Test func scatterGatherMergesAdjacentSegmentsUpToTheMaximum() throws {
     let rig = try Self.accepted()
     let buffer = try rig.buffer(pages: 4)

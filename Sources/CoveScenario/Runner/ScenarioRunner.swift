@@ -346,12 +346,9 @@ public final class ScenarioRunner {
       let source = try kernel.memory.allocatePages(pages)
       let destination = try kernel.memory.allocatePages(pages)
       defer {
-        if dma.shared {
-          try? kernel.memory.setMemoryEncrypted(source, pages: pages)
-          try? kernel.memory.setMemoryEncrypted(destination, pages: pages)
-        }
-        kernel.memory.freePages(source, count: pages)
-        kernel.memory.freePages(destination, count: pages)
+        // Shared pages are made private again; any lost to a failed conversion stay lost.
+        kernel.memory.releasePages(source, count: pages)
+        kernel.memory.releasePages(destination, count: pages)
       }
       if dma.shared {
         try kernel.memory.setMemoryDecrypted(source, pages: pages)

@@ -19,6 +19,8 @@ public final class GuestMemory {
   private var used: [Bool]
   /// Per page: shared with the host now.
   private var shared: [Bool]
+  /// Per page: lost to a failed conversion, never handed out or freed again.
+  private var leaked: [Bool]
   private var nextSearch = 1
   /// Pages allocated and not freed (leaked pages not counted).
   public private(set) var allocatedPages = 0
@@ -34,6 +36,7 @@ public final class GuestMemory {
     let pages = Int(size / Self.pageBytes)
     used = [Bool](repeating: false, count: pages)
     shared = [Bool](repeating: false, count: pages)
+    leaked = [Bool](repeating: false, count: pages)
     if pages > 0 { used[0] = true }
   }
 
@@ -83,6 +86,21 @@ public final class GuestMemory {
     allocatedPages -= count
   }
 
+  /// Gives pages back whatever became of them: shared ones are made private first, and pages a
+  /// conversion lost (now or earlier) stay out of the allocator for good. What a caller uses when it
+  /// cannot know whether a conversion on the way failed.
+  public func releasePages(_ gpa: UInt64, count: Int) {
+    let first = Int(gpa / Self.pageBytes)
+    for index in first..<(first + count) {
+      let page = UInt64(index) * Self.pageBytes
+      if leaked[index] { continue }
+      if shared[index] {
+        do throws(KernelError) { try setMemoryEncrypted(page, pages: 1) } catch { continue }
+      }
+      freePages(page, count: 1)
+    }
+  }
+
   // MARK: Page state
 
   /// Whether the page holding `gpa` is shared now.
@@ -105,14 +123,17 @@ public final class GuestMemory {
   private func convert(_ gpa: UInt64, pages: Int, toShared: Bool) throws(KernelError) {
     let first = Int(gpa / Self.pageBytes)
     guard gpa % Self.pageBytes == 0, pages > 0, first + pages <= used.count,
-      used[first..<(first + pages)].allSatisfy({ $0 })
+      used[first..<(first + pages)].allSatisfy({ $0 }), !leaked[first..<(first + pages)].contains(true)
     else { throw KernelError(.EINVAL, "conversion of unallocated or misaligned pages at \(hex(gpa))") }
     do {
       try host.convert(gpa: gpa, pages: pages, toShared: toShared)
     } catch {
       // The pages' state is unknown now: never reuse them (Linux leaks them too).
-      allocatedPages -= pages
-      leakedPages += pages
+      for index in first..<(first + pages) where !leaked[index] {
+        leaked[index] = true
+        allocatedPages -= 1
+        leakedPages += 1
+      }
       throw KernelError(
         error.errno,
         "\(toShared ? "set_memory_decrypted" : "set_memory_encrypted") at \(hex(gpa)): \(error.message)")
