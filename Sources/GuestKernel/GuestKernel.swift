@@ -389,6 +389,8 @@ public final class GuestKernel {
       try? configWrite(device.function, 0x04, 2, command & ~0x4)
     }
     release(device, reason: "trust revoked")
+    // A revoked device is not trusted: its group goes back to a strict domain now.
+    reprobe(device)
   }
 }
 

@@ -199,6 +199,21 @@ import Testing
     #expect(![lost, lost + 4096, kept].contains(fresh) && ![lost, lost + 4096, kept].contains(fresh + 4096))
   }
 
+  /// Review finding: a sync of more than the mapping copied private bytes past the buffer into the
+  /// shared pool. It is reported and copies nothing.
+  @Test func aSyncBeyondTheMappingCopiesNothing() throws {
+    let rig = try GuestRig()
+    try rig.kernel.dmaSetMask(rig.pci, bits: 64)
+    let buffer = try rig.buffer()
+    try rig.kernel.memory.write(buffer, bytes: [UInt8](repeating: 0x5A, count: 4096))
+    let address = try rig.kernel.mapSingle(rig.pci, gpa: buffer, size: 64, direction: .toDevice)
+    let slot = address.rawValue - Self.x
+    rig.kernel.syncSingleForDevice(rig.pci, address, size: 4096, direction: .toDevice)
+    #expect(try rig.kernel.memory.read(slot + 64, count: 1984) == [UInt8](repeating: 0, count: 1984))
+    #expect(rig.kernel.debug.reports.map(\.kind) == [.syncOutOfRange])
+    rig.kernel.unmapSingle(rig.pci, address, size: 64, direction: .toDevice)
+  }
+
   @Test func scatterGatherMergesAdjacentSegmentsUpToTheMaximum() throws {
     let rig = try Self.accepted()
     let buffer = try rig.buffer(pages: 4)

@@ -192,4 +192,27 @@ import Testing
     )
     #expect(Self.errno { try rig.kernel.tsmLock(device) } == .EBUSY, "unlock first")
   }
+
+  /// Review finding: accepting the second function of a group without ACS under a lazy vIOMMU could
+  /// not re-add it as trusted (the group's domain stays strict) and silently left it out of the IOMMU.
+  @Test func acceptingBothFunctionsOfASharedGroupKeepsBothInTheIOMMU() throws {
+    let dsm = BDF(bus: 3, device: 0, function: 0).requesterID
+    let rig = try GuestRig(
+      viommu: true, options: KernelOptions(autoprobe: false, iommuStrict: false), acs: false,
+      functions: [dsm, GuestRig.function])
+    for function in [dsm, GuestRig.function] {
+      let device = try #require(rig.kernel.device(function))
+      try rig.kernel.tsmLock(device)
+      try rig.kernel.tsmAccept(device, policy: rig.policy)
+    }
+    let core = rig.kernel.iommu!.core
+    #expect(core.description(of: dsm.bdf()) != nil && core.description(of: GuestRig.function.bdf()) != nil)
+    #expect(core.group(of: dsm.bdf()) == core.group(of: GuestRig.function.bdf()))
+    try rig.kernel.register(CoveDMADriver())
+    try rig.kernel.bind(rig.pci, driver: "cove-dma")
+    let source = try rig.buffer()
+    let destination = try rig.buffer()
+    let driver = try #require(rig.pci.driver as? CoveDMADriver)
+    #expect(try driver.copy(rig.pci, kernel: rig.kernel, from: source, to: destination, length: 512) == 512)
+  }
 }

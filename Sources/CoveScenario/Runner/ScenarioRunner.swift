@@ -312,7 +312,9 @@ public final class ScenarioRunner {
       let shared = !device.isAccepted
       let source = try process.mmap(pages: pages, populate: !lazy, shared: shared)
       let destination = try process.mmap(pages: pages, populate: !lazy, shared: shared)
-      let pattern = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 29 &+ Int(platform.seed)) }
+      let pattern = (0..<size).map {
+        UInt8(truncatingIfNeeded: $0 &* 29 &+ Int(truncatingIfNeeded: platform.seed))
+      }
       try process.write(source, bytes: pattern)
       let pasid = try driver.attachProcess(process, device: device, kernel: kernel)
       defer { driver.detachProcess(device, kernel: kernel) }
@@ -343,13 +345,11 @@ public final class ScenarioRunner {
         throw KernelError(.ENODEV, "\(dma.device) is not in the guest")
       }
       let pages = (dma.size + 4095) / 4096
+      // Shared pages are made private again on the way out; any lost to a failed conversion stay lost.
       let source = try kernel.memory.allocatePages(pages)
+      defer { kernel.memory.releasePages(source, count: pages) }
       let destination = try kernel.memory.allocatePages(pages)
-      defer {
-        // Shared pages are made private again; any lost to a failed conversion stay lost.
-        kernel.memory.releasePages(source, count: pages)
-        kernel.memory.releasePages(destination, count: pages)
-      }
+      defer { kernel.memory.releasePages(destination, count: pages) }
       if dma.shared {
         try kernel.memory.setMemoryDecrypted(source, pages: pages)
         try kernel.memory.setMemoryDecrypted(destination, pages: pages)

@@ -426,7 +426,11 @@ extension GuestKernel {
   }
 
   private func bounce(of device: PCIDevice, containing address: UInt64, size: Int) -> (UInt64, Bounce)? {
-    if let exact = device.bounces[address] { return (address, exact) }
+    if let exact = device.bounces[address] {
+      // The sync must stay inside the bounce: more would copy private bytes into the shared pool
+      // (or pool bytes over private memory past the buffer).
+      return UInt64(size) <= UInt64(exact.size) ? (address, exact) : nil
+    }
     return device.bounces.first { start, bounce in
       address > start && address - start < UInt64(bounce.size)
         && UInt64(size) <= UInt64(bounce.size) - (address - start)

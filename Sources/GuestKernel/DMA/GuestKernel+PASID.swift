@@ -87,7 +87,7 @@ extension GuestKernel {
 
   /// Gives a PASID back (detached at the vIOMMU, freed). EINVAL if the device did not enable it.
   public func disablePASID(_ device: PCIDevice, _ pasid: PASID) throws(KernelError) {
-    guard let iommu, let use = device.pasids.removeValue(forKey: pasid) else {
+    guard let iommu, let use = device.pasids[pasid] else {
       throw KernelError(.EINVAL, "\(device) has no PASID \(pasid) enabled")
     }
     do throws(IOMMUError) {
@@ -98,6 +98,8 @@ extension GuestKernel {
         try iommu.core.disableKernelDMAPASID(device.bdf, pasid: pasid)
       }
     } catch { throw KernelError(error.errno, "\(device): \(error)") }
+    // Forgotten only once the core has let go, so a refused release can be retried.
+    device.pasids[pasid] = nil
     try iommu.syncAttachments(of: device.bdf)
   }
 

@@ -29,5 +29,7 @@ extension GuestKernel {
     }
     device.userOwner = nil
     try iommu.syncAttachments(of: device.bdf)
+    // Trust may have changed while the user held it.
+    reprobe(device)
   }
 }

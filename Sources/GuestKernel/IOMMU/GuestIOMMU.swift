@@ -123,7 +123,12 @@ public final class GuestIOMMU {
       do {
         try host.viommuWrite(.commandQueueTail, tail)
         status = try host.viommuRead(.status)
-      } catch { throw KernelError(error.errno, "vIOMMU: \(error.message)") }
+      } catch {
+        // Whether the command ran is unknown: start the queue over so no stale descriptor runs.
+        tail = 0
+        _ = try? host.viommuWrite(.commandQueueBase, queue)
+        throw KernelError(error.errno, "vIOMMU: \(error.message)")
+      }
       guard status & VIOMMUStatus.commandQueueError != 0 else { return }
       let code = VIOMMUCommandQueueErrorCode(
         rawValue: UInt8(truncatingIfNeeded: status >> VIOMMUStatus.errorCodeShift))
@@ -142,9 +147,10 @@ public final class GuestIOMMU {
   /// counted and cleared so recording resumes.
   func drainFaults() -> [VIOMMUFaultRecord] {
     var records: [VIOMMUFaultRecord] = []
-    while let status = try? host.viommuRead(.status), status & VIOMMUStatus.faultPending != 0,
-      records.count < 4096
-    {
+    var popped = 0
+    // Bounded by records popped, not parsed: a host that keeps FPP set with garbage cannot hang us.
+    while let status = try? host.viommuRead(.status), status & VIOMMUStatus.faultPending != 0, popped < 4096 {
+      popped += 1
       var bytes: [UInt8] = []
       for word in 0..<4 {
         let value =

@@ -28,13 +28,21 @@ extension GuestKernel {
     do { bond = try iommu.core.svaBind(device: device.bdf, addressSpace: process.addressSpace) } catch {
       throw KernelError(error.errno, "SVA bind \(device): \(error)")
     }
-    try iommu.syncAttachments(of: device.bdf)
-    // What the process has already populated goes into the device's view at once (a device with
-    // ATS would have it pre-faulted; cove-dma has no PRI, and a TDI in RUN must not fault).
-    for (page, frame, writable) in process.populated {
-      for domain in iommu.mirroredDomains(of: process.addressSpace) {
-        try iommu.mirror(domain, page: page, frame: frame, writable: writable, shared: memory.isShared(frame))
+    do throws(KernelError) {
+      try iommu.syncAttachments(of: device.bdf)
+      // What the process has already populated goes into the device's view at once (a device with
+      // ATS would have it pre-faulted; cove-dma has no PRI, and a TDI in RUN must not fault).
+      for (page, frame, writable) in process.populated {
+        for domain in iommu.mirroredDomains(of: process.addressSpace) {
+          try iommu.mirror(
+            domain, page: page, frame: frame, writable: writable, shared: memory.isShared(frame))
+        }
       }
+    } catch {
+      // The bond the caller never gets must not outlive the call.
+      try? iommu.core.svaUnbind(bond)
+      try? iommu.syncAttachments(of: device.bdf)
+      throw error
     }
     return bond
   }

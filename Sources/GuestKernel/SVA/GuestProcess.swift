@@ -84,11 +84,15 @@ public final class GuestProcess {
     guard let entry = pages[page] else { throw KernelError(.EFAULT, "\(hex(page)) is not mapped") }
     guard entry.frame == nil else { return }
     let frame = try kernel.memory.allocatePages(1)
-    if entry.shared { try kernel.memory.setMemoryDecrypted(frame, pages: 1) }
-    do {
-      try addressSpace.map(VirtualAddress(page), to: PhysicalAddress(frame), writable: entry.writable)
+    do throws(KernelError) {
+      // A refused conversion leaves the frame lost (counted by the memory); releasePages keeps it out.
+      if entry.shared { try kernel.memory.setMemoryDecrypted(frame, pages: 1) }
+      do throws(IOMMUError) {
+        try addressSpace.map(VirtualAddress(page), to: PhysicalAddress(frame), writable: entry.writable)
+      } catch { throw KernelError(error.errno, "\(error)") }
     } catch {
-      throw KernelError(error.errno, "\(error)")
+      kernel.memory.releasePages(frame, count: 1)
+      throw error
     }
     pages[page]?.frame = frame
     kernel.processPagePopulated(self, page: page, frame: frame, writable: entry.writable)

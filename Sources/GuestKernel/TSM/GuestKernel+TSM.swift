@@ -89,14 +89,30 @@ extension GuestKernel {
 
   /// Records the change; with a vIOMMU the device is probed again so its IOMMU group gets the default
   /// domain its new trust calls for (strict for untrusted). No driver is bound, so nothing is mapped.
-  private func setTrust(_ device: PCIDevice, _ trust: DeviceTrust) {
+  func setTrust(_ device: PCIDevice, _ trust: DeviceTrust) {
     let before = device.trust
     device.trust = trust
     record(.trustChanged(device.function, from: before, to: trust))
-    let wasAccepted = before == .accepted
-    if let iommu, wasAccepted != device.isAccepted, device.userOwner == nil {
-      try? iommu.remove(device.bdf)
-      try? iommu.add(iommuDescription(of: device))
+    reprobe(device)
+  }
+
+  /// Re-describes the device to the guest IOMMU core when the core's view of its trust no longer
+  /// matches (what the core holds decides, not the previous trust: a revoked device was accepted).
+  /// If the group cannot take the device as trusted (another function in it forces a domain type),
+  /// it is added back as untrusted, which every group accepts: never left out of the IOMMU.
+  func reprobe(_ device: PCIDevice) {
+    guard let iommu, device.userOwner == nil, device.driver == nil,
+      let held = iommu.core.description(of: device.bdf), held.untrusted == device.isAccepted
+    else { return }
+    do throws(KernelError) {
+      try iommu.remove(device.bdf)
+      try iommu.add(iommuDescription(of: device))
+    } catch {
+      var description = iommuDescription(of: device)
+      description.untrusted = true
+      do throws(KernelError) { try iommu.add(description) } catch {
+        record(.functionAbsent(device.function, reason: "the IOMMU refused it back: \(error)"))
+      }
     }
   }
 }
