@@ -88,6 +88,7 @@ import Testing
   @Test func bindingFollowsTheCoreRules() throws {
     let (rig, _) = try Self.bound(accept: false)
     let process = rig.kernel.createProcess()
+    let pagesBefore = rig.kernel.memory.allocatedPages
     let first = try rig.kernel.svaBind(rig.pci, process: process)
     let again = try rig.kernel.svaBind(rig.pci, process: process)
     #expect(first === again && first.references == 2)
@@ -95,6 +96,7 @@ import Testing
     #expect(try rig.kernel.iommu!.core.pasidTable(of: rig.pci.bdf)[first.pasid] != nil)
     try rig.kernel.svaUnbind(rig.pci, first)
     #expect(try rig.kernel.iommu!.core.pasidTable(of: rig.pci.bdf)[first.pasid] == nil)
+    #expect(rig.kernel.memory.allocatedPages == pagesBefore, "the SVA domain's mirror table is freed")
     #expect(Self.errno { try rig.kernel.svaUnbind(rig.pci, first) } == .EINVAL)
 
     let noIOMMU = try GuestRig()

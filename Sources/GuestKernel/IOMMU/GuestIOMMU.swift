@@ -83,6 +83,18 @@ public final class GuestIOMMU {
         }
       }
     }
+    dropUnusedMirrors()
+  }
+
+  /// An SVA domain no attachment uses any more (its process's last bond went): its cached
+  /// translations are invalidated and its mirror table freed (the table's pages go back to the
+  /// kernel). Domain IDs are never reused, so nothing can reach the old table.
+  private func dropUnusedMirrors() {
+    let used = Set(attached.values)
+    for id in mirrors.keys where !used.contains(id) {
+      try? send(.invalidateDomain(id))
+      mirrors[id] = nil
+    }
   }
 
   private func point(_ key: AttachmentKey, at domain: IOMMUDomain) throws(KernelError) {
