@@ -25,11 +25,13 @@ let package = Package(
     .library(name: "GuestKernel", targets: ["GuestKernel"]),
     .library(name: "CoveGuestDrivers", targets: ["CoveGuestDrivers"]),
     .library(name: "CoveScenario", targets: ["CoveScenario"]),
+    .library(name: "CoveTransport", targets: ["CoveTransport"]),
     .library(name: "CoveCommands", targets: ["CoveCommands"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+    .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
   ],
   targets: [
     // OpenSSL from the system (libssl-dev); the Makefile checks for it before building.
@@ -75,10 +77,24 @@ let package = Package(
       ],
       swiftSettings: strictSettings
     ),
+    // The two boundaries on real sockets (SwiftNIO): the guest⇄host link between `cove host` and
+    // `cove guest` processes, and the spdm-emu/QEMU SPDM socket protocol (PROTOCOLS.md).
+    .target(
+      name: "CoveTransport",
+      dependencies: [
+        "CoveScenario", "HostPlatform", "GuestKernel", "CoveGuestDrivers", "GuestABI", "SPDM", "TDISP",
+        "IDEKM",
+        "PCIe", "IOMMU", "CoveWire", "CoveCrypto",
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+      ],
+      swiftSettings: strictSettings
+    ),
     .target(
       name: "CoveCommands",
       dependencies: [
         "CoveCrypto", "CoveWire", "PCIe", "SPDM", "TDISP", "IDEKM", "IOMMU", "HostPlatform", "CoveScenario",
+        "CoveTransport",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ],
       swiftSettings: strictSettings
@@ -92,7 +108,7 @@ let package = Package(
       name: "cove-bench",
       dependencies: [
         "CoveCrypto", "CoveWire", "PCIe", "SPDM", "IOMMU", "TDISP", "GuestABI", "HostPlatform",
-        "GuestKernel", "CoveGuestDrivers", "CoveScenario", "CoveCommands",
+        "GuestKernel", "CoveGuestDrivers", "CoveScenario", "CoveCommands", "CoveTransport",
       ],
       swiftSettings: strictSettings
     ),
@@ -130,6 +146,17 @@ let package = Package(
       name: "CoveScenarioTests",
       dependencies: [
         "CoveScenario", "HostPlatform", "GuestKernel", "SPDM", "TDISP", "PCIe", "CoveWire", "CoveCrypto",
+      ],
+      swiftSettings: strictSettings
+    ),
+    .testTarget(
+      name: "CoveTransportTests",
+      dependencies: [
+        "CoveTransport", "CoveScenario", "HostPlatform", "GuestKernel", "GuestABI", "SPDM", "TDISP", "IDEKM",
+        "PCIe", "IOMMU", "CoveWire", "CoveCrypto",
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "NIOEmbedded", package: "swift-nio"),
       ],
       swiftSettings: strictSettings
     ),
