@@ -44,7 +44,8 @@ public final class GuestProcess {
   /// The process exits: devices stop translating its addresses until unbound; its memory is freed.
   public func exit() {
     addressSpace.exit()
-    for page in Array(pages.keys) { release(page) }
+    // In address order: the pages go back (and their conversions are logged) the same way every run.
+    for page in pages.keys.sorted() { release(page) }
   }
 
   /// The CPU writing the process's memory (faulting pages in).
