@@ -194,6 +194,7 @@ extension PlatformMemory {
         from: piece)
       decrypt(scratch, intoPage: number, owner: owner)
       table[number].poisoned = true
+      sharedFile?.poison[number] = 1
     }
   }
 
@@ -201,6 +202,7 @@ extension PlatformMemory {
   private func clearPoison(_ span: MemorySpan) {
     for number in span.pages where table[number].poisoned && covers(span, wholePage: number) {
       table[number].poisoned = false
+      sharedFile?.poison[number] = 0
     }
   }
 

@@ -1,5 +1,6 @@
 public import CoveCrypto
 public import IOMMU
+import Synchronization
 
 #if canImport(Glibc)
   import Glibc
@@ -116,6 +117,8 @@ public final class PlatformMemory {
   let storage: UnsafeMutableRawPointer
   /// The anonymous mapping that holds `storage`, and its length.
   private let mapping: (address: UnsafeMutableRawPointer, length: Int)
+  /// The memory file another process maps, when the memory lives in one (``shared(base:pages:entropy:)``).
+  public let sharedFile: SharedMemoryFile?
   /// One page of working space for computing a page's ciphertext.
   let scratch: UnsafeMutableRawBufferPointer
   /// The ownership table, indexed by page number. Exclusivity is not checked dynamically: the memory
@@ -130,41 +133,121 @@ public final class PlatformMemory {
   /// `pages` pages of host memory at the page-aligned `base`, zeroed and all hypervisor-owned. Guest
   /// keys are drawn from `entropy` (64 bytes per key, drawn again in the negligible case of equal
   /// halves), so a `SeededEntropy` makes every key reproducible.
-  public init(base: PhysicalAddress = PhysicalAddress(0), pages: Int, entropy: any EntropySource) {
-    precondition(pages > 0, "host memory needs at least one page")
-    precondition(base.rawValue % UInt64(Self.pageSize) == 0, "host memory base \(base) is not page-aligned")
-    let (byteCount, overflow) = pages.multipliedReportingOverflow(by: Self.pageSize)
-    precondition(
-      !overflow && byteCount <= Int.max - Self.pageSize, "\(pages) pages overflow the address space")
-    precondition(UInt64(byteCount) <= UInt64.max - base.rawValue, "host memory at \(base) overflows 64 bits")
+  public convenience init(base: PhysicalAddress = PhysicalAddress(0), pages: Int, entropy: any EntropySource)
+  {
+    let byteCount = Self.checkedSize(base: base, pages: pages)
     // An anonymous mapping: the kernel hands out zero pages lazily, so a large memory costs only what
     // is touched. Like QEMU's guest RAM it asks for transparent huge pages (MADV_HUGEPAGE, 2 MiB
     // aligned): a large DMA copy then walks few host TLB entries, as it would on a real platform whose
     // memory is mapped with large pages. The advice is only a hint; without THP the pages are 4 KiB.
-    let hugePage = 2 << 20
-    let length = byteCount + hugePage
+    let length = byteCount + Self.hugePage
     guard let address = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
       address != MAP_FAILED
     else {
       fatalError("cannot map \(byteCount) bytes of host memory: errno \(errno)")
     }
-    let storage = address.alignedUp(toMultipleOf: hugePage)
+    let storage = address.alignedUp(toMultipleOf: Self.hugePage)
     #if os(Linux)
       _ = madvise(storage, byteCount, MADV_HUGEPAGE)
     #endif
+    self.init(
+      base: base, pages: pages, byteCount: byteCount, mapping: (address, length), storage: storage, file: nil,
+      entropy: entropy)
+  }
+
+  /// Host memory in a memory file (memfd) that another process maps too: `cove host` keeps a guest's
+  /// memory there and the guest's process maps its own pages (``SharedMemoryFile``), so the guest's
+  /// CPU and the devices' DMA touch the same bytes, as a VMM's guest RAM and its vCPUs do. After the
+  /// pages the file holds one byte per page, nonzero while the page is integrity-poisoned, so the
+  /// other process can tell the pages it must not touch directly.
+  ///
+  /// - Throws: `invalidArgument` (EINVAL) when the file cannot be created or mapped (the system's
+  ///   reason in the message).
+  public static func shared(
+    base: PhysicalAddress = PhysicalAddress(0), pages: Int, entropy: any EntropySource
+  )
+    throws(MemoryError) -> PlatformMemory
+  {
+    let byteCount = checkedSize(base: base, pages: pages)
+    let poisonLength = (pages + pageSize - 1) / pageSize * pageSize
+    // A POSIX shared-memory object (tmpfs), unlinked at once: an anonymous memory file like memfd's,
+    // which Glibc's Swift overlay does not declare. Close-on-exec; gone when the last mapping goes.
+    let name = "/cove-memory-\(getpid())-\(sharedFileCount.add(1, ordering: .relaxed).newValue)"
+    let fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0o600)
+    guard fd >= 0 else { throw MemoryError(.invalidArgument("shm_open \(name) failed: errno \(errno)")) }
+    shm_unlink(name)
+    guard ftruncate(fd, off_t(byteCount + poisonLength)) == 0 else {
+      let reason = errno
+      close(fd)
+      throw MemoryError(
+        .invalidArgument("cannot size the memory file to \(byteCount) bytes: errno \(reason)"))
+    }
+    // Reserve an aligned range, then put the file's pages over it (2 MiB aligned, as above).
+    let length = byteCount + hugePage
+    guard let reserved = mmap(nil, length, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+      reserved != MAP_FAILED
+    else {
+      close(fd)
+      throw MemoryError(
+        .invalidArgument("cannot reserve \(byteCount) bytes of address space: errno \(errno)"))
+    }
+    let storage = reserved.alignedUp(toMultipleOf: hugePage)
+    guard mmap(storage, byteCount, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) != MAP_FAILED,
+      let poison = mmap(nil, poisonLength, PROT_READ | PROT_WRITE, MAP_SHARED, fd, off_t(byteCount)),
+      poison != MAP_FAILED
+    else {
+      let reason = errno
+      munmap(reserved, length)
+      close(fd)
+      throw MemoryError(.invalidArgument("cannot map the memory file: errno \(reason)"))
+    }
+    #if os(Linux)
+      _ = madvise(storage, byteCount, MADV_HUGEPAGE)
+    #endif
+    let file = SharedMemoryFile(
+      descriptor: fd, dataLength: byteCount, poisonOffset: byteCount, poisonLength: poisonLength,
+      poison: poison.assumingMemoryBound(to: UInt8.self))
+    return PlatformMemory(
+      base: base, pages: pages, byteCount: byteCount, mapping: (reserved, length), storage: storage,
+      file: file,
+      entropy: entropy)
+  }
+
+  private init(
+    base: PhysicalAddress, pages: Int, byteCount: Int,
+    mapping: (address: UnsafeMutableRawPointer, length: Int),
+    storage: UnsafeMutableRawPointer, file: SharedMemoryFile?, entropy: any EntropySource
+  ) {
     self.base = base
     self.pageCount = pages
     self.byteCount = byteCount
-    self.mapping = (address, length)
+    self.mapping = mapping
     self.storage = storage
+    self.sharedFile = file
     self.scratch = .allocate(byteCount: Self.pageSize, alignment: 16)
     self.table = ContiguousArray(repeating: .free, count: pages)
     self.freePageNumbers = Array((0..<pages).reversed())
     self.entropy = entropy
   }
 
+  private static let hugePage = 2 << 20
+
+  private static func checkedSize(base: PhysicalAddress, pages: Int) -> Int {
+    precondition(pages > 0, "host memory needs at least one page")
+    precondition(base.rawValue % UInt64(Self.pageSize) == 0, "host memory base \(base) is not page-aligned")
+    let (byteCount, overflow) = pages.multipliedReportingOverflow(by: Self.pageSize)
+    precondition(
+      !overflow && byteCount <= Int.max - Self.pageSize, "\(pages) pages overflow the address space")
+    precondition(UInt64(byteCount) <= UInt64.max - base.rawValue, "host memory at \(base) overflows 64 bits")
+    return byteCount
+  }
+
   deinit {
     munmap(mapping.address, mapping.length)
+    if let sharedFile {
+      munmap(sharedFile.poison, sharedFile.poisonLength)
+      close(sharedFile.descriptor)
+    }
     scratch.deallocate()
   }
 
@@ -193,7 +276,7 @@ public final class PlatformMemory {
     for _ in 0..<count {
       let number = freePageNumbers.removeLast()
       scrub(number)
-      table[number] = Page(owner: guest, state: .private)
+      setEntry(number, Page(owner: guest, state: .private))
       addresses.append(address(ofPage: number))
     }
     return addresses
@@ -208,7 +291,7 @@ public final class PlatformMemory {
     // From the top down, so the lowest pages end up at the end of the free list and go out first.
     for number in stride(from: pageCount - 1, through: 0, by: -1) where table[number].owner == guest {
       scrub(number)
-      table[number] = .free
+      setEntry(number, .free)
       freePageNumbers.append(number)
       released += 1
     }
@@ -242,7 +325,7 @@ public final class PlatformMemory {
     guard entry.owner == guest else { throw MemoryError(.notOwner(page: page, owner: entry.owner)) }
     guard entry.state != state else { throw MemoryError(.wrongState(page: page, state: state)) }
     scrub(number)
-    table[number] = Page(owner: guest, state: state)
+    setEntry(number, Page(owner: guest, state: state))
   }
 
   // MARK: - Helpers
@@ -262,6 +345,12 @@ public final class PlatformMemory {
     UnsafeMutableRawBufferPointer(start: storage + number * Self.pageSize, count: Self.pageSize)
   }
 
+  /// Changes a page's ownership-table entry, keeping the memory file's poison byte in step.
+  func setEntry(_ number: Int, _ page: Page) {
+    table[number] = page
+    sharedFile?.poison[number] = page.poisoned ? 1 : 0
+  }
+
   private func scrub(_ number: Int) {
     pageBytes(number).initializeMemory(as: UInt8.self, repeating: 0)
   }
@@ -272,4 +361,20 @@ public final class PlatformMemory {
       if let key = try? AES256XTS(key: entropy.bytes(count: AES256XTS.keySize)) { return key }
     }
   }
+}
+
+/// Numbers the memory files of one process (each is unlinked as soon as it is open).
+private let sharedFileCount = Atomic<Int>(0)
+
+/// Host memory's memory file (``PlatformMemory/shared(base:pages:entropy:)``): what another process
+/// needs to map it. `/proc/<pid>/fd/<descriptor>` opens it from a process of the same user.
+public struct SharedMemoryFile: @unchecked Sendable {
+  /// The memfd; open until the memory goes.
+  public let descriptor: Int32
+  /// Bytes of page data at offset 0 (page `n` at `n × 4096`).
+  public let dataLength: Int
+  /// Where the poison bytes start (page-aligned), one per page, and how long that part is.
+  public let poisonOffset: Int
+  public let poisonLength: Int
+  let poison: UnsafeMutablePointer<UInt8>
 }
