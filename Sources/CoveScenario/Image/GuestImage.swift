@@ -147,6 +147,13 @@ public struct GuestImage: Hashable, Sendable {
     public var direction: String
     public var occurrence: Int
     public var match: String?
+
+    public init(action: String, direction: String, occurrence: Int, match: String?) {
+      self.action = action
+      self.direction = direction
+      self.occurrence = occurrence
+      self.match = match
+    }
   }
 
   /// What a step must produce; every field is optional.

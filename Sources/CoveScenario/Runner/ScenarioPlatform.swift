@@ -1,6 +1,6 @@
 public import CoveCrypto
 import CoveGuestDrivers
-import GuestABI
+public import GuestABI
 public import GuestKernel
 public import HostPlatform
 import IOMMU
@@ -14,6 +14,8 @@ public typealias ScenarioTransport = FaultInjectingDOETransport<DOEMailboxTransp
 
 /// One emulated device of a scenario with its TSM.
 public final class ScenarioDevice {
+  /// The common-name prefix of a scenario device's certificates (its identity derives from its seed).
+  static let commonNamePrefix = "Cove cove-dma"
   public let spec: GuestImage.Device
   public let device: CoveDMADevice
   public let tsm: HostTSM<ScenarioTransport>
@@ -25,7 +27,7 @@ public final class ScenarioDevice {
     self.spec = spec
     do {
       pki = try TestPKI.generate(
-        entropy: SeededEntropy(seed: spec.identitySeed), commonNamePrefix: "Cove cove-dma",
+        entropy: SeededEntropy(seed: spec.identitySeed), commonNamePrefix: Self.commonNamePrefix,
         notBefore: BuiltInDevice.notBefore, validityDays: 36_525)
     } catch { throw RunError("device identity: \(error)") }
     measurements = spec.measurements.map(Self.blocks) ?? BuiltInDevice.firmwareMeasurements()
@@ -73,8 +75,11 @@ public struct RunError: Error, Hashable, Sendable, CustomStringConvertible {
   public var description: String { message }
 }
 
-/// The platform a guest image describes, built: host memory, the IOMMU, the VMM, devices with their
-/// TSMs, the guest and its kernel with the image's drivers registered.
+/// The host half of a scenario: the platform a guest image describes, built — host memory, the
+/// IOMMU, the VMM, devices with their TSMs, the guest (and its neighbour, if any) with its functions
+/// assigned. What `cove run` builds in one process and `cove host` builds for each guest that connects
+/// (CoveTransport). The guest half (its kernel, drivers, policy) is ``ScenarioGuest``; the two meet only
+/// at the guest's ``GuestHostInterface`` and at ``ScenarioHostControl``.
 public final class ScenarioPlatform {
   public let image: GuestImage
   public let seed: UInt64
@@ -85,23 +90,28 @@ public final class ScenarioPlatform {
   public let guest: VMMGuest
   /// The second guest, when the image has one.
   public let neighbour: VMMGuest?
-  public let kernel: GuestKernel
-  public let drivers: [String: any PCIDriver]
-  public let policy: AttestationPolicy
   /// The guest's host interface (the VMM's port with the image's tampering switches).
+  public var port: any GuestHostInterface { host }
   let host: ScenarioHost
+  /// Where the host's records go as they happen (DOE objects, device TLPs): the runner's recorder in
+  /// one process, the guest's connection across processes.
+  public var onRecord: (TraceRecord) -> Void = { _ in }
+  var platformEventsSeen = 0
+  var tsmMessagesSeen: [Int] = []
 
-  /// `onDOEObject` is told every DOE data object each TSM sends (true) or receives (false), from the
-  /// first connect on: what `--pcap` is made of.
-  public init(
-    image: GuestImage, seed: UInt64, onDOEObject: ((_ bytes: [UInt8], _ isRequest: Bool) -> Void)? = nil
-  )
-    throws(RunError)
-  {
+  /// Builds the platform of `image`. `sharedMemory`: host memory in a memory file another process can
+  /// map (``PlatformMemory/shared(base:pages:entropy:)``), as `cove host` needs.
+  public init(image: GuestImage, seed: UInt64, sharedMemory: Bool = false) throws(RunError) {
     self.image = image
     self.seed = seed
     let pages = Int(image.guest.memory / 4096) + 4096
-    memory = PlatformMemory(pages: pages, entropy: SeededEntropy(seed: seed &+ 1))
+    if sharedMemory {
+      do { memory = try PlatformMemory.shared(pages: pages, entropy: SeededEntropy(seed: seed &+ 1)) } catch {
+        throw RunError("host memory: \(error)")
+      }
+    } else {
+      memory = PlatformMemory(pages: pages, entropy: SeededEntropy(seed: seed &+ 1))
+    }
     do {
       let core = try IOMMUCore(tableMemory: try TablePagePool(maxPages: 4096))
       iommu = PlatformIOMMU(core: core, memory: memory)
@@ -112,10 +122,10 @@ public final class ScenarioPlatform {
       let device = try ScenarioDevice(spec: spec, seed: seed, index: index)
       do { try vmm.plug(device.device, tsm: device.tsm) } catch { throw RunError("plug: \(error)") }
       device.tsm.recordsSessionSecrets = true
-      device.tsm.transport.inner.onObject = onDOEObject
       built.append(device)
     }
     devices = built
+    tsmMessagesSeen = built.map { _ in 0 }
     do {
       guest = try vmm.createGuest(
         GuestConfiguration(
@@ -133,67 +143,45 @@ public final class ScenarioPlatform {
         neighbour = nil
       }
     } catch { throw RunError("guest: \(error)") }
-    if image.guest.connect {
-      for device in built {
-        do { _ = try device.tsm.connect() } catch {
-          throw RunError("TSM connect to bus \(device.spec.bus): \(error)")
-        }
-      }
-    }
     host = ScenarioHost(port: VMMGuestPort(vmm: vmm, guest: guest.id))
-    do {
-      kernel = try GuestKernel(
-        host: host,
-        options: KernelOptions(
-          autoprobe: image.guest.autoprobe, swiotlbBytes: image.guest.swiotlb,
-          iommuStrict: image.guest.viommu == .strict, dmaDebug: image.guest.dmaDebug),
-        entropy: SeededEntropy(seed: seed &+ 300))
-    } catch { throw RunError("guest kernel boot: \(error)") }
-    var drivers: [String: any PCIDriver] = [:]
-    for name in image.drivers {
-      guard let driver = DriverRegistry.make(name) else {
-        throw RunError("no driver registered as '\(name)'")
-      }
-      drivers[name] = driver
-    }
-    self.drivers = drivers
-    policy = try Self.policy(image.policy, devices: built)
+    observe()
   }
 
-  /// Registers the image's drivers (autoprobe binds them if the image says so).
-  func registerDrivers() throws(KernelError) {
-    for name in image.drivers { try kernel.register(drivers[name]!) }
+  /// Records every DOE object the TSMs send or receive, decoded as a capture reader would see them
+  /// (secured ones stay encrypted; their TDISP and IDE_KM contents come from the TSM's log), and every
+  /// device request through the IOMMU with its verdict.
+  private func observe() {
+    var decoder = TraceDecoder()
+    var objects = 0
+    for device in devices {
+      device.tsm.transport.inner.onObject = { [unowned self] bytes, isRequest in
+        let message = decoder.decode(dataObject: bytes, isRequest: isRequest, index: objects, time: 0)
+        objects += 1
+        let plain = message.protocolKind == .spdm
+        onRecord(
+          TraceRecord(
+            component: isRequest ? .tsm : .dsm, kind: .doe, summary: message.name, bytes: bytes,
+            from: plain ? (isRequest ? .tsm : .dsm) : nil, to: plain ? (isRequest ? .dsm : .tsm) : nil,
+            isRequest: isRequest))
+      }
+    }
+    iommu.accessObserver = { [unowned self] tlp, verdict in
+      onRecord(
+        TraceRecord(
+          component: .device, kind: .tlp, device: "\(tlp.requesterID)", summary: "\(tlp)",
+          after: "\(verdict)",
+          from: .tdi("\(tlp.requesterID)"), to: .iommu, isRequest: true))
+    }
   }
 
-  static func policy(_ policy: GuestImage.Policy, devices: [ScenarioDevice]) throws(RunError)
-    -> AttestationPolicy
-  {
-    var anchors: [[UInt8]] = []
-    for anchor in policy.trustAnchors {
-      switch anchor {
-      case .device(let seed):
-        if let device = devices.first(where: { $0.spec.identitySeed == seed }) {
-          anchors.append(device.pki.root.der)
-        }
-      case .other(let seed):
-        do {
-          let other = try TestPKI.generate(
-            entropy: SeededEntropy(seed: seed), commonNamePrefix: "Other", notBefore: BuiltInDevice.notBefore,
-            validityDays: 36_525)
-          anchors.append(other.root.der)
-        } catch { throw RunError("policy: \(error)") }
+  /// The first TSM connect, when the image asks for it at boot (its DOE objects are records).
+  public func connectAtBoot() throws(RunError) {
+    guard image.guest.connect else { return }
+    for device in devices {
+      do { _ = try device.tsm.connect() } catch {
+        throw RunError("TSM connect to bus \(device.spec.bus): \(error)")
       }
     }
-    var measurements: [UInt8: Set<[UInt8]>] = [:]
-    if let explicit = policy.measurements {
-      for (index, values) in explicit { measurements[index] = Set(values) }
-    } else if let device = devices.first(where: { !$0.spec.assign.isEmpty }) {
-      for block in device.measurements {
-        if let value = block.dmtf?.value { measurements[block.index] = [value] }
-      }
-    }
-    return AttestationPolicy(
-      trustAnchors: anchors, measurements: measurements, validationTime: BuiltInDevice.notBefore + 86_400)
   }
 
   static func neighbourPattern(_ count: UInt64) -> [UInt8] {

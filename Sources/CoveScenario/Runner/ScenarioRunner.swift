@@ -1,5 +1,5 @@
 import CoveGuestDrivers
-import GuestABI
+public import GuestABI
 import GuestKernel
 import HostPlatform
 import IDEKM
@@ -22,44 +22,50 @@ public struct RunResult: Sendable {
 
 /// Runs a guest image: builds its platform, takes each step, checks the step's expectations and
 /// records everything that happened as typed records (issue 7). Deterministic: with the same seed two
-/// runs produce the same records.
+/// runs produce the same records — in one process or with the host in another (issue 8), where the
+/// guest half runs here and the host half answers over a socket.
 public final class ScenarioRunner {
-  public let platform: ScenarioPlatform
+  /// The host half, when it runs in this process.
+  public let platform: ScenarioPlatform?
+  /// The guest half: kernel, drivers, policy.
+  public let guest: ScenarioGuest
+  /// The host steps and observations: `platform` itself, or the connection to the host.
+  public let host: any ScenarioHostControl
   public let recorder: TraceRecorder
-  private var platformEventsSeen = 0
   private var kernelEventsSeen = 0
-  private var tsmMessagesSeen: [Int] = []
   private var tdiStates: [RequesterID: TDIState] = [:]
   private var pendingNotes: [TraceRecord] = []
 
+  /// Host and guest in this process.
   public init(image: GuestImage, seed: UInt64? = nil, recorder: TraceRecorder = TraceRecorder())
     throws(RunError)
   {
+    let platform = try ScenarioPlatform(image: image, seed: seed ?? image.seed)
+    platform.onRecord = { [recorder] in recorder.add($0) }
+    try platform.connectAtBoot()
+    self.platform = platform
     self.recorder = recorder
-    // DOE objects on the wire, decoded as a capture reader would see them (secured ones stay
-    // encrypted here; their TDISP and IDE_KM contents are recorded in the clear from the TSM's log).
-    var decoder = TraceDecoder()
-    var objects = 0
-    platform = try ScenarioPlatform(image: image, seed: seed ?? image.seed) { [recorder] bytes, isRequest in
-      let message = decoder.decode(
-        dataObject: bytes, isRequest: isRequest, index: objects, time: recorder.now)
-      objects += 1
-      let plain = message.protocolKind == .spdm
-      recorder.add(
-        TraceRecord(
-          component: isRequest ? .tsm : .dsm, kind: .doe, summary: message.name, bytes: bytes,
-          from: plain ? (isRequest ? .tsm : .dsm) : nil, to: plain ? (isRequest ? .dsm : .tsm) : nil,
-          isRequest: isRequest))
-    }
-    tsmMessagesSeen = platform.devices.map { _ in 0 }
-    platform.iommu.accessObserver = { [recorder] tlp, verdict in
-      recorder.add(
-        TraceRecord(
-          component: .device, kind: .tlp, device: "\(tlp.requesterID)", summary: "\(tlp)",
-          after: "\(verdict)",
-          from: .tdi("\(tlp.requesterID)"), to: .iommu, isRequest: true))
-    }
-    platform.kernel.dmaTrace = { [recorder] event in
+    self.host = platform
+    guest = try ScenarioGuest(image: image, seed: platform.seed, host: platform.port)
+    observeGuest()
+  }
+
+  /// The guest here, the host elsewhere: `interface` carries the guest's hypercalls and `control` the
+  /// host steps; the host's records reach `recorder` through whoever delivers them (CoveTransport's
+  /// guest link adds them as they arrive, before the answer to the call that caused them).
+  public init(
+    image: GuestImage, seed: UInt64, interface: any GuestHostInterface, control: any ScenarioHostControl,
+    recorder: TraceRecorder
+  ) throws(RunError) {
+    platform = nil
+    self.recorder = recorder
+    host = control
+    guest = try ScenarioGuest(image: image, seed: seed, host: interface)
+    observeGuest()
+  }
+
+  private func observeGuest() {
+    guest.kernel.dmaTrace = { [recorder] event in
       recorder.add(
         TraceRecord(
           component: .guest, kind: .dmaAPI, device: "\(event.device)", summary: event.description,
@@ -69,19 +75,19 @@ public final class ScenarioRunner {
 
   /// Boots the guest's drivers and runs every step.
   public func run() -> RunResult {
-    let image = platform.image
+    let image = guest.image
     recorder.add(
       TraceRecord(
         component: .runner, kind: .event,
         summary:
-          "\(image.name): seed \(platform.seed), \(image.guest.memory >> 20) MiB guest, \(image.guest.viommu == .off ? (image.guest.boundary == .max ? "all private" : "boundary X = 0x\(String(image.guest.boundary, radix: 16))") : "vIOMMU \(image.guest.viommu.rawValue)")"
+          "\(image.name): seed \(guest.seed), \(image.guest.memory >> 20) MiB guest, \(image.guest.viommu == .off ? (image.guest.boundary == .max ? "all private" : "boundary X = 0x\(String(image.guest.boundary, radix: 16))") : "vIOMMU \(image.guest.viommu.rawValue)")"
       ))
     collect()
-    do { try platform.registerDrivers() } catch {
+    do { try guest.registerDrivers() } catch {
       recorder.add(
         TraceRecord(component: .guest, kind: .driver, summary: "driver registration failed: \(error)"))
     }
-    platform.kernel.handleHostEvents()
+    guest.kernel.handleHostEvents()
     collect()
     var results: [StepResult] = []
     for (index, step) in image.steps.enumerated() {
@@ -89,14 +95,14 @@ public final class ScenarioRunner {
       let first = recorder.records.count
       let described = Self.describe(step.action)
       recorder.add(TraceRecord(component: .runner, kind: .step, summary: described))
-      let faultsBefore = platform.iommu.faults.count + platform.iommu.faultsNotLogged
+      let faultsBefore = (try? host.faultCount()) ?? 0
       let outcome = perform(step.action)
       // Interrupts and forced changes arrive after each step, as they would asynchronously.
-      platform.kernel.handleHostEvents()
+      guest.kernel.handleHostEvents()
       collect()
       for note in pendingNotes { recorder.add(note) }
       pendingNotes.removeAll()
-      let faulted = platform.iommu.faults.count + platform.iommu.faultsNotLogged > faultsBefore
+      let faulted = ((try? host.faultCount()) ?? 0) > faultsBefore
       let failures = check(step, outcome: outcome, faulted: faulted)
       let result: StepResult.Outcome =
         failures.isEmpty
@@ -121,8 +127,8 @@ public final class ScenarioRunner {
     }
     recorder.currentStep = nil
     return RunResult(
-      image: image, seed: platform.seed, records: recorder.records, steps: results,
-      sessions: platform.devices.flatMap(\.tsm.sessionSecrets))
+      image: image, seed: guest.seed, records: recorder.records, steps: results,
+      sessions: (try? host.sessions()) ?? [])
   }
 
   // MARK: Steps
@@ -136,7 +142,7 @@ public final class ScenarioRunner {
   }
 
   private func perform(_ action: GuestImage.Action) -> Outcome {
-    let kernel = platform.kernel
+    let kernel = guest.kernel
     func pci(_ function: RequesterID) throws(KernelError) -> PCIDevice {
       guard let device = kernel.device(function) else {
         throw KernelError(.ENODEV, "\(function) is not in the guest")
@@ -163,7 +169,7 @@ public final class ScenarioRunner {
       return guarded(function) { () throws(KernelError) in try kernel.tsmLock(try pci(function)) }
     case .verify(let function):
       return guarded(function) { () throws(KernelError) in
-        let verified = try kernel.tsmVerify(try pci(function), policy: platform.policy)
+        let verified = try kernel.tsmVerify(try pci(function), policy: guest.policy)
         note(
           function,
           "evidence verified: \(verified.measurements.count) measurements, report \(verified.report.mmioRanges.count) ranges"
@@ -171,7 +177,7 @@ public final class ScenarioRunner {
       }
     case .accept(let function):
       return guarded(function) { () throws(KernelError) in
-        let verified = try kernel.tsmAccept(try pci(function), policy: platform.policy)
+        let verified = try kernel.tsmAccept(try pci(function), policy: guest.policy)
         note(function, "evidence verified and accepted: \(verified.measurements.count) measurements")
       }
     case .unlock(let function):
@@ -185,122 +191,52 @@ public final class ScenarioRunner {
     case .dma(let dma):
       return performDMA(dma)
     case .configWrite(let function, let offset, let size, let value, let byHost):
+      if byHost {
+        return hostStep(.configWrite(function, offset: offset, size: size, value: value), function)
+      }
       return guarded(function) { () throws(KernelError) in
-        if byHost {
-          do throws(VMMError) {
-            _ = try platform.vmm.hostConfigWrite(function, offset: offset, size: size, value: value)
-          } catch {
-            throw KernelError(error.errno, error.message)
-          }
-        } else {
-          do throws(VMMError) {
-            try platform.vmm.configWrite(
-              platform.guest.id, function: function, offset: offset, size: size, value: value)
-          } catch { throw KernelError(error.errno, error.message) }
-        }
+        do throws(HypercallError) {
+          try kernel.host.configWrite(function, offset: offset, size: size, value: value)
+        } catch { throw KernelError(error.errno, error.message) }
       }
     case .flr(let function):
-      return guarded(function) { () throws(KernelError) in
-        // Device Control (PCIe capability at 0x40 + 8), Initiate Function Level Reset.
-        do throws(VMMError) {
-          _ = try platform.vmm.hostConfigWrite(function, offset: 0x48, size: 2, value: 0x8000)
-        } catch {
-          throw KernelError(error.errno, error.message)
-        }
-      }
+      // Device Control (PCIe capability at 0x40 + 8), Initiate Function Level Reset.
+      return hostStep(.configWrite(function, offset: 0x48, size: 2, value: 0x8000), function)
     case .convert(let gpa, let pages, let toShared):
       return guarded(nil) { () throws(KernelError) in
-        do throws(VMMError) {
-          try platform.vmm.convert(platform.guest.id, gpa: gpa, pages: pages, toShared: toShared)
-        } catch {
-          throw KernelError(error.errno, error.message)
-        }
+        do throws(HypercallError) {
+          try kernel.host.convert(gpa: gpa, pages: pages, toShared: toShared)
+        } catch { throw KernelError(error.errno, error.message) }
       }
-    case .connect:
-      return guarded(nil) { () throws(KernelError) in
-        for device in platform.devices where !device.tsm.isConnected {
-          do throws(TSMError) { _ = try device.tsm.connect() } catch {
-            throw KernelError(error.errno, "\(error)")
-          }
-        }
-      }
-    case .disconnect:
-      return guarded(nil) { () throws(KernelError) in
-        for device in platform.devices where device.tsm.isConnected {
-          do throws(TSMError) { try device.tsm.disconnect() } catch {
-            throw KernelError(error.errno, "\(error)")
-          }
-        }
-      }
-    case .hostStop(let function):
-      return guarded(function) { () throws(KernelError) in
-        guard let device = platform.device(of: function), let owner = device.tsm.owner(of: function) else {
-          throw KernelError(.EINVAL, "\(function) is not bound to a guest")
-        }
-        do throws(TSMError) { try device.tsm.stop(function, for: owner) } catch {
-          throw KernelError(error.errno, "\(error)")
-        }
-      }
+    case .connect: return hostStep(.connect, nil)
+    case .disconnect: return hostStep(.disconnect, nil)
+    case .hostStop(let function): return hostStep(.stop(function), function)
     case .inject(let rule):
-      for device in platform.devices { device.injector.add(Self.faultRule(rule)) }
-      return Outcome()
+      var outcome = hostStep(.inject(rule), nil)
+      outcome.device = nil
+      return outcome
     case .wait:
       return Outcome()
-    case .tamperEvidence(let function, let mode):
-      platform.host.tamper = ScenarioHost.Tamper(rawValue: mode)
-      return Outcome(device: function)
+    case .tamperEvidence(let function, let mode): return hostStep(.tamper(mode), function)
     case .sva(let function, let size, let lazy):
       return performSVA(function, size: size, lazy: lazy)
     case .escape(let function, let target, let address):
-      return performEscape(function, target: target, address: address)
+      return hostStep(.escape(function, target: target, address: address), function)
     }
   }
 
-  /// A device of the first guest writes into the neighbour's memory on its own (no driver asked):
-  /// what a hostile device would try. The platform must refuse the TLP (EFAULT when it does not),
-  /// and the neighbour's memory must be exactly as before (EIO when it is not).
-  private func performEscape(_ function: RequesterID, target: GuestImage.EscapeTarget, address: UInt64)
-    -> Outcome
-  {
-    var outcome = Outcome(device: function)
-    guard let neighbour = platform.neighbour, let owner = platform.device(of: function) else {
-      outcome.error = (.ENODEV, "no neighbour guest or no such device", nil)
-      return outcome
+  /// A step the host takes (``HostStep``), its refusal the step's error.
+  private func hostStep(_ step: HostStep, _ device: RequesterID?) -> Outcome {
+    do throws(HypercallError) {
+      try host.perform(step)
+      return Outcome(device: device)
+    } catch {
+      return Outcome(error: (error.errno, error.message, nil), device: device)
     }
-    let gpa = address % neighbour.memoryBytes & ~0xFFF
-    let deviceAddress: UInt64 =
-      switch target {
-      case .neighbourGPA: gpa
-      case .neighbourHPA: neighbour.hostAddress(of: gpa)?.rawValue ?? 0
-      }
-    let running = owner.device.tdisp.tdi(function)?.state == .run
-    let payload = [UInt8](repeating: 0xEE, count: 4096)
-    let verdict = payload.withUnsafeBytes { bytes in
-      platform.iommu.dmaWrite(
-        TLP(requesterID: function, address: deviceAddress, tBit: running, kind: .memoryWrite(length: 4096)),
-        from: bytes)
-    }
-    // The device gets an Unsupported Request back; on a TDI's request that takes the TDI to ERROR
-    // (PCIe 6.x §11.2), as for any refused request of its engine.
-    if !verdict.isCompleted, running { owner.device.engines[function]?.requestRefused() }
-    let expected = Array(ScenarioPlatform.neighbourPattern(neighbour.memoryBytes)[Int(gpa)..<Int(gpa) + 4096])
-    let now = (try? platform.vmm.guestRead(neighbour.id, gpa: gpa, count: 4096)) ?? []
-    recorder.add(
-      TraceRecord(
-        component: .device, kind: .tlp, device: "\(function)",
-        summary:
-          "hostile write to the neighbour's \(target == .neighbourGPA ? "GPA" : "host page") 0x\(String(deviceAddress, radix: 16)) (T=\(running ? 1 : 0))",
-        before: "4096 bytes", after: "\(verdict)", from: .tdi("\(function)"), to: .iommu))
-    if verdict.isCompleted {
-      outcome.error = (.EFAULT, "the platform let the write through", nil)
-    } else if now != expected {
-      outcome.error = (.EIO, "the neighbour's memory changed", nil)
-    }
-    return outcome
   }
 
   private func performSVA(_ function: RequesterID, size: Int, lazy: Bool) -> Outcome {
-    let kernel = platform.kernel
+    let kernel = guest.kernel
     var outcome = Outcome(device: function)
     do throws(KernelError) {
       guard let device = kernel.device(function), let driver = device.driver as? PASIDCopyDriver else {
@@ -313,7 +249,7 @@ public final class ScenarioRunner {
       let source = try process.mmap(pages: pages, populate: !lazy, shared: shared)
       let destination = try process.mmap(pages: pages, populate: !lazy, shared: shared)
       let pattern = (0..<size).map {
-        UInt8(truncatingIfNeeded: $0 &* 29 &+ Int(truncatingIfNeeded: platform.seed))
+        UInt8(truncatingIfNeeded: $0 &* 29 &+ Int(truncatingIfNeeded: guest.seed))
       }
       try process.write(source, bytes: pattern)
       let pasid = try driver.attachProcess(process, device: device, kernel: kernel)
@@ -338,7 +274,7 @@ public final class ScenarioRunner {
   }
 
   private func performDMA(_ dma: GuestImage.DMAStep) -> Outcome {
-    let kernel = platform.kernel
+    let kernel = guest.kernel
     var outcome = Outcome(device: dma.device)
     do throws(KernelError) {
       guard let device = kernel.device(dma.device) else {
@@ -355,7 +291,7 @@ public final class ScenarioRunner {
         try kernel.memory.setMemoryDecrypted(destination, pages: pages)
       }
       // A pattern from the seed: the bytes are checked at the destination afterwards.
-      var state = platform.seed &+ UInt64(recorder.records.count)
+      var state = guest.seed &+ UInt64(recorder.records.count)
       let pattern = (0..<dma.size).map { _ -> UInt8 in
         state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
         return UInt8(truncatingIfNeeded: state >> 56)
@@ -418,7 +354,8 @@ public final class ScenarioRunner {
     }
     let function = Self.function(of: step.action) ?? outcome.device
     if let state = expect.tdi {
-      let actual = function.flatMap { platform.device(of: $0)?.device.tdisp.tdi($0)?.state }
+      let states = (try? host.tdiStates()) ?? []
+      let actual = function.flatMap { f in states.first { $0.function == f }?.state }
       if actual != state {
         failures.append(
           Failure(what: "tdi", expected: "\(state)", actual: actual.map { "\($0)" } ?? "no TDI"))
@@ -426,12 +363,12 @@ public final class ScenarioRunner {
     }
     if let trust = expect.trust {
       let actual =
-        function.flatMap { platform.kernel.device($0) }.map { Self.trustName($0.trust) } ?? "no device"
+        function.flatMap { guest.kernel.device($0) }.map { Self.trustName($0.trust) } ?? "no device"
       if actual != trust { failures.append(Failure(what: "trust", expected: trust, actual: actual)) }
     }
     if let driver = expect.driver {
       let actual =
-        function.flatMap { platform.kernel.device($0) }.map { $0.driver?.name ?? "none" } ?? "no device"
+        function.flatMap { guest.kernel.device($0) }.map { $0.driver?.name ?? "none" } ?? "no device"
       if actual != driver { failures.append(Failure(what: "driver", expected: driver, actual: actual)) }
     }
     if let bytes = expect.bytes, outcome.bytes != bytes {
@@ -453,31 +390,20 @@ public final class ScenarioRunner {
   /// Turns whatever the platform, the TSMs and the kernel logged since the last call into records,
   /// then one `.state` record per TDI whose state changed.
   private func collect() {
-    let events = platform.vmm.events
-    for event in events.dropFirst(platformEventsSeen) { recorder.add(Self.record(event)) }
-    platformEventsSeen = events.count
-    for (index, device) in platform.devices.enumerated() {
-      let messages = device.tsm.messages
-      for message in messages.dropFirst(tsmMessagesSeen[index]) {
-        for record in Self.records(message, dsm: device.device.tdisp.dsmFunction) { recorder.add(record) }
-      }
-      tsmMessagesSeen[index] = messages.count
-    }
-    let kernelEvents = platform.kernel.events
+    for record in (try? host.collect()) ?? [] { recorder.add(record) }
+    let kernelEvents = guest.kernel.events
     for event in kernelEvents.dropFirst(kernelEventsSeen) { recorder.add(Self.record(event)) }
     kernelEventsSeen = kernelEvents.count
-    for device in platform.devices {
-      for function in device.device.tdisp.functionIDs {
-        guard let state = device.device.tdisp.tdi(function)?.state else { continue }
-        let before = tdiStates[function] ?? .configUnlocked
-        if state != before {
-          recorder.add(
-            TraceRecord(
-              component: .tdi, kind: .state, device: "\(function)", summary: "TDI \(before) → \(state)",
-              before: "\(before)", after: "\(state)"))
-        }
-        tdiStates[function] = state
+    for entry in (try? host.tdiStates()) ?? [] {
+      guard let state = entry.state else { continue }
+      let before = tdiStates[entry.function] ?? .configUnlocked
+      if state != before {
+        recorder.add(
+          TraceRecord(
+            component: .tdi, kind: .state, device: "\(entry.function)", summary: "TDI \(before) → \(state)",
+            before: "\(before)", after: "\(state)"))
       }
+      tdiStates[entry.function] = state
     }
   }
 
