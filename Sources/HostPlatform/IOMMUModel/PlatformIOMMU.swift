@@ -107,9 +107,9 @@ public final class PlatformIOMMU: DMAPort {
     }
     let members = core.devices(in: group)
     let blocking = try core.blockingDomain(of: group)
-    if members.count == 1 {
-      try core.attachDevice(blocking, to: bdf)
-    } else if try core.currentDomain(of: group) !== blocking {
+    // The group holds the guest's domain: replace it (attaching over a non-default domain is EBUSY,
+    // as iommu_attach_device is, whatever the group's size).
+    if try core.currentDomain(of: group) !== blocking {
       try core.replaceGroupDomain(group, with: blocking)
     }
     for member in members { assignments[member.requesterID] = nil }

@@ -282,6 +282,9 @@ public final class PlatformMemory {
     return addresses
   }
 
+  /// How many pages `guest` owns now.
+  public func pages(ownedBy guest: GuestID) -> Int { table.lazy.filter { $0.owner == guest }.count }
+
   /// Returns every page of `guest` to the hypervisor, scrubbed (zeroed) and unpoisoned, and destroys
   /// the guest's key: a later assignment to the same guest gets a new one. Returns how many pages it
   /// took back.

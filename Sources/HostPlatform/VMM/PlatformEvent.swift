@@ -12,6 +12,8 @@ public enum PlatformEvent: Hashable, Sendable, CustomStringConvertible {
   case conversionRefused(GuestID, gpa: UInt64, errno: Errno)
   case dmaBlocked(PlatformDMAFault)
   case interrupt(RequesterID, GuestID, vector: UInt16)
+  /// The guest is gone and the VMM took everything of it back (``VMM/destroyGuest(_:)``).
+  case guestDestroyed(GuestID, GuestTeardown)
 
   public var description: String {
     func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }
@@ -29,6 +31,7 @@ public enum PlatformEvent: Hashable, Sendable, CustomStringConvertible {
     case .dmaBlocked(let fault): return "DMA blocked: \(fault)"
     case .interrupt(let function, let guest, let vector):
       return "MSI-X \(vector) from \(function) to \(guest)"
+    case .guestDestroyed(_, let teardown): return teardown.description
     }
   }
 }

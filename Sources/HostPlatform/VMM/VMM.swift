@@ -174,6 +174,67 @@ public final class VMM {
     return guest
   }
 
+  /// Destroys a guest whose VM is gone (its process died or disconnected mid-flow, or it shut down):
+  /// every TDI bound to it is stopped (STOP_INTERFACE) and released by its TSM, its functions are
+  /// taken back into blocking domains, its vIOMMU is dropped, every mapping of its IOMMU domain is
+  /// torn down, and its pages are scrubbed and returned with its memory key destroyed. Then nothing of
+  /// it is left: the returned account says what was done and names anything that was not undone
+  /// (`leaks`, empty when all went), so a host serving other guests can tell.
+  @discardableResult
+  public func destroyGuest(_ id: GuestID) throws(VMMError) -> GuestTeardown {
+    guard let vm = guests[id] else { throw VMMError(.ENODEV, "no \(id)") }
+    var account = GuestTeardown(guest: id)
+    let functions = assignedFunctions(of: id)
+    for function in functions {
+      if let device = devices[function], let tsm = tsms[ObjectIdentifier(device)],
+        tsm.owner(of: function) == id
+      {
+        let running = device.tdisp.tdi(function).map { $0.state != .configUnlocked } ?? false
+        do throws(TSMError) {
+          try tsm.guestRelease(function, from: id)
+          account.tdisReleased += 1
+          if running { account.tdisStopped += 1 }
+        } catch {
+          account.leaks.append("\(function)'s TDI could not be released: \(error)")
+        }
+      }
+    }
+    for function in functions where iommu.assignments[function] == id {
+      do { try iommu.unassign(function) } catch {
+        account.leaks.append("\(function) could not be unassigned: \(error.reason)")
+      }
+      account.functionsUnassigned += 1
+    }
+    iommu.viommus[id] = nil
+    vm.viommu = nil
+    let leaves = (vm.domain.pageTable as? RadixIOPageTable)?.mappings() ?? []
+    for mapping in leaves {
+      do {
+        _ = try vm.domain.unmap(mapping.iova, size: mapping.pageSize.bytes)
+        account.mappingsRemoved += 1
+      } catch {
+        account.leaks.append("mapping at \(mapping.iova) could not be removed: \(error.reason)")
+      }
+    }
+    account.pagesScrubbed = memory.release(id)
+    guests[id] = nil
+    // What must be gone is checked, not assumed.
+    for function in functions {
+      if let device = devices[function], let tsm = tsms[ObjectIdentifier(device)],
+        tsm.owner(of: function) == id
+      {
+        account.leaks.append("\(function)'s TDI is still bound to \(id)")
+      }
+      if iommu.assignments[function] == id { account.leaks.append("\(function) is still assigned to \(id)") }
+    }
+    let left = vm.domain.pageTable?.mappedBytes ?? 0
+    if left > 0 { account.leaks.append("\(left) bytes still mapped in \(id)'s IOMMU domain") }
+    let owned = memory.pages(ownedBy: id)
+    if owned > 0 { account.leaks.append("\(owned) page(s) still owned by \(id)") }
+    record(.guestDestroyed(id, account))
+    return account
+  }
+
   /// Maps guest pages [from, from + count) at `iovaBase + gpa`, coalescing host-contiguous runs so
   /// the page table can use 2 MiB leaves where alignment allows.
   private func mapRuns(
@@ -577,6 +638,8 @@ public protocol TSMStanding: AnyObject {
   func guestAccept(_ function: RequesterID, for guest: GuestID) throws(TSMError)
   /// STOP_INTERFACE: the guest gives the TDI's trust up.
   func guestUnlock(_ function: RequesterID, for guest: GuestID) throws(TSMError)
+  /// The guest is gone: the TDI is stopped if it is not unlocked, and no longer bound to it.
+  func guestRelease(_ function: RequesterID, from guest: GuestID) throws(TSMError)
 }
 
 extension HostTSM: TSMStanding {
@@ -600,6 +663,33 @@ extension HostTSM: TSMStanding {
 
   public func guestUnlock(_ function: RequesterID, for guest: GuestID) throws(TSMError) {
     try stop(function, for: guest)
+  }
+
+  public func guestRelease(_ function: RequesterID, from guest: GuestID) throws(TSMError) {
+    try unbind(function, from: guest)
+  }
+}
+
+/// What ``VMM/destroyGuest(_:)`` did, and anything it could not undo.
+public struct GuestTeardown: Hashable, Sendable, CustomStringConvertible {
+  public var guest: GuestID
+  /// TDIs that were locked, running or in ERROR and were stopped (STOP_INTERFACE).
+  public var tdisStopped = 0
+  /// TDIs released by their TSM (no longer bound to the guest).
+  public var tdisReleased = 0
+  public var functionsUnassigned = 0
+  /// Leaf mappings torn down in the guest's IOMMU domain.
+  public var mappingsRemoved = 0
+  /// Pages scrubbed and returned to the host.
+  public var pagesScrubbed = 0
+  /// What was not undone; empty when nothing of the guest is left.
+  public var leaks: [String] = []
+
+  public init(guest: GuestID) { self.guest = guest }
+
+  public var description: String {
+    "\(guest) torn down: \(tdisStopped) TDI(s) stopped, \(tdisReleased) released, \(functionsUnassigned) function(s) unassigned, \(mappingsRemoved) IOMMU mapping(s) removed, \(pagesScrubbed) page(s) scrubbed; "
+      + (leaks.isEmpty ? "nothing left" : "LEFT: " + leaks.joined(separator: "; "))
   }
 }
 
