@@ -67,6 +67,14 @@ public struct RunCommand: ParsableCommand {
     }
     let result = runner.run()
     print(timeline.summary(result))
+    try Self.writeOutputs(result, trace: trace, pcap: pcap, keys: keys, report: report)
+    if result.exitStatus != 0 { throw ExitCode(result.exitStatus) }
+  }
+
+  /// Writes what `--trace`, `--pcap`, `--keys` and `--report` ask for (`cove run` and `cove guest`).
+  static func writeOutputs(_ result: RunResult, trace: String?, pcap: String?, keys: String?, report: String?)
+    throws
+  {
     if let trace {
       let text = result.records.map(\.jsonLine).joined(separator: "\n") + "\n"
       try write(text, to: trace)
@@ -87,7 +95,6 @@ public struct RunCommand: ParsableCommand {
           steps: result.steps),
         to: report)
     }
-    if result.exitStatus != 0 { throw ExitCode(result.exitStatus) }
   }
 }
 
@@ -135,25 +142,25 @@ public struct ImagesCommand: ParsableCommand {
 /// standard error and exits with status 2.
 enum ImageSource {
   static func load(_ path: String?) throws -> GuestImage {
-    let text: String
-    let file: String
-    if let path {
-      if let builtIn = BuiltInImages.all.first(where: { $0.name == path }) {
-        (text, file) = (builtIn.text, "\(path).yaml")
-      } else {
-        guard let contents = try? String(contentsOfFile: path, encoding: .utf8) else {
-          FileHandle.standardError.write(Data("cove: cannot read \(path)\n".utf8))
-          throw ExitCode(2)
-        }
-        (text, file) = (contents, path)
-      }
-    } else {
-      (text, file) = (BuiltInImages.defaultImage, "default.yaml (built in)")
-    }
+    let (text, file) = try self.text(path)
     do { return try GuestImage(yaml: text, file: file) } catch {
       FileHandle.standardError.write(Data("cove: \(error)\n".utf8))
       throw ExitCode(2)
     }
+  }
+
+  /// The image's YAML text and the name its errors cite: a built-in image by name, a file, or the
+  /// built-in default.
+  static func text(_ path: String?) throws -> (text: String, file: String) {
+    guard let path else { return (BuiltInImages.defaultImage, "default.yaml (built in)") }
+    if let builtIn = BuiltInImages.all.first(where: { $0.name == path }) {
+      return (builtIn.text, "\(path).yaml")
+    }
+    guard let contents = try? String(contentsOfFile: path, encoding: .utf8) else {
+      FileHandle.standardError.write(Data("cove: cannot read \(path)\n".utf8))
+      throw ExitCode(2)
+    }
+    return (contents, path)
   }
 }
 

@@ -229,4 +229,15 @@ extension PlatformIOMMUTests {
     #expect(platform.iommu.assignments[Self.function] == nil)
     #expect(read(platform.iommu, 0x10000, tBit: false) == .refused(.blocked))
   }
+
+  /// A single-function group holding the guest's domain is unassigned too (it once failed with EBUSY,
+  /// found by the teardown of a guest that went away).
+  @Test func aSingleFunctionGroupIsUnassigned() throws {
+    let platform = try Platform()
+    #expect(platform.iommu.assignments[Self.function] == platform.guest.id)
+    #expect(read(platform.iommu, 0x10000, tBit: false) != .refused(.blocked))
+    try platform.iommu.unassign(Self.function)
+    #expect(platform.iommu.assignments[Self.function] == nil)
+    #expect(read(platform.iommu, 0x10000, tBit: false) == .refused(.blocked))
+  }
 }

@@ -422,7 +422,7 @@ public final class ScenarioRunner {
       return TraceRecord(component: .vmm, kind: .event, device: "\(function)", summary: event.description)
     case .pagesConverted, .conversionRefused:
       return TraceRecord(component: .vmm, kind: .memory, summary: event.description)
-    case .guestCreated:
+    case .guestCreated, .guestDestroyed:
       return TraceRecord(component: .vmm, kind: .event, summary: event.description)
     }
   }
