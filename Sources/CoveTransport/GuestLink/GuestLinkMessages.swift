@@ -153,14 +153,10 @@ public enum GuestLinkCall: Hashable, Sendable {
 }
 
 extension ByteReader {
-  /// A u64 count or offset that must fit an Int (a hostile 2^63 is malformed, not a trap).
+  /// A count or offset: an Int as its 64-bit two's-complement pattern, so a negative or huge value
+  /// reaches the host as the guest passed it and is refused there exactly as in one process.
   mutating func readCount(_ field: String) throws(WireError) -> Int {
-    let offsetBefore = offset
-    let value = try readU64(field)
-    guard let count = Int(exactly: Int64(bitPattern: value)) else {
-      throw WireError(.invalidValue, at: offsetBefore, field: field)
-    }
-    return count
+    Int(Int64(bitPattern: try readU64(field)))
   }
 }
 
