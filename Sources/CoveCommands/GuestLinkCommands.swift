@@ -35,6 +35,13 @@ public struct HostCommand: ParsableCommand {
   }
 
   public func run() throws {
+    // A daemon stops on SIGTERM or SIGINT even when it was started with them blocked (a child
+    // inherits its parent's signal mask, and a thread pool's threads block every signal).
+    var signals = sigset_t()
+    sigemptyset(&signals)
+    sigaddset(&signals, SIGTERM)
+    sigaddset(&signals, SIGINT)
+    sigprocmask(SIG_UNBLOCK, &signals, nil)
     let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
     // Unbuffered, line by line: whoever watches the log (a test, a terminal) sees each line at once.
     let host = GuestLinkHost(socketPath: listen, group: group) { line in

@@ -41,6 +41,12 @@ public protocol ScenarioHostControl: AnyObject {
   func collect() throws(HypercallError) -> [TraceRecord]
   /// Every SPDM session the TSMs established, with what decrypts a capture of it.
   func sessions() throws(HypercallError) -> [SPDMSessionSecrets]
+  /// Why the host can no longer be reached (it went away), or nil: the runner takes no further step.
+  var unreachable: String? { get }
+}
+
+extension ScenarioHostControl {
+  public var unreachable: String? { nil }
 }
 
 public struct TDIStateEntry: Hashable, Sendable {

@@ -91,6 +91,8 @@ public final class ScenarioRunner {
     collect()
     var results: [StepResult] = []
     for (index, step) in image.steps.enumerated() {
+      // A host that went away answers nothing more: the run ends here (the caller reports why).
+      if host.unreachable != nil { break }
       recorder.currentStep = index
       let first = recorder.records.count
       let described = Self.describe(step.action)

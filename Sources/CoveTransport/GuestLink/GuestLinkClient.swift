@@ -238,6 +238,8 @@ public final class GuestLinkClient: GuestHostInterface, ScenarioHostControl {
 
   // MARK: ScenarioHostControl
 
+  public var unreachable: String? { connection.lost?.message }
+
   public func perform(_ step: HostStep) throws(HypercallError) { _ = try call(.hostStep(step)) }
 
   public func tdiStates() throws(HypercallError) -> [TDIStateEntry] {
@@ -297,7 +299,10 @@ final class Connection: Sendable {
   /// Sends `frame` and waits for the answer (and the records that came before it).
   func exchange(_ frame: GuestLinkFrame) throws(GuestLinkError) -> ([TraceRecord], GuestLinkFrame) {
     let promise = channel.eventLoop.makePromise(of: ([TraceRecord], GuestLinkFrame).self)
-    if let lost = inbox.expect(promise) { throw lost }
+    if let lost = inbox.expect(promise) {
+      promise.fail(lost)
+      throw lost
+    }
     send(frame)
     do { return try promise.futureResult.wait() } catch let error as GuestLinkError { throw error } catch {
       throw GuestLinkError(.disconnected, "\(error)")
