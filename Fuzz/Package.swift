@@ -23,6 +23,7 @@ let package = Package(
     .executable(name: "FuzzEvidence", targets: ["FuzzEvidence"]),
     .executable(name: "FuzzGuestEnumeration", targets: ["FuzzGuestEnumeration"]),
     .executable(name: "FuzzPcap", targets: ["FuzzPcap"]),
+    .executable(name: "FuzzGuestLink", targets: ["FuzzGuestLink"]),
   ],
   dependencies: [
     // The root package; its manifest declares `name: "Cove"`.
@@ -42,5 +43,6 @@ let package = Package(
       "FuzzEvidence", ["GuestKernel", "GuestABI", "HostPlatform", "SPDM", "TDISP", "CoveCrypto", "PCIe", "IOMMU"]),
     harness("FuzzGuestEnumeration", ["GuestKernel", "GuestABI", "CoveCrypto", "PCIe", "IOMMU", "TDISP"]),
     harness("FuzzPcap", ["CoveScenario", "SPDM", "PCIe", "CoveWire", "CoveCrypto"]),
+    harness("FuzzGuestLink", ["CoveTransport", "GuestABI"]),
   ]
 )

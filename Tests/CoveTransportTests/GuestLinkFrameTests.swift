@@ -140,6 +140,10 @@ import Testing
       #expect(code(bytes + [0]) == .malformed)
     }
     #expect(code([0x77, 0x00]) == .unknownKind)
+    // A flag is 0 or 1 (found by FuzzGuestLink: 0x4A read as true re-encoded as 1).
+    #expect(code([0x04, 0x00] + [UInt8](repeating: 0, count: 16) + [0x4A]) == .malformed)
+    // A string is UTF-8 (found by FuzzGuestLink: a truncated sequence was repaired, so re-encoded apart).
+    #expect(code([0x20, 0x00, 0x06, 0x02, 0x00, 0x00, 0x00, 0x3B, 0xC7]) == .malformed)
     // A count crosses as the guest passed it, hostile or not (the host refuses it as in one process).
     #expect(
       try GuestLinkCall(decoding: GuestLinkCall.read(gpa: 0, count: Int.min).encoded)

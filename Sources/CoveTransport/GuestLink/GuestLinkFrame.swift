@@ -170,8 +170,14 @@ extension ByteWriter {
 }
 
 extension ByteReader {
+  /// A string as u32 length + UTF-8; bytes that are not UTF-8 are malformed (not repaired, so every
+  /// string has one encoding).
   mutating func readString(_ field: String) throws(WireError) -> String {
-    String(decoding: try readBlob(field), as: UTF8.self)
+    let at = offset
+    guard let text = String(validating: try readBlob(field), as: UTF8.self) else {
+      throw WireError(.invalidValue, at: at, field: field)
+    }
+    return text
   }
 
   mutating func readBlob(_ field: String) throws(WireError) -> [UInt8] {

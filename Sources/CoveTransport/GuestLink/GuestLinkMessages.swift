@@ -117,7 +117,7 @@ public enum GuestLinkCall: Hashable, Sendable {
         self = .copy(from: try r.readU64("from"), to: try r.readU64("to"), count: try r.readCount("count"))
       case 0x04:
         self = .convert(
-          gpa: try r.readU64("gpa"), pages: try r.readCount("pages"), toShared: try r.readU8("shared") != 0)
+          gpa: try r.readU64("gpa"), pages: try r.readCount("pages"), toShared: try r.readFlag("shared"))
       case 0x05:
         self = .configRead(
           RequesterID(rawValue: try r.readU16("function")), offset: try r.readCount("offset"),
@@ -153,6 +153,16 @@ public enum GuestLinkCall: Hashable, Sendable {
 }
 
 extension ByteReader {
+  /// A one-byte flag: 0 or 1, nothing else (so every call has exactly one encoding).
+  mutating func readFlag(_ field: String) throws(WireError) -> Bool {
+    let at = offset
+    switch try readU8(field) {
+    case 0: return false
+    case 1: return true
+    default: throw WireError(.invalidValue, at: at, field: field)
+    }
+  }
+
   /// A count or offset: an Int as its 64-bit two's-complement pattern, so a negative or huge value
   /// reaches the host as the guest passed it and is refused there exactly as in one process.
   mutating func readCount(_ field: String) throws(WireError) -> Int {
@@ -212,7 +222,7 @@ extension HostStep {
       w.appendString(rule.direction)
       w.append(UInt64(truncatingIfNeeded: rule.occurrence))
       w.append(UInt8(rule.match == nil ? 0 : 1))
-      w.appendString(rule.match ?? "")
+      if let match = rule.match { w.appendString(match) }
     case .tamper(let mode):
       w.append(UInt8(6))
       w.appendString(mode)
@@ -238,15 +248,14 @@ extension HostStep {
       let action = try r.readString("action")
       let direction = try r.readString("direction")
       let occurrence = try r.readCount("occurrence")
-      let hasMatch = try r.readU8("has match") != 0
-      let match = try r.readString("match")
+      let match = try r.readFlag("has match") ? try r.readString("match") : nil
       self = .inject(
         GuestImage.InjectionRule(
-          action: action, direction: direction, occurrence: occurrence, match: hasMatch ? match : nil))
+          action: action, direction: direction, occurrence: occurrence, match: match))
     case 6: self = .tamper(try r.readString("mode"))
     case 7:
       let function = RequesterID(rawValue: try r.readU16("function"))
-      let target: GuestImage.EscapeTarget = try r.readU8("target") == 1 ? .neighbourHPA : .neighbourGPA
+      let target: GuestImage.EscapeTarget = try r.readFlag("target") ? .neighbourHPA : .neighbourGPA
       self = .escape(function, target: target, address: try r.readU64("address"))
     default: throw WireError(.invalidValue, at: at, field: "step")
     }

@@ -1,10 +1,10 @@
 import CoveCrypto
-import CoveScenario
+public import CoveScenario
 import CoveWire
 public import GuestABI
 import IOMMU
 import PCIe
-import SPDM
+public import SPDM
 import TDISP
 
 /// The guest's first frame: which versions it speaks and the guest image (with the seed) whose
@@ -120,7 +120,7 @@ public struct GuestLinkWelcome: Hashable, Sendable {
       }
       let memoryBytes = try r.readU64("memory bytes")
       let boundary = try r.readU64("boundary")
-      let viommu = try r.readU8("viommu") != 0
+      let viommu = try r.readFlag("viommu")
       let functions = try r.readU32("functions")
       guard Int(functions) * 2 <= r.remaining else {
         throw WireError(.lengthOutOfRange, at: r.offset, field: "functions")
@@ -136,14 +136,14 @@ public struct GuestLinkWelcome: Hashable, Sendable {
 
 /// A refused call: the errno and message the guest kernel sees, exactly as in one process.
 extension HypercallError {
-  var encoded: [UInt8] {
+  public var encoded: [UInt8] {
     var w = ByteWriter()
     w.append(UInt32(bitPattern: errno.rawValue))
     w.appendString(message)
     return w.bytes
   }
 
-  init(decoding payload: [UInt8]) throws(GuestLinkError) {
+  public init(decoding payload: [UInt8]) throws(GuestLinkError) {
     var r = ByteReader(payload)
     do throws(WireError) {
       let errno = Errno(rawValue: Int32(bitPattern: try r.readU32("errno")))
@@ -154,25 +154,25 @@ extension HypercallError {
   }
 }
 
-/// Results of calls, one encoding per result type.
-enum GuestLinkResult {
-  static func u32(_ value: UInt32) -> [UInt8] {
+/// Results of calls, one encoding per result type (the readers are what a hostile host's bytes meet).
+public enum GuestLinkResult {
+  public static func u32(_ value: UInt32) -> [UInt8] {
     var w = ByteWriter()
     w.append(value)
     return w.bytes
   }
 
-  static func u64(_ value: UInt64) -> [UInt8] {
+  public static func u64(_ value: UInt64) -> [UInt8] {
     var w = ByteWriter()
     w.append(value)
     return w.bytes
   }
 
-  static func readU32(_ payload: [UInt8]) throws(GuestLinkError) -> UInt32 {
+  public static func readU32(_ payload: [UInt8]) throws(GuestLinkError) -> UInt32 {
     try decode(payload, "u32") { (r: inout ByteReader) throws(WireError) in try r.readU32("value") }
   }
 
-  static func readU64(_ payload: [UInt8]) throws(GuestLinkError) -> UInt64 {
+  public static func readU64(_ payload: [UInt8]) throws(GuestLinkError) -> UInt64 {
     try decode(payload, "u64") { (r: inout ByteReader) throws(WireError) in try r.readU64("value") }
   }
 
@@ -187,7 +187,7 @@ enum GuestLinkResult {
     } catch { throw GuestLinkError(.malformed, "\(what): \(error)") }
   }
 
-  static func bars(_ bars: [Int: Range<UInt64>]) -> [UInt8] {
+  public static func bars(_ bars: [Int: Range<UInt64>]) -> [UInt8] {
     var w = ByteWriter()
     w.append(UInt32(bars.count))
     for (index, range) in bars.sorted(by: { $0.key < $1.key }) {
@@ -198,7 +198,7 @@ enum GuestLinkResult {
     return w.bytes
   }
 
-  static func readBars(_ payload: [UInt8]) throws(GuestLinkError) -> [Int: Range<UInt64>] {
+  public static func readBars(_ payload: [UInt8]) throws(GuestLinkError) -> [Int: Range<UInt64>] {
     try decode(payload, "bars") { (r: inout ByteReader) throws(WireError) in
       let count = try r.readU32("bars")
       guard Int(count) * 20 <= r.remaining else {
@@ -216,7 +216,7 @@ enum GuestLinkResult {
     }
   }
 
-  static func notifications(_ list: [HostNotification]) -> [UInt8] {
+  public static func notifications(_ list: [HostNotification]) -> [UInt8] {
     var w = ByteWriter()
     w.append(UInt32(list.count))
     for notification in list {
@@ -235,7 +235,7 @@ enum GuestLinkResult {
     return w.bytes
   }
 
-  static func readNotifications(_ payload: [UInt8]) throws(GuestLinkError) -> [HostNotification] {
+  public static func readNotifications(_ payload: [UInt8]) throws(GuestLinkError) -> [HostNotification] {
     try decode(payload, "notifications") { (r: inout ByteReader) throws(WireError) in
       let count = try r.readU32("notifications")
       guard Int(count) * 4 <= r.remaining else {
@@ -256,7 +256,7 @@ enum GuestLinkResult {
     }
   }
 
-  static func tsm(_ response: GuestTSMResponse) -> [UInt8] {
+  public static func tsm(_ response: GuestTSMResponse) -> [UInt8] {
     var w = ByteWriter()
     switch response {
     case .done: w.append(UInt8(0))
@@ -278,7 +278,7 @@ enum GuestLinkResult {
     return w.bytes
   }
 
-  static func readTSM(_ payload: [UInt8]) throws(GuestLinkError) -> GuestTSMResponse {
+  public static func readTSM(_ payload: [UInt8]) throws(GuestLinkError) -> GuestTSMResponse {
     try decode(payload, "TSM response") { (r: inout ByteReader) throws(WireError) in
       let at = r.offset
       switch try r.readU8("response") {
@@ -306,7 +306,7 @@ enum GuestLinkResult {
     }
   }
 
-  static func states(_ entries: [TDIStateEntry]) -> [UInt8] {
+  public static func states(_ entries: [TDIStateEntry]) -> [UInt8] {
     var w = ByteWriter()
     w.append(UInt32(entries.count))
     for entry in entries {
@@ -316,7 +316,7 @@ enum GuestLinkResult {
     return w.bytes
   }
 
-  static func readStates(_ payload: [UInt8]) throws(GuestLinkError) -> [TDIStateEntry] {
+  public static func readStates(_ payload: [UInt8]) throws(GuestLinkError) -> [TDIStateEntry] {
     try decode(payload, "TDI states") { (r: inout ByteReader) throws(WireError) in
       let count = try r.readU32("entries")
       guard Int(count) * 3 <= r.remaining else {
@@ -341,14 +341,14 @@ enum GuestLinkResult {
   }
 
   /// Trace records as JSON lines (the `--trace` format, read back by the same decoder).
-  static func records(_ records: [TraceRecord]) -> [UInt8] {
+  public static func records(_ records: [TraceRecord]) -> [UInt8] {
     var w = ByteWriter()
     w.append(UInt32(records.count))
     for record in records { w.appendString(record.jsonLine) }
     return w.bytes
   }
 
-  static func readRecords(_ payload: [UInt8]) throws(GuestLinkError) -> [TraceRecord] {
+  public static func readRecords(_ payload: [UInt8]) throws(GuestLinkError) -> [TraceRecord] {
     let lines = try decode(payload, "records") { (r: inout ByteReader) throws(WireError) in
       let count = try r.readU32("records")
       guard Int(count) * 4 <= r.remaining else {
@@ -367,13 +367,13 @@ enum GuestLinkResult {
     return records
   }
 
-  static func sessions(_ sessions: [SPDMSessionSecrets]) -> [UInt8] {
+  public static func sessions(_ sessions: [SPDMSessionSecrets]) -> [UInt8] {
     var w = ByteWriter()
     w.appendString(SessionKeysFile.write(sessions))
     return w.bytes
   }
 
-  static func readSessions(_ payload: [UInt8]) throws(GuestLinkError) -> [SPDMSessionSecrets] {
+  public static func readSessions(_ payload: [UInt8]) throws(GuestLinkError) -> [SPDMSessionSecrets] {
     let text = try decode(payload, "sessions") { (r: inout ByteReader) throws(WireError) in
       try r.readString("sessions")
     }
