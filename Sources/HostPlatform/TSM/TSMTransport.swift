@@ -6,6 +6,13 @@ public import SPDM
 public protocol TSMTransport: SPDMRequesterTransport {
   mutating func reset()
   mutating func discoverProtocols() throws(SPDMRequesterError) -> [DOEProtocol]
+  /// Bytes of sequence number the path puts in DSP0277 records: 0 for DOE (PCIe 6.x §6.31.4), 2 for
+  /// MCTP (DSP0275). The TSM's requester seals and opens its sessions' records with it.
+  var securedRecordSequenceNumberSize: Int { get }
+}
+
+extension TSMTransport {
+  public var securedRecordSequenceNumberSize: Int { 0 }
 }
 
 extension DOEMailboxTransport: TSMTransport {

@@ -7,6 +7,9 @@ public import CoveWire
 /// The PCIe DOE binding (PCIe 6.x §6.31.4, DSP0277 §6) uses a zero-length sequence number on the
 /// wire and no random padding, so the AAD is `SessionID ‖ Length` and the per-record IV is the
 /// direction's IV XOR the 64-bit sequence number, little-endian, in the IV's low bytes.
+///
+/// Other bindings put the low bytes of the sequence number on the wire between SessionID and Length
+/// (`sequenceNumberSize`; 2 for MCTP, DSP0275 §6.3), and then the AAD includes them.
 public enum SecuredMessage {
   /// AES-GCM tag size.
   public static let macSize = 16
@@ -26,16 +29,23 @@ public enum SecuredMessage {
     return out
   }
 
+  /// Largest on-the-wire sequence number Cove writes (DSP0277 allows 0–8 bytes; bindings use 0 or 2).
+  public static let maximumSequenceNumberSize = 8
+
   /// Encrypts `message` with the direction's keys and advances its sequence number.
   public static func seal(
-    sessionID: UInt32, message: [UInt8], keys: inout SPDMTrafficKeys
+    sessionID: UInt32, message: [UInt8], keys: inout SPDMTrafficKeys, sequenceNumberSize: Int = 0
   ) throws(SecuredMessageError) -> [UInt8] {
+    precondition((0...maximumSequenceNumberSize).contains(sequenceNumberSize))
     // The ApplicationDataLength field is a u16; the Length field covers it, the data and the MAC.
     guard message.count <= Int(UInt16.max) - 2 - macSize else { throw .messageTooLarge(message.count) }
     guard keys.sequenceNumber < UInt64.max else { throw .sequenceNumberExhausted }
     let length = UInt16(2 + message.count + macSize)
-    var header = ByteWriter(capacity: headerSize)
+    var header = ByteWriter(capacity: headerSize + sequenceNumberSize)
     header.append(sessionID)
+    for index in 0..<sequenceNumberSize {
+      header.append(UInt8(truncatingIfNeeded: keys.sequenceNumber >> (8 * UInt64(index))))
+    }
     header.append(length)
     var plaintext = ByteWriter(capacity: message.count + 2)
     plaintext.append(UInt16(message.count))
@@ -56,15 +66,25 @@ public enum SecuredMessage {
   /// forged record cannot desynchronise the session (the caller tears the session down anyway).
   /// - Parameter allowsPadding: DOE carries whole DWs, so a record may be followed by up to three
   ///   zero bytes of padding (PCIe 6.x §6.30.1); the Length field says where the record ends.
+  /// - Parameter sequenceNumberSize: bytes of sequence number on the wire; they must be the low bytes
+  ///   of the expected sequence number (libspdm checks the same).
   public static func open(
-    _ record: [UInt8], keys: inout SPDMTrafficKeys, allowsPadding: Bool = false
+    _ record: [UInt8], keys: inout SPDMTrafficKeys, allowsPadding: Bool = false, sequenceNumberSize: Int = 0
   ) throws(SecuredMessageError) -> (sessionID: UInt32, message: [UInt8]) {
+    precondition((0...maximumSequenceNumberSize).contains(sequenceNumberSize))
+    let headerSize = headerSize + sequenceNumberSize
     var record = record
     var reader = ByteReader(record)
     let sessionID: UInt32
     let length: UInt16
     do throws(WireError) {
       sessionID = try reader.readU32("SessionID")
+      for index in 0..<sequenceNumberSize {
+        let byte = try reader.readU8("SequenceNumber")
+        guard byte == UInt8(truncatingIfNeeded: keys.sequenceNumber >> (8 * UInt64(index))) else {
+          throw WireError(.invalidValue, at: 4 + index, field: "SequenceNumber")
+        }
+      }
       length = try reader.readU16("Length")
       // Length covers ApplicationDataLength (2), the data and the MAC, and must match the record.
       guard Int(length) >= 2 + macSize else {

@@ -6,6 +6,10 @@ public import CoveCrypto
 /// and data secrets, both finished keys and each direction's current traffic keys. Both the requester
 /// and the responder machine hold one, so the same derivation code runs on each side.
 public struct SPDMSessionKeys: Sendable {
+  /// Bytes of sequence number its records carry on the wire: 0 over DOE, 2 over MCTP (DSP0275);
+  /// see ``SecuredMessage``.
+  public var recordSequenceNumberSize = 0
+
   public enum Phase: Sendable, Hashable {
     /// KEY_EXCHANGE_RSP sent/received; records use the handshake keys; only FINISH is allowed.
     case handshake
@@ -100,22 +104,30 @@ public struct SPDMSessionKeys: Sendable {
 
   /// Encrypts a message from the requester.
   public mutating func sealFromRequester(_ message: [UInt8]) throws(SecuredMessageError) -> [UInt8] {
-    try SecuredMessage.seal(sessionID: sessionID, message: message, keys: &requesterKeys)
+    try SecuredMessage.seal(
+      sessionID: sessionID, message: message, keys: &requesterKeys,
+      sequenceNumberSize: recordSequenceNumberSize)
   }
 
   public mutating func sealFromResponder(_ message: [UInt8]) throws(SecuredMessageError) -> [UInt8] {
-    try SecuredMessage.seal(sessionID: sessionID, message: message, keys: &responderKeys)
+    try SecuredMessage.seal(
+      sessionID: sessionID, message: message, keys: &responderKeys,
+      sequenceNumberSize: recordSequenceNumberSize)
   }
 
   public mutating func openFromRequester(
     _ record: [UInt8], allowsPadding: Bool = false
   ) throws(SecuredMessageError) -> [UInt8] {
-    try SecuredMessage.open(record, keys: &requesterKeys, allowsPadding: allowsPadding).message
+    try SecuredMessage.open(
+      record, keys: &requesterKeys, allowsPadding: allowsPadding, sequenceNumberSize: recordSequenceNumberSize
+    ).message
   }
 
   public mutating func openFromResponder(
     _ record: [UInt8], allowsPadding: Bool = false
   ) throws(SecuredMessageError) -> [UInt8] {
-    try SecuredMessage.open(record, keys: &responderKeys, allowsPadding: allowsPadding).message
+    try SecuredMessage.open(
+      record, keys: &responderKeys, allowsPadding: allowsPadding, sequenceNumberSize: recordSequenceNumberSize
+    ).message
   }
 }
