@@ -14,7 +14,7 @@ public struct CoveCommand: ParsableCommand {
     version: "cove 0.7.0",
     subcommands: [
       RunCommand.self, CheckCommand.self, ImagesCommand.self, AttestCommand.self, TDISPCommand.self,
-      PKICommand.self, TraceCommand.self, BenchCommand.self,
+      PKICommand.self, TraceCommand.self, BenchCommand.self, ResponderCommand.self, TSMCommand.self,
     ],
     defaultSubcommand: RunCommand.self
   )
