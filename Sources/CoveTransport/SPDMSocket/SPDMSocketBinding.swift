@@ -37,9 +37,9 @@ public enum SPDMSocketBinding: String, Hashable, Sendable, CaseIterable, CustomS
   /// Whether the connection opens with the TEST hello (spdm-emu skips it for NONE).
   public var usesHello: Bool { self != .none }
 
-  /// Bytes of DSP0277 sequence number in a secured record on this transport: 2 for MCTP (DSP0275
-  /// §6.3, libspdm `LIBSPDM_MCTP_SEQUENCE_NUMBER_COUNT`), none for DOE (PCIe 6.x §6.31.4) and NONE.
-  public var securedRecordSequenceNumberSize: Int { self == .mctp ? 2 : 0 }
+  /// How DSP0277 records are laid out on this transport: MCTP's (2-byte sequence number, the SPDM
+  /// message type inside, DSP0275), or DOE's (PCIe 6.x §6.31.4), which NONE uses too.
+  public var securedRecordFormat: SecuredRecordFormat { self == .mctp ? .mctp : .doe }
 
   public var description: String { rawValue }
 

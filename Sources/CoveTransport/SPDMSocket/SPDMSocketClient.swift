@@ -193,7 +193,7 @@ public struct SPDMSocketTSMTransport: TSMTransport, DOEObjectExchange {
 
   public init(connection: SPDMSocketConnection) { self.connection = connection }
 
-  public var securedRecordSequenceNumberSize: Int { connection.binding.securedRecordSequenceNumberSize }
+  public var securedRecordFormat: SecuredRecordFormat { connection.binding.securedRecordFormat }
 
   /// No mailbox to abort: the socket carries one exchange at a time and a fresh GET_VERSION resets
   /// the SPDM connection.

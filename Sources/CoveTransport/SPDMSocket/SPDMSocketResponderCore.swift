@@ -63,7 +63,7 @@ public final class SPDMSocketResponderCore {
     self.device = device
     self.binding = binding
     self.recorder = recorder
-    device.tdisp.setSecuredRecordSequenceNumberSize(binding.securedRecordSequenceNumberSize)
+    device.tdisp.setSecuredRecordFormat(binding.securedRecordFormat)
     tdiStates = [:]
     streamStates = [:]
     tdiStates = currentTDIStates()

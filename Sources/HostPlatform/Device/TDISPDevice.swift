@@ -145,10 +145,10 @@ public final class TDISPDevice: TDILockConfigurationSource {
   /// The DSM's SPDM responder as it stands (its sessions, for a capture's key log).
   public var spdmResponder: SPDMResponder { doe.responder }
 
-  /// Bytes of sequence number in the secured records of sessions begun from now on (2 when the DSM
-  /// is reached over MCTP, DSP0275; 0 over DOE).
-  public func setSecuredRecordSequenceNumberSize(_ size: Int) {
-    doe.responder.securedRecordSequenceNumberSize = size
+  /// How the secured records of sessions begun from now on are laid out (MCTP when the DSM is
+  /// reached over MCTP, DSP0275; DOE otherwise).
+  public func setSecuredRecordFormat(_ format: SecuredRecordFormat) {
+    doe.responder.securedRecordFormat = format
   }
 
   /// The VFs of `pf`, in description order.

@@ -41,9 +41,8 @@ public struct SPDMResponder {
   public var vendorDefinedHandler: (any SPDMVendorDefinedHandler)?
   /// Set by DW-padded transports (DOE): see ``TransportPadding``.
   public var allowsTransportPadding = false
-  /// Bytes of sequence number the transport puts in secured records (0 for DOE, 2 for MCTP): see
-  /// ``SecuredMessage``. Applies to sessions begun after it is set.
-  public var securedRecordSequenceNumberSize = 0
+  /// How the transport lays out secured records (DOE, MCTP): see ``SecuredRecordFormat``. Applies to sessions begun after it is set.
+  public var securedRecordFormat = SecuredRecordFormat.doe
 
   private let entropy: any EntropySource
   /// Message A: GET_VERSION … ALGORITHMS.
@@ -630,7 +629,7 @@ public struct SPDMResponder {
     var session = SPDMSessionKeys(
       sessionID: sessionID, algorithms: algorithms, sharedSecret: sharedSecret,
       transcriptThroughSignature: transcript)
-    session.recordSequenceNumberSize = securedRecordSequenceNumberSize
+    session.recordFormat = securedRecordFormat
     response.responderVerifyData = session.responderVerifyData
     session.appendTranscript(response.responderVerifyData)
     sessions[sessionID] = session

@@ -8,8 +8,7 @@ public import CoveWire
 /// wire and no random padding, so the AAD is `SessionID ‖ Length` and the per-record IV is the
 /// direction's IV XOR the 64-bit sequence number, little-endian, in the IV's low bytes.
 ///
-/// Other bindings put the low bytes of the sequence number on the wire between SessionID and Length
-/// (`sequenceNumberSize`; 2 for MCTP, DSP0275 §6.3), and then the AAD includes them.
+/// Other bindings lay records out differently: ``SecuredRecordFormat``.
 public enum SecuredMessage {
   /// AES-GCM tag size.
   public static let macSize = 16
@@ -29,14 +28,12 @@ public enum SecuredMessage {
     return out
   }
 
-  /// Largest on-the-wire sequence number Cove writes (DSP0277 allows 0–8 bytes; bindings use 0 or 2).
-  public static let maximumSequenceNumberSize = 8
-
   /// Encrypts `message` with the direction's keys and advances its sequence number.
   public static func seal(
-    sessionID: UInt32, message: [UInt8], keys: inout SPDMTrafficKeys, sequenceNumberSize: Int = 0
+    sessionID: UInt32, message: [UInt8], keys: inout SPDMTrafficKeys, format: SecuredRecordFormat = .doe
   ) throws(SecuredMessageError) -> [UInt8] {
-    precondition((0...maximumSequenceNumberSize).contains(sequenceNumberSize))
+    let sequenceNumberSize = format.sequenceNumberSize
+    let message = format.innerMessageType.map { [$0] + message } ?? message
     // The ApplicationDataLength field is a u16; the Length field covers it, the data and the MAC.
     guard message.count <= Int(UInt16.max) - 2 - macSize else { throw .messageTooLarge(message.count) }
     guard keys.sequenceNumber < UInt64.max else { throw .sequenceNumberExhausted }
@@ -66,12 +63,13 @@ public enum SecuredMessage {
   /// forged record cannot desynchronise the session (the caller tears the session down anyway).
   /// - Parameter allowsPadding: DOE carries whole DWs, so a record may be followed by up to three
   ///   zero bytes of padding (PCIe 6.x §6.30.1); the Length field says where the record ends.
-  /// - Parameter sequenceNumberSize: bytes of sequence number on the wire; they must be the low bytes
-  ///   of the expected sequence number (libspdm checks the same).
+  /// - Parameter format: the binding's layout; a sequence number on the wire must be the low bytes of
+  ///   the expected one (libspdm checks the same), an inner message type must be the binding's.
   public static func open(
-    _ record: [UInt8], keys: inout SPDMTrafficKeys, allowsPadding: Bool = false, sequenceNumberSize: Int = 0
+    _ record: [UInt8], keys: inout SPDMTrafficKeys, allowsPadding: Bool = false,
+    format: SecuredRecordFormat = .doe
   ) throws(SecuredMessageError) -> (sessionID: UInt32, message: [UInt8]) {
-    precondition((0...maximumSequenceNumberSize).contains(sequenceNumberSize))
+    let sequenceNumberSize = format.sequenceNumberSize
     let headerSize = headerSize + sequenceNumberSize
     var record = record
     var reader = ByteReader(record)
@@ -114,8 +112,14 @@ public enum SecuredMessage {
     var inner = ByteReader(plaintext, baseOffset: headerSize)
     do throws(WireError) {
       let appLength = try inner.readU16("ApplicationDataLength")
-      let message = try inner.readBytes(Int(appLength), "ApplicationData")
-      // Whatever follows is random padding (none for DOE, but DSP0277 allows it): ignored.
+      var message = try inner.readBytes(Int(appLength), "ApplicationData")
+      // Whatever follows is random padding (none for DOE, up to 32 bytes from libspdm over MCTP): ignored.
+      if let type = format.innerMessageType {
+        guard message.first == type else {
+          throw WireError(.invalidValue, at: headerSize + 2, field: "MCTP message type")
+        }
+        message.removeFirst()
+      }
       keys.sequenceNumber += 1
       return (sessionID, message)
     } catch {
@@ -145,4 +149,25 @@ public enum SecuredMessageError: Error, Hashable, Sendable, CustomStringConverti
     case .cryptoFailure(let error): "AEAD failure: \(error)"
     }
   }
+}
+
+/// How a transport binding lays out DSP0277 records around the AEAD.
+/// - DOE (PCIe 6.x §6.31.4): no sequence number on the wire, the SPDM message alone inside.
+/// - MCTP (DSP0275 §6.3, as libspdm's `spdm_transport_mctp_lib` does it): the low 2 bytes of the
+///   sequence number between SessionID and Length (covered by the AAD), and the application data
+///   begins with the MCTP message type of SPDM (0x05) before the SPDM message.
+public struct SecuredRecordFormat: Hashable, Sendable {
+  /// Bytes of sequence number on the wire, 0…8 (DSP0277 allows up to the full 64 bits).
+  public let sequenceNumberSize: Int
+  /// A byte before the SPDM message inside the encrypted application data, if the binding has one.
+  public let innerMessageType: UInt8?
+
+  public init(sequenceNumberSize: Int, innerMessageType: UInt8?) {
+    precondition((0...8).contains(sequenceNumberSize), "a sequence number has at most 8 bytes")
+    self.sequenceNumberSize = sequenceNumberSize
+    self.innerMessageType = innerMessageType
+  }
+
+  public static let doe = SecuredRecordFormat(sequenceNumberSize: 0, innerMessageType: nil)
+  public static let mctp = SecuredRecordFormat(sequenceNumberSize: 2, innerMessageType: 0x05)
 }

@@ -6,9 +6,8 @@ public import CoveCrypto
 /// and data secrets, both finished keys and each direction's current traffic keys. Both the requester
 /// and the responder machine hold one, so the same derivation code runs on each side.
 public struct SPDMSessionKeys: Sendable {
-  /// Bytes of sequence number its records carry on the wire: 0 over DOE, 2 over MCTP (DSP0275);
-  /// see ``SecuredMessage``.
-  public var recordSequenceNumberSize = 0
+  /// How its records are laid out on the transport (DOE, MCTP): see ``SecuredRecordFormat``.
+  public var recordFormat = SecuredRecordFormat.doe
 
   public enum Phase: Sendable, Hashable {
     /// KEY_EXCHANGE_RSP sent/received; records use the handshake keys; only FINISH is allowed.
@@ -106,20 +105,20 @@ public struct SPDMSessionKeys: Sendable {
   public mutating func sealFromRequester(_ message: [UInt8]) throws(SecuredMessageError) -> [UInt8] {
     try SecuredMessage.seal(
       sessionID: sessionID, message: message, keys: &requesterKeys,
-      sequenceNumberSize: recordSequenceNumberSize)
+      format: recordFormat)
   }
 
   public mutating func sealFromResponder(_ message: [UInt8]) throws(SecuredMessageError) -> [UInt8] {
     try SecuredMessage.seal(
       sessionID: sessionID, message: message, keys: &responderKeys,
-      sequenceNumberSize: recordSequenceNumberSize)
+      format: recordFormat)
   }
 
   public mutating func openFromRequester(
     _ record: [UInt8], allowsPadding: Bool = false
   ) throws(SecuredMessageError) -> [UInt8] {
     try SecuredMessage.open(
-      record, keys: &requesterKeys, allowsPadding: allowsPadding, sequenceNumberSize: recordSequenceNumberSize
+      record, keys: &requesterKeys, allowsPadding: allowsPadding, format: recordFormat
     ).message
   }
 
@@ -127,7 +126,7 @@ public struct SPDMSessionKeys: Sendable {
     _ record: [UInt8], allowsPadding: Bool = false
   ) throws(SecuredMessageError) -> [UInt8] {
     try SecuredMessage.open(
-      record, keys: &responderKeys, allowsPadding: allowsPadding, sequenceNumberSize: recordSequenceNumberSize
+      record, keys: &responderKeys, allowsPadding: allowsPadding, format: recordFormat
     ).message
   }
 }
