@@ -23,6 +23,7 @@ let package = Package(
     .executable(name: "FuzzEvidence", targets: ["FuzzEvidence"]),
     .executable(name: "FuzzGuestEnumeration", targets: ["FuzzGuestEnumeration"]),
     .executable(name: "FuzzPcap", targets: ["FuzzPcap"]),
+    .executable(name: "FuzzSPDMSocket", targets: ["FuzzSPDMSocket"]),
   ],
   dependencies: [
     // The root package; its manifest declares `name: "Cove"`.
@@ -39,8 +40,10 @@ let package = Package(
     harness("FuzzPCISIGProtocols", ["SPDM", "TDISP", "IDEKM", "CoveWire", "CoveCrypto"]),
     harness("FuzzVIOMMUCommands", ["HostPlatform", "GuestABI", "IOMMU", "PCIe", "CoveWire"]),
     harness(
-      "FuzzEvidence", ["GuestKernel", "GuestABI", "HostPlatform", "SPDM", "TDISP", "CoveCrypto", "PCIe", "IOMMU"]),
+      "FuzzEvidence",
+      ["GuestKernel", "GuestABI", "HostPlatform", "SPDM", "TDISP", "CoveCrypto", "PCIe", "IOMMU"]),
     harness("FuzzGuestEnumeration", ["GuestKernel", "GuestABI", "CoveCrypto", "PCIe", "IOMMU", "TDISP"]),
     harness("FuzzPcap", ["CoveScenario", "SPDM", "PCIe", "CoveWire", "CoveCrypto"]),
+    harness("FuzzSPDMSocket", ["CoveTransport", "SPDM", "PCIe"]),
   ]
 )

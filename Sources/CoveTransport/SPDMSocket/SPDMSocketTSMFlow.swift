@@ -25,14 +25,20 @@ public struct SPDMSocketTSMResult: Sendable {
 /// ``HostTSM`` checks it, and each state the TSM changes is confirmed with
 /// GET_DEVICE_INTERFACE_STATE, since the device's word is what counts.
 public enum SPDMSocketTSMFlow {
+  /// The TSM's end of the link to a device reached over the socket: an emulated root port (00:01.0)
+  /// with the configured selective stream, which IDE_KM keys along with the device.
+  public static func rootPort(for configuration: TSMDeviceConfiguration) -> IDERootPort {
+    IDERootPort(
+      requesterID: BDF(bus: 0, device: 1, function: 0).requesterID,
+      streams: [configuration.streamID: .selective])
+  }
+
   public static func run(
     transport: SPDMSocketTSMTransport, configuration: TSMDeviceConfiguration, interface: RequesterID,
     policy: SPDMRequesterPolicy, entropy: any EntropySource, log: (String) -> Void = { _ in },
     sessionSecrets: ([SPDMSessionSecrets]) -> Void = { _ in }
   ) throws(TSMError) -> SPDMSocketTSMResult {
-    let rootPort = IDERootPort(
-      requesterID: BDF(bus: 0, device: 1, function: 0).requesterID,
-      streams: [configuration.streamID: .selective])
+    let rootPort = Self.rootPort(for: configuration)
     let tsm = HostTSM(
       configuration: configuration, transport: transport, rootPort: rootPort, policy: policy, entropy: entropy
     )
