@@ -235,7 +235,11 @@ public struct TSMCommand: ParsableCommand {
       connection = try SPDMSocketConnection(
         host: host, port: port, binding: binding, timeout: .seconds(timeout))
     } catch {
-      FileHandle.standardError.write(Data("cove tsm: \(error)\n".utf8))
+      // A responder drops a frame of another transport without a word: say so.
+      let hint =
+        error == .connectionClosed(pendingBytes: 0)
+        ? " during the TEST hello (is the responder on another transport than \(binding)?)" : ""
+      FileHandle.standardError.write(Data("cove tsm: \(error)\(hint)\n".utf8))
       throw ExitCode(1)
     }
     emitLine(

@@ -88,7 +88,9 @@ enum SPDMSocketBench {
     let memoryMedian = medianMilliseconds(memory)
     let exchanges = server.withCore { $0.exchanges } / (runs + 3)
     print("cove-bench: the SPDM socket (spdm-emu/QEMU protocol, PCI_DOE) against the in-memory DOE mailbox")
-    print("  median of \(runs) interleaved runs each; ~\(exchanges) DOE objects per run (teardown included)")
+    print(
+      "  median of \(runs) interleaved runs each; ~\(exchanges) request/response exchanges per run (teardown included)"
+    )
     print(
       String(
         format:
