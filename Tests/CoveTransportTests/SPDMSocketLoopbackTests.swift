@@ -77,6 +77,22 @@ struct SocketRig {
       #expect(core.sessionSecrets.count == 1)
       #expect(core.sessionSecrets.first?.data != nil)
       #expect(core.peerErrors.isEmpty)
+      // The capture: DOE objects (NONE's messages wrapped as DOE would carry them) that Cove's decoder
+      // opens with the key log, TDISP inside; MCTP records as spdm-emu writes them.
+      let pcap = core.pcap()
+      let linkType = pcap[20..<24].reversed().reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+      if binding == .mctp {
+        #expect(linkType == 291)
+        // The first record: 16-byte record header, MCTP header 00 00 00 C0, type 0x05, GET_VERSION.
+        #expect(Array(pcap[40..<47]) == [0, 0, 0, 0xC0, 0x05, 0x10, 0x84])
+      } else {
+        #expect(linkType == 292)
+        let keys = try? SessionKeysFile.parse(SessionKeysFile.write(core.sessionSecrets))
+        #expect(keys == core.sessionSecrets)
+        let decoded = try? TraceDecoder.decode(pcap: pcap, sessions: core.sessionSecrets)
+        #expect(decoded?.messages.allSatisfy { $0.problem == nil } == true)
+        #expect(decoded?.lines.contains { $0.contains("TDISP START_INTERFACE") } == true)
+      }
     }
     #expect(lines.contains { $0.hasPrefix("START_INTERFACE") && $0.hasSuffix("RUN") })
   }
