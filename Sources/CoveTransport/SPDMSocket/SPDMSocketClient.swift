@@ -17,7 +17,6 @@ public final class SPDMSocketConnection {
   public var onPayload: ((_ payload: [UInt8], _ isRequest: Bool) -> Void)?
   /// The first socket-level failure, kept typed (the TSM sees it as an SPDM transport error).
   public private(set) var lastError: SPDMSocketError?
-  private let group: MultiThreadedEventLoopGroup
   private let channel: any Channel
   private let handler: ClientHandler
   private var closed = false
@@ -30,8 +29,8 @@ public final class SPDMSocketConnection {
     self.binding = binding
     self.timeout = timeout
     let handler = ClientHandler()
-    let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-    let bootstrap = ClientBootstrap(group: group)
+    // NIO's process-wide event loops: a connection costs no thread of its own.
+    let bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
       .channelOption(.tcpOption(.tcp_nodelay), value: 1)
       .connectTimeout(TimeAmount(timeout))
       .channelInitializer { channel in
@@ -49,10 +48,8 @@ public final class SPDMSocketConnection {
     do {
       channel = try bootstrap.connect(host: host, port: port).wait()
     } catch {
-      try? group.syncShutdownGracefully()
       throw .io("cannot connect to \(host):\(port): \(error)")
     }
-    self.group = group
     self.handler = handler
     if binding.usesHello {
       let answer = try exchange(
@@ -113,7 +110,6 @@ public final class SPDMSocketConnection {
     guard !closed else { return }
     closed = true
     _ = try? channel.close().wait()
-    try? group.syncShutdownGracefully()
   }
 
   private func remember(_ error: SPDMSocketError) -> SPDMSocketError {

@@ -203,14 +203,17 @@ public final class SPDMSocketResponderCore {
           before: streamStates[key], after: streams[key]))
     }
     streamStates = streams
+    // Secrets are derived again only when a session is new or has just reached its data phase.
     for session in device.tdisp.spdmResponder.sessions.values {
-      let secrets = SPDMSessionSecrets(session)
-      if let index = sessionSecrets.lastIndex(where: {
-        $0.sessionID == session.sessionID && $0.sharedSecret == secrets.sharedSecret
-      }) {
-        sessionSecrets[index] = secrets
+      let index = sessionSecrets.lastIndex {
+        $0.sessionID == session.sessionID && $0.sharedSecret == session.sharedSecret
+      }
+      if let index {
+        if sessionSecrets[index].data == nil, session.th2 != nil {
+          sessionSecrets[index] = SPDMSessionSecrets(session)
+        }
       } else {
-        sessionSecrets.append(secrets)
+        sessionSecrets.append(SPDMSessionSecrets(session))
       }
     }
   }
