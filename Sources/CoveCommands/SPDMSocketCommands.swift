@@ -19,8 +19,8 @@ public struct ResponderCommand: ParsableCommand {
     abstract: "Serve a Cove device's DSM on the spdm-emu/QEMU SPDM socket protocol (TCP).",
     discussion: """
       The device is the built-in default image's first device unless --device selects another:
-      IMAGE (a built-in image's name or a YAML file), IMAGE#N (its N-th device, from 0) or
-      IMAGE#bus=BB (the device on bus BB, hex). Its certificate chain and key are the image's test
+      IMAGE (a built-in image's name or a YAML file), IMAGE#N (its N-th device, from 0),
+      IMAGE#bus=BB (the device on bus BB, hex) or IMAGE#NAME (the first device of model NAME). Its certificate chain and key are the image's test
       PKI unless --cert-chain and --key give others (PEM or DER; the chain root first).
 
       The server stops on SHUTDOWN, on CONTINUE it takes the next connection; --once stops it when
@@ -42,7 +42,7 @@ public struct ResponderCommand: ParsableCommand {
   @Option(help: "Transport binding: doe, mctp or none.")
   public var transport: String = "doe"
 
-  @Option(help: "The device to serve: IMAGE, IMAGE#N or IMAGE#bus=BB.")
+  @Option(help: "The device to serve: IMAGE, IMAGE#N, IMAGE#bus=BB or IMAGE#NAME.")
   public var device: String?
 
   @Option(name: .customLong("cert-chain"), help: "The device's certificate chain (PEM or DER), root first.")
@@ -74,7 +74,7 @@ public struct ResponderCommand: ParsableCommand {
       throw ValidationError("--cert-chain and --key go together")
     }
     if let device, SPDMSocketDeviceSelector(parsing: device) == nil {
-      throw ValidationError("--device must be IMAGE, IMAGE#N or IMAGE#bus=BB, not '\(device)'")
+      throw ValidationError("--device must be IMAGE, IMAGE#N, IMAGE#bus=BB or IMAGE#NAME, not '\(device)'")
     }
   }
 
@@ -83,7 +83,12 @@ public struct ResponderCommand: ParsableCommand {
     let selector = device.flatMap(SPDMSocketDeviceSelector.init(parsing:)) ?? SPDMSocketDeviceSelector()
     let image = try ImageSource.load(selector.image)
     guard let spec = selector.select(in: image) else {
-      throw ValidationError("--device \(selector): the image has \(image.devices.count) device(s)")
+      throw ValidationError(
+        "--device \(selector): no such device; the image has "
+          + image.devices.enumerated().map {
+            "#\($0.offset) \($0.element.model) on bus \(String(format: "%02x", $0.element.bus))"
+          }
+          .joined(separator: ", "))
     }
     var identity = try SPDMSocketDeviceIdentity(spec: spec)
     if let certChain, let key {

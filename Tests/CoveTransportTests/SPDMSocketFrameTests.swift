@@ -174,3 +174,19 @@ import Testing
     #expect(throws: SecuredMessageError.self) { try SecuredMessage.open(first, keys: &stale, format: .mctp) }
   }
 }
+
+@Suite struct SPDMSocketDeviceSelectorTests {
+  @Test func parsesEveryForm() {
+    #expect(SPDMSocketDeviceSelector(parsing: "default") == SPDMSocketDeviceSelector(image: "default"))
+    #expect(
+      SPDMSocketDeviceSelector(parsing: "a.yaml#2")
+        == SPDMSocketDeviceSelector(image: "a.yaml", which: .index(2)))
+    #expect(SPDMSocketDeviceSelector(parsing: "#bus=1f") == SPDMSocketDeviceSelector(which: .bus(0x1F)))
+    #expect(
+      SPDMSocketDeviceSelector(parsing: "default#cove-dma")
+        == SPDMSocketDeviceSelector(image: "default", which: .model("cove-dma")))
+    #expect(SPDMSocketDeviceSelector(parsing: "default#") == nil)
+    #expect(SPDMSocketDeviceSelector(parsing: "default#-1") == nil)
+    #expect(SPDMSocketDeviceSelector(parsing: "default#bus=zz") == nil)
+  }
+}

@@ -65,13 +65,15 @@ extension CoveDMADevice {
 }
 
 /// Where `--device` points: `IMAGE` (a built-in image's name or a YAML file) and optionally `#N`, the
-/// device's 0-based index in the image, or `#bus=BB` (hex), its bus. No `--device`: the built-in
-/// default image's first device.
+/// device's 0-based index in the image, `#bus=BB` (hex), its bus, or `#NAME`, the first device whose
+/// model is NAME (image devices have no other name). No `--device`: the built-in default image's
+/// first device.
 public struct SPDMSocketDeviceSelector: Hashable, Sendable, CustomStringConvertible {
   public var image: String?
   public enum Which: Hashable, Sendable {
     case index(Int)
     case bus(UInt8)
+    case model(String)
   }
   public var which: Which
 
@@ -80,7 +82,7 @@ public struct SPDMSocketDeviceSelector: Hashable, Sendable, CustomStringConverti
     self.which = which
   }
 
-  /// Parses `IMAGE[#N | #bus=BB]`; nil if the part after `#` is neither.
+  /// Parses `IMAGE[#N | #bus=BB | #NAME]`; nil for an empty or malformed part after `#`.
   public init?(parsing text: String) {
     guard let hash = text.lastIndex(of: "#") else {
       self.init(image: text.isEmpty ? nil : text)
@@ -91,9 +93,12 @@ public struct SPDMSocketDeviceSelector: Hashable, Sendable, CustomStringConverti
     if tail.hasPrefix("bus=") {
       guard let bus = UInt8(tail.dropFirst(4), radix: 16) else { return nil }
       self.init(image: image.isEmpty ? nil : image, which: .bus(bus))
-    } else {
-      guard let index = Int(tail), index >= 0 else { return nil }
+    } else if let index = Int(tail) {
+      guard index >= 0 else { return nil }
       self.init(image: image.isEmpty ? nil : image, which: .index(index))
+    } else {
+      guard !tail.isEmpty else { return nil }
+      self.init(image: image.isEmpty ? nil : image, which: .model(String(tail)))
     }
   }
 
@@ -102,6 +107,7 @@ public struct SPDMSocketDeviceSelector: Hashable, Sendable, CustomStringConverti
     switch which {
     case .index(let index): image.devices.indices.contains(index) ? image.devices[index] : nil
     case .bus(let bus): image.devices.first { $0.bus == bus }
+    case .model(let model): image.devices.first { $0.model == model }
     }
   }
 
@@ -110,6 +116,7 @@ public struct SPDMSocketDeviceSelector: Hashable, Sendable, CustomStringConverti
     switch which {
     case .index(let index): return "\(name)#\(index)"
     case .bus(let bus): return "\(name)#bus=\(String(bus, radix: 16))"
+    case .model(let model): return "\(name)#\(model)"
     }
   }
 }
