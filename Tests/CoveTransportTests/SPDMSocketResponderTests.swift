@@ -1,6 +1,7 @@
 import CoveTransport
 import NIOCore
 import NIOPosix
+import SPDM
 import Testing
 
 /// A bare TCP client: writes bytes as given and collects what comes back until the peer closes or
@@ -138,6 +139,22 @@ final class RawSocketClient {
     #expect(answers[0] == [1, 0, 0, 0, 3, 0, 0, 0, 1, 0, 0, 1])
     #expect(answers[1] == [1, 0, 0, 0, 3, 0, 0, 0, 1, 0, 1, 2])
     #expect(answers[2] == [1, 0, 0, 0, 3, 0, 0, 0, 1, 0, 2, 0])
+    try connection.end(.shutdown)
+  }
+
+  /// A request the device does not answer (here a secured record for no session) gets an empty
+  /// NORMAL frame, so the requester is not left waiting, and the connection stays up.
+  @Test func unansweredRequestGetsAnEmptyNormalFrame() throws {
+    let server = try Self.server(.doe)
+    defer { server.shutdown() }
+    let connection = try SPDMSocketConnection(host: "127.0.0.1", port: server.port, binding: .doe)
+    let record: [UInt8] = [0xFF, 0xFF, 0xFF, 0xFF, 0x12, 0x00] + Array(repeating: 0, count: 18)
+    #expect(try connection.normal(SPDMSocketBinding.doe.payload(for: .secured(record))) == [])
+    var transport = SPDMSocketTSMTransport(connection: connection)
+    #expect(throws: SPDMRequesterError.transport("the responder sent no answer (empty NORMAL frame)")) {
+      _ = try transport.exchange(.secured(record))
+    }
+    #expect(try connection.normal(SPDMSocketBinding.doe.payload(for: .plain([0x10, 0x84, 0, 0]))).count > 8)
     try connection.end(.shutdown)
   }
 }
