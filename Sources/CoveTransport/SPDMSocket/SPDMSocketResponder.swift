@@ -108,7 +108,7 @@ public final class SPDMSocketResponder: Sendable {
     init(shared: Shared) { self.shared = shared }
 
     func channelActive(context: ChannelHandlerContext) {
-      peer = context.remoteAddress.map { "\($0)" } ?? "?"
+      peer = context.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "?"
       let peer = peer
       try? shared.with { core throws(SPDMSocketError) in core.connectionOpened(peer: peer) }
       context.fireChannelActive()
