@@ -2,7 +2,7 @@
 SWIFT ?= swift
 FUZZ_RUNS ?= 1000000
 FUZZ_TARGETS ?= FuzzDOE FuzzSPDMDecoders FuzzResponder FuzzPCISIGProtocols FuzzVIOMMUCommands \
-  FuzzEvidence FuzzGuestEnumeration FuzzPcap FuzzGuestLink
+  FuzzEvidence FuzzGuestEnumeration FuzzPcap FuzzGuestLink FuzzSPDMSocket
 
 .PHONY: all build release run test bench fuzz format embed-images check-deps check-test-deps check-report help clean
 

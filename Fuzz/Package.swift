@@ -24,6 +24,7 @@ let package = Package(
     .executable(name: "FuzzGuestEnumeration", targets: ["FuzzGuestEnumeration"]),
     .executable(name: "FuzzPcap", targets: ["FuzzPcap"]),
     .executable(name: "FuzzGuestLink", targets: ["FuzzGuestLink"]),
+    .executable(name: "FuzzSPDMSocket", targets: ["FuzzSPDMSocket"]),
   ],
   dependencies: [
     // The root package; its manifest declares `name: "Cove"`.
@@ -40,9 +41,11 @@ let package = Package(
     harness("FuzzPCISIGProtocols", ["SPDM", "TDISP", "IDEKM", "CoveWire", "CoveCrypto"]),
     harness("FuzzVIOMMUCommands", ["HostPlatform", "GuestABI", "IOMMU", "PCIe", "CoveWire"]),
     harness(
-      "FuzzEvidence", ["GuestKernel", "GuestABI", "HostPlatform", "SPDM", "TDISP", "CoveCrypto", "PCIe", "IOMMU"]),
+      "FuzzEvidence",
+      ["GuestKernel", "GuestABI", "HostPlatform", "SPDM", "TDISP", "CoveCrypto", "PCIe", "IOMMU"]),
     harness("FuzzGuestEnumeration", ["GuestKernel", "GuestABI", "CoveCrypto", "PCIe", "IOMMU", "TDISP"]),
     harness("FuzzPcap", ["CoveScenario", "SPDM", "PCIe", "CoveWire", "CoveCrypto"]),
     harness("FuzzGuestLink", ["CoveTransport", "GuestABI"]),
+    harness("FuzzSPDMSocket", ["CoveTransport", "SPDM", "PCIe"]),
   ]
 )

@@ -15,6 +15,7 @@ public struct CoveCommand: ParsableCommand {
     subcommands: [
       RunCommand.self, CheckCommand.self, ImagesCommand.self, AttestCommand.self, TDISPCommand.self,
       PKICommand.self, TraceCommand.self, BenchCommand.self, HostCommand.self, GuestCommand.self,
+      ResponderCommand.self, TSMCommand.self,
     ],
     defaultSubcommand: RunCommand.self
   )

@@ -723,7 +723,7 @@ extension GuestImage {
     "certificateChain", "measurementsSignature", "nonce", "measurementsFormat", "missingMeasurement",
     "measurementMismatch", "reportDigest", "interfaceReport", "tdiState",
   ]
-  static let measurementTypes: [String: UInt8] = [
+  public static let measurementTypes: [String: UInt8] = [
     "immutable-rom": 0x00, "mutable-firmware": 0x01, "hardware-configuration": 0x02,
     "firmware-configuration": 0x03, "measurement-manifest": 0x04, "device-mode": 0x05,
     "mutable-firmware-version": 0x06, "mutable-firmware-security-version": 0x07,

@@ -22,6 +22,9 @@ public enum PcapFormat {
   public static let versionMinor: UInt16 = 4
   /// LINKTYPE_PCI_DOE: each record one PCIe DOE data object (tcpdump.org link-layer header types).
   public static let linkTypePCIDOE: UInt32 = 292
+  /// LINKTYPE_MCTP: each record an MCTP packet (4-byte transport header, then the message type byte
+  /// and the message), as DMTF spdm-emu writes its MCTP captures.
+  public static let linkTypeMCTP: UInt32 = 291
   /// 64 KiB: the largest snap length DMTF spdm-dump accepts (its PCAP_PACKET_MAX_SIZE; it refuses the
   /// file otherwise), and far above any object Cove moves (its SPDM messages stay within a 4 KiB
   /// DataTransferSize). A longer DOE object (up to 1 MiB, PCIe 6.x §6.30.1) is written truncated to
@@ -68,8 +71,9 @@ public enum PcapWriter {
   }
 
   /// The capture of `records`, little-endian, microsecond timestamps; bytes past the snap length are
-  /// left out (the record keeps its original length).
-  public static func write(_ records: [PcapRecord]) -> [UInt8] {
+  /// left out (the record keeps its original length). `linkType` says what each record is (DOE
+  /// objects unless told otherwise).
+  public static func write(_ records: [PcapRecord], linkType: UInt32 = PcapFormat.linkTypePCIDOE) -> [UInt8] {
     var writer = ByteWriter(
       capacity: PcapFormat.globalHeaderSize
         + records.reduce(0) {
@@ -81,7 +85,7 @@ public enum PcapWriter {
     writer.append(UInt32(0))  // thiszone: timestamps are UTC (here: virtual time from 0)
     writer.append(UInt32(0))  // sigfigs: always 0 in practice
     writer.append(PcapFormat.snapLength)
-    writer.append(PcapFormat.linkTypePCIDOE)
+    writer.append(linkType)
     for record in records {
       let captured = record.bytes.prefix(Int(PcapFormat.snapLength))
       // ts_sec is a u32: past 2^32 s (136 years of virtual time) it saturates.

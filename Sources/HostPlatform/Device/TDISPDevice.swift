@@ -132,6 +132,25 @@ public final class TDISPDevice: TDILockConfigurationSource {
     dsm.lockConfigurationSource = self
   }
 
+  /// Serves one whole DOE object without the mailbox registers, for a transport that moves whole
+  /// objects (the spdm-emu/QEMU SPDM socket protocol, PROTOCOLS.md); nil: no response.
+  public func serveDOEObject(_ object: DOEDataObject) -> DOEDataObject? { doe.serve(object) }
+
+  /// One SPDM message straight to the DSM's responder, for transports without DOE framing (the SPDM
+  /// socket's MCTP and NONE bindings); nil: no response.
+  public func respondSPDM(_ message: SPDMTransportMessage) -> SPDMTransportMessage? {
+    doe.responder.respond(to: message)
+  }
+
+  /// The DSM's SPDM responder as it stands (its sessions, for a capture's key log).
+  public var spdmResponder: SPDMResponder { doe.responder }
+
+  /// How the secured records of sessions begun from now on are laid out (MCTP when the DSM is
+  /// reached over MCTP, DSP0275; DOE otherwise).
+  public func setSecuredRecordFormat(_ format: SecuredRecordFormat) {
+    doe.responder.securedRecordFormat = format
+  }
+
   /// The VFs of `pf`, in description order.
   public func virtualFunctions(of pf: RequesterID) -> [RequesterID] {
     functionIDs.filter { physicalFunctions[$0] == pf }

@@ -172,6 +172,7 @@ public final class HostTSM<Transport: TSMTransport> {
     var requester = SPDMRequester(policy: policy, entropy: entropy)
     // DOE pads every object to a DW.
     requester.allowsTransportPadding = true
+    requester.securedRecordFormat = transport.securedRecordFormat
     return SPDMRequesterDriver(requester: requester, transport: transport)
   }
 

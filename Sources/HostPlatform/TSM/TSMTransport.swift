@@ -6,6 +6,13 @@ public import SPDM
 public protocol TSMTransport: SPDMRequesterTransport {
   mutating func reset()
   mutating func discoverProtocols() throws(SPDMRequesterError) -> [DOEProtocol]
+  /// How the path lays out DSP0277 records (``SecuredRecordFormat``: DOE, PCIe 6.x §6.31.4, or
+  /// MCTP, DSP0275). The TSM's requester seals and opens its sessions' records with it.
+  var securedRecordFormat: SecuredRecordFormat { get }
+}
+
+extension TSMTransport {
+  public var securedRecordFormat: SecuredRecordFormat { .doe }
 }
 
 extension DOEMailboxTransport: TSMTransport {

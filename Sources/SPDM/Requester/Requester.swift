@@ -27,6 +27,8 @@ public struct SPDMRequester {
   /// Whether to keep ``sessionSecrets``: off unless a capture is to be decrypted (`--keys`), so by
   /// default nothing of a session outlives END_SESSION.
   public var recordsSessionSecrets = false
+  /// How the transport lays out secured records (DOE, MCTP): see ``SecuredRecordFormat``. Applies to sessions begun after it is set.
+  public var securedRecordFormat = SecuredRecordFormat.doe
   /// With ``recordsSessionSecrets``, every session this requester began, in order, kept after the
   /// session ends and across GET_VERSION: added at KEY_EXCHANGE_RSP (handshake secrets), completed
   /// at FINISH_RSP (data secrets). What a capture decoder and spdm-dump need (``SPDMSessionSecrets``).
@@ -580,6 +582,7 @@ public struct SPDMRequester {
     var session = SPDMSessionKeys(
       sessionID: sessionID, algorithms: algorithms, sharedSecret: sharedSecret,
       transcriptThroughSignature: transcript)
+    session.recordFormat = securedRecordFormat
     guard ConstantTime.equals(session.responderVerifyData, message.responderVerifyData) else {
       throw .verifyDataMismatch
     }

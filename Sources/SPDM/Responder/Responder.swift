@@ -41,6 +41,8 @@ public struct SPDMResponder {
   public var vendorDefinedHandler: (any SPDMVendorDefinedHandler)?
   /// Set by DW-padded transports (DOE): see ``TransportPadding``.
   public var allowsTransportPadding = false
+  /// How the transport lays out secured records (DOE, MCTP): see ``SecuredRecordFormat``. Applies to sessions begun after it is set.
+  public var securedRecordFormat = SecuredRecordFormat.doe
 
   private let entropy: any EntropySource
   /// Message A: GET_VERSION … ALGORITHMS.
@@ -315,8 +317,21 @@ public struct SPDMResponder {
     // MaxSPDMmsgSize.
     if message.version >= .v12 {
       guard message.dataTransferSize >= 42, message.dataTransferSize <= message.maxSPDMMessageSize else {
-        throw ResponderFailure(.invalidRequest)
+        throw ResponderFailure(.invalidRequest, version: message.version)
       }
+      // Without CHUNK_CAP a message is never chunked, so the two sizes must agree (DSP0274 1.2 §10.3;
+      // SPDM-Responder-Validator case 2.4 step 11).
+      guard message.flags.contains(.chunk) || message.dataTransferSize == message.maxSPDMMessageSize else {
+        throw ResponderFailure(.invalidRequest, version: message.version)
+      }
+    }
+    // DSP0274 1.1+ §10.3 (Requester flag fields), as libspdm checks them: ENCRYPT/MAC and a key
+    // exchange (KEY_EX or PSK) go together, PSK_CAP 10b/11b is reserved for a requester,
+    // HANDSHAKE_IN_THE_CLEAR needs KEY_EX, CERT and PUB_KEY_ID exclude each other. Found by the DMTF
+    // SPDM-Responder-Validator (case 2.4), which Cove answered with CAPABILITIES.
+    // The ERROR carries the request's version (the one it asked for), as libspdm's does.
+    if message.version >= .v11, !Self.requesterFlagsAreConsistent(message.flags) {
+      throw ResponderFailure(.invalidRequest, version: message.version)
     }
     version = message.version
     requesterCapabilities = message.flags
@@ -331,6 +346,16 @@ public struct SPDMResponder {
     messageA += request + response
     state = .awaitingAlgorithms
     return response
+  }
+
+  /// Whether a requester's 1.1+ capability flags are a legal combination (DSP0274 §10.3).
+  static func requesterFlagsAreConsistent(_ flags: RequesterCapabilities) -> Bool {
+    let psk = (flags.rawValue >> 10) & 0x3
+    let protects = !flags.isDisjoint(with: [.encrypt, .mac])
+    let exchangesKeys = flags.contains(.keyEx) || psk != 0
+    return psk < 2 && protects == exchangesKeys
+      && (!flags.contains(.handshakeInTheClear) || flags.contains(.keyEx))
+      && !(flags.contains(.cert) && flags.contains(.pubKeyID))
   }
 
   private mutating func handleNegotiateAlgorithms(_ request: [UInt8]) throws -> [UInt8] {
@@ -627,6 +652,7 @@ public struct SPDMResponder {
     var session = SPDMSessionKeys(
       sessionID: sessionID, algorithms: algorithms, sharedSecret: sharedSecret,
       transcriptThroughSignature: transcript)
+    session.recordFormat = securedRecordFormat
     response.responderVerifyData = session.responderVerifyData
     session.appendTranscript(response.responderVerifyData)
     sessions[sessionID] = session

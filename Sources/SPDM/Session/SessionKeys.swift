@@ -6,6 +6,9 @@ public import CoveCrypto
 /// and data secrets, both finished keys and each direction's current traffic keys. Both the requester
 /// and the responder machine hold one, so the same derivation code runs on each side.
 public struct SPDMSessionKeys: Sendable {
+  /// How its records are laid out on the transport (DOE, MCTP): see ``SecuredRecordFormat``.
+  public var recordFormat = SecuredRecordFormat.doe
+
   public enum Phase: Sendable, Hashable {
     /// KEY_EXCHANGE_RSP sent/received; records use the handshake keys; only FINISH is allowed.
     case handshake
@@ -100,22 +103,30 @@ public struct SPDMSessionKeys: Sendable {
 
   /// Encrypts a message from the requester.
   public mutating func sealFromRequester(_ message: [UInt8]) throws(SecuredMessageError) -> [UInt8] {
-    try SecuredMessage.seal(sessionID: sessionID, message: message, keys: &requesterKeys)
+    try SecuredMessage.seal(
+      sessionID: sessionID, message: message, keys: &requesterKeys,
+      format: recordFormat)
   }
 
   public mutating func sealFromResponder(_ message: [UInt8]) throws(SecuredMessageError) -> [UInt8] {
-    try SecuredMessage.seal(sessionID: sessionID, message: message, keys: &responderKeys)
+    try SecuredMessage.seal(
+      sessionID: sessionID, message: message, keys: &responderKeys,
+      format: recordFormat)
   }
 
   public mutating func openFromRequester(
     _ record: [UInt8], allowsPadding: Bool = false
   ) throws(SecuredMessageError) -> [UInt8] {
-    try SecuredMessage.open(record, keys: &requesterKeys, allowsPadding: allowsPadding).message
+    try SecuredMessage.open(
+      record, keys: &requesterKeys, allowsPadding: allowsPadding, format: recordFormat
+    ).message
   }
 
   public mutating func openFromResponder(
     _ record: [UInt8], allowsPadding: Bool = false
   ) throws(SecuredMessageError) -> [UInt8] {
-    try SecuredMessage.open(record, keys: &responderKeys, allowsPadding: allowsPadding).message
+    try SecuredMessage.open(
+      record, keys: &responderKeys, allowsPadding: allowsPadding, format: recordFormat
+    ).message
   }
 }
