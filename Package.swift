@@ -109,6 +109,8 @@ let package = Package(
       dependencies: [
         "CoveCrypto", "CoveWire", "PCIe", "SPDM", "IOMMU", "TDISP", "GuestABI", "HostPlatform",
         "GuestKernel", "CoveGuestDrivers", "CoveScenario", "CoveCommands", "CoveTransport",
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
       ],
       swiftSettings: strictSettings
     ),

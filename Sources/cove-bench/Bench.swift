@@ -108,7 +108,7 @@ func medianMilliseconds(_ samples: [Duration]) -> Double {
 
 @main
 struct CoveBench {
-  /// `cove-bench [spdm|tdisp|socket|iommu|dma|platform|guest|all] [runs]`: every section by default.
+  /// `cove-bench [spdm|tdisp|socket|link|iommu|dma|platform|guest|all] [runs]`: every section by default.
   static func main() throws {
     let arguments = Array(CommandLine.arguments.dropFirst())
     let section = arguments.first ?? "all"
@@ -117,6 +117,7 @@ struct CoveBench {
     case "spdm": try SPDMBench.run(runs: runs)
     case "tdisp": try TDISPBench.run(runs: runs)
     case "socket": try SPDMSocketBench.run(runs: runs)
+    case "link": try GuestLinkBench.run(runs: runs)
     case "iommu": try IOMMUBench.run()
     case "dma": try DMABench.run(runs: runs)
     case "platform": try PlatformBench.run(runs: runs)
@@ -128,6 +129,8 @@ struct CoveBench {
       print("")
       try SPDMSocketBench.run(runs: runs)
       print("")
+      try GuestLinkBench.run(runs: runs)
+      print("")
       try IOMMUBench.run()
       print("")
       try DMABench.run(runs: runs)
@@ -137,7 +140,7 @@ struct CoveBench {
       try GuestDMABench.run(runs: runs)
     default:
       FileHandle.standardError.write(
-        Data("usage: cove-bench [spdm|tdisp|socket|iommu|dma|platform|guest|all] [runs]\n".utf8))
+        Data("usage: cove-bench [spdm|tdisp|socket|link|iommu|dma|platform|guest|all] [runs]\n".utf8))
       exit(2)
     }
   }
