@@ -3,7 +3,7 @@
 #   Fuzz/run.sh TARGET [RUNS] [extra libFuzzer flags...]
 #   Fuzz/run.sh FuzzDOE 1000000
 # TARGET is an executable product of Fuzz/Package.swift (FuzzDOE, FuzzSPDMDecoders, FuzzResponder,
-# FuzzPCISIGProtocols, FuzzVIOMMUCommands, FuzzEvidence, FuzzGuestEnumeration, FuzzPcap, FuzzSPDMSocket). RUNS
+# FuzzPCISIGProtocols, FuzzVIOMMUCommands, FuzzEvidence, FuzzGuestEnumeration, FuzzPcap, FuzzGuestLink, FuzzSPDMSocket). RUNS
 # defaults to 1000000; -1 means run until stopped.
 # The corpus grows in Fuzz/corpus/TARGET (git-ignored), seeded from Fuzz/Seeds/TARGET when present.
 # A crashing input is written to Fuzz/crash-<sha1> and the script exits non-zero.
