@@ -19,11 +19,19 @@ public final class GuestLinkHost: Sendable {
     var teardowns: [String] = []
   }
 
-  public init(socketPath: String, group: any EventLoopGroup, log: @escaping @Sendable (String) -> Void) {
+  /// `onSession` is told of each session once its platform is built (on the session's event loop):
+  /// for tests and tools that look at a guest's platform from the host's side.
+  public init(
+    socketPath: String, group: any EventLoopGroup, log: @escaping @Sendable (String) -> Void,
+    onSession: (@Sendable (GuestLinkSession) -> Void)? = nil
+  ) {
     self.socketPath = socketPath
     self.group = group
     self.log = log
+    self.onSession = onSession
   }
+
+  let onSession: (@Sendable (GuestLinkSession) -> Void)?
 
   /// Guests connected now.
   public var connectedGuests: Int { state.withLock { $0.connected } }
@@ -112,7 +120,10 @@ final class GuestLinkServerHandler: ChannelInboundHandler {
       guard let frame else { return }
       let wasConnected = session.platform != nil
       let replies = session.handle(frame)
-      if !wasConnected, session.platform != nil { host.say("connection \(number): \(session.summary)") }
+      if !wasConnected, session.platform != nil {
+        host.say("connection \(number): \(session.summary)")
+        host.onSession?(session)
+      }
       send(replies, context: context, how: frame.kind == .goodbye ? "finished" : "closed")
     }
   }
