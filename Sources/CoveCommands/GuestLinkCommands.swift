@@ -48,7 +48,7 @@ public struct HostCommand: ParsableCommand {
       FileHandle.standardOutput.write(Data("cove host: \(line)\n".utf8))
     }
     let channel: any Channel
-    do { channel = try host.startBlocking() } catch {
+    do { channel = try host.listen() } catch {
       FileHandle.standardError.write(Data("cove host: cannot listen on \(listen): \(error)\n".utf8))
       throw ExitCode(1)
     }

@@ -34,7 +34,7 @@ enum GuestLinkBench {
       try? serverGroup.syncShutdownGracefully()
     }
     let host = GuestLinkHost(socketPath: socket, group: serverGroup) { _ in }
-    let channel = try host.startBlocking()
+    let channel = try host.listen()
     defer { channel.close(promise: nil) }
     let hello = GuestLinkHello(seed: 1, imageSource: "default", imageText: BuiltInImages.defaultImage)
 

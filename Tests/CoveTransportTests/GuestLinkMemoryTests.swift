@@ -39,7 +39,7 @@ import Testing
       ) {
         session in box.set(session)
       }
-      channel = try host.startBlocking()
+      channel = try host.listen()
       client = try GuestLinkClient(
         socketPath: host.socketPath,
         hello: GuestLinkHello(seed: 1, imageSource: "default", imageText: BuiltInImages.defaultImage),

@@ -39,20 +39,7 @@ public final class GuestLinkHost: Sendable {
   public var teardowns: [String] { state.withLock { $0.teardowns } }
 
   /// Binds the socket (replacing a stale socket file) and starts accepting guests.
-  public func start() async throws -> any Channel {
-    try await ServerBootstrap(group: group)
-      .serverChannelOption(.backlog, value: 64)
-      .childChannelInitializer { [self] channel in
-        channel.eventLoop.makeCompletedFuture {
-          try channel.pipeline.syncOperations.addHandler(GuestLinkServerHandler(host: self))
-        }
-      }
-      .bind(unixDomainSocketPath: socketPath, cleanupExistingSocketFile: true)
-      .get()
-  }
-
-  /// ``start()`` for a caller that is not async (the command line).
-  public func startBlocking() throws -> any Channel {
+  public func listen() throws -> any Channel {
     try ServerBootstrap(group: group)
       .serverChannelOption(.backlog, value: 64)
       .childChannelInitializer { [self] channel in
