@@ -18,6 +18,8 @@ public struct GuestLinkError: Error, Hashable, Sendable, CustomStringConvertible
     case unexpected = 6
     /// The peer went away (the socket closed or failed).
     case disconnected = 7
+    /// The host cannot run the guest's platform (memory, devices): the image is valid, the host said no.
+    case refused = 8
   }
 
   public var code: Code

@@ -73,7 +73,7 @@ public final class GuestLinkSession {
       platform = try ScenarioPlatform(image: image, seed: hello.seed, sharedMemory: true)
       platform.onRecord = { [unowned self] in pending.append($0) }
       try platform.connectAtBoot()
-    } catch { return fail(.init(.malformed, "platform: \(error)")) }
+    } catch { return fail(.init(.refused, "platform: \(error)")) }
     guard let file = platform.memory.sharedFile else { return fail(.init(.malformed, "no memory file")) }
     self.platform = platform
     summary = "\(image.name) (seed \(hello.seed)) as \(platform.guest.id)"

@@ -176,11 +176,14 @@ public final class PlatformMemory {
     let fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0o600)
     guard fd >= 0 else { throw MemoryError(.invalidArgument("shm_open \(name) failed: errno \(errno)")) }
     shm_unlink(name)
-    guard ftruncate(fd, off_t(byteCount + poisonLength)) == 0 else {
-      let reason = errno
+    // Allocated now, not on first touch: a shared-memory filesystem that is too small (a container's
+    // 64 MiB /dev/shm) refuses here with a typed error instead of a SIGBUS in the middle of a run.
+    let reason = posix_fallocate(fd, 0, off_t(byteCount + poisonLength))
+    guard reason == 0 else {
       close(fd)
       throw MemoryError(
-        .invalidArgument("cannot size the memory file to \(byteCount) bytes: errno \(reason)"))
+        .invalidArgument(
+          "cannot allocate \(byteCount + poisonLength) bytes of shared memory: \(String(cString: strerror(reason)))"))
     }
     // Reserve an aligned range, then put the file's pages over it (2 MiB aligned, as above).
     let length = byteCount + hugePage
