@@ -188,9 +188,16 @@ public enum SPDMSocketTSMFlow {
     return nil
   }
 
-  /// One line about a report: size, portions, digest, INTERFACE_INFO and each MMIO range.
+  /// One line about a report as the TSM fetched it: size, portions, digest, then the contents' summary
+  /// of its contents.
   public static func summary(_ report: TSMInterfaceReport) -> String {
-    let body = report.report
+    "\(report.bytes.count) bytes in \(report.portions) portion(s), digest \(Hex.encode(report.digest.prefix(12)))…; "
+      + summary(report.report)
+  }
+
+  /// What a report says: INTERFACE_INFO with its flags named, each MMIO range (RANGE_ID, FIRST_PAGE,
+  /// pages, attributes) and the size of the device-specific information.
+  public static func summary(_ body: TDISPDeviceInterfaceReport) -> String {
     let info = body.interfaceInfo
     let infoNames = [
       (TDISPInterfaceInfo.noFirmwareUpdateWhileLocked, "no-fw-update"),
@@ -206,6 +213,6 @@ public enum SPDMSocketTSMFlow {
         "#\(range.rangeID) first page 0x\(String(range.firstPage, radix: 16)), \(range.numberOfPages) page\(range.numberOfPages == 1 ? "" : "s")\(attributes.isEmpty ? "" : " (" + attributes.joined(separator: ", ") + ")")"
     }
     return
-      "\(report.bytes.count) bytes in \(report.portions) portion(s), digest \(Hex.encode(report.digest.prefix(12)))…; INTERFACE_INFO 0x\(String(info.rawValue, radix: 16))\(infoNames.isEmpty ? "" : " (" + infoNames.joined(separator: ", ") + ")"); \(body.mmioRanges.count) MMIO ranges: \(ranges.joined(separator: "; ")); \(body.deviceSpecificInfo.count) bytes device-specific info"
+      "INTERFACE_INFO 0x\(String(info.rawValue, radix: 16))\(infoNames.isEmpty ? "" : " (" + infoNames.joined(separator: ", ") + ")"); \(body.mmioRanges.count) MMIO ranges: \(ranges.joined(separator: "; ")); \(body.deviceSpecificInfo.count) bytes device-specific info"
   }
 }
