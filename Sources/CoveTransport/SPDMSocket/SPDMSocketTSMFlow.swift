@@ -63,7 +63,11 @@ public enum SPDMSocketTSMFlow {
       switch event {
       case .starting(let step): begin(step.description)
       case .discovered(let protocols):
-        pass("DOE discovery: \(protocols.map(\.description).joined(separator: ", "))")
+        // Only a PCI_DOE connection has a mailbox to walk; the others carry SPDM by definition.
+        pass(
+          transport.connection.binding == .doe
+            ? "DOE discovery: \(protocols.map(\.description).joined(separator: ", "))"
+            : "DOE discovery: none on \(transport.connection.binding) (SPDM and secured SPDM by the binding)")
       case .negotiated(let algorithms):
         pass(
           "VCA: SPDM \(algorithms.version), hash \(algorithms.hash), signature ECDSA \(algorithms.signatureCurve), DHE \(algorithms.dheCurve.map { "\($0)" } ?? "none"), AEAD AES-256-GCM"
