@@ -310,7 +310,11 @@ public struct TSMCommand: ParsableCommand {
           cove tsm: passed before it: \(passedSteps.isEmpty ? "nothing" : passedSteps.joined(separator: "; "))
 
           """.utf8))
-      connection.close()
+      // A refusal leaves the socket healthy: end it as a success would, so the responder is not
+      // left with a dropped connection; after a socket error there is nothing to say.
+      let ended =
+        connection.lastError == nil && (try? connection.end(self.continue ? .continue : .shutdown)) != nil
+      if !ended { connection.close() }
       throw ExitCode(1)
     }
     do { try connection.end(self.continue ? .continue : .shutdown) } catch {

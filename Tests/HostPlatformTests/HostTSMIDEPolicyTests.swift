@@ -60,7 +60,10 @@ import Testing
     let queried = recorder.events.compactMap { if case .ideQueried(let answer) = $0 { answer } else { nil } }
     #expect(queried.map(\.zeroSurplus) == [288])
     #expect(rig.tsm.messages.filter { $0.protocolID == .ideKM }.count == 1)
+    // A usable-but-refused answer ends the session (END_SESSION), it does not just drop it.
     #expect(!rig.tsm.isConnected)
+    #expect(rig.device.doe.responder.sessions.isEmpty)
+    #expect(rig.tsm.failure?.errno == .EIO)
     #expect(rig.tsm.keySet == nil)
     #expect(!rig.link.isSecure(streamID: 1))
   }

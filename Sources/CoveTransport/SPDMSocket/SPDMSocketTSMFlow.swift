@@ -105,7 +105,7 @@ public enum SPDMSocketTSMFlow {
         )
         if answer.zeroSurplus > 0 {
           log(
-            "warning: QUERY_RESP carries \(answer.zeroSurplus) zero bytes beyond the register blocks IDE Capability \(capability.hexDescription) describes; ignored (DMTF libspdm sample's fixed-size block)"
+            "warning: QUERY_RESP carries \(answer.zeroSurplus) zero bytes beyond the register blocks IDE Capability \(capability.hexDescription) describes; ignored (a fixed-size register array, as DMTF libspdm's sample device sends)"
           )
         }
       case .ideStreamSecure(let stream, let keySet):

@@ -324,14 +324,14 @@ public final class HostTSM<Transport: TSMTransport> {
         event(.ideQueried(answer))
         event(.starting(.ideKeyProgramming))
         // Cove keys a selective stream (the one every TDI locks on): a port without one cannot
-        // carry it, whatever Link IDE it has.
+        // carry it, whatever Link IDE it has. The answer is well-formed, only unusable: a refusal,
+        // not a protocol failure, so the session is ended (END_SESSION) rather than torn down.
         guard answer.capability.selectiveStreamCount > 0 else {
-          throw fail(
-            TSMError(
-              .EIO,
-              .ideKeyProgramming(
-                "the device has no Selective IDE stream: QUERY_RESP for port 0 has IDE Capability \(answer.capability.hexDescription) (Selective IDE Streams Supported is 0\(answer.capability.linkIDESupported ? ", Link IDE only" : ", no Link IDE either")), so selective stream \(configuration.streamID) cannot be keyed; for a link without IDE use --ide off"
-              )))
+          throw TSMError(
+            .EIO,
+            .ideKeyProgramming(
+              "the device has no Selective IDE stream: QUERY_RESP for port 0 has IDE Capability \(answer.capability.hexDescription) (Selective IDE Streams Supported is 0\(answer.capability.linkIDESupported ? ", Link IDE only" : ", no Link IDE either")), so selective stream \(configuration.streamID) cannot be keyed; for a link without IDE use --ide off"
+            ))
         }
         ideQuery = answer
         try programStream(keySet: .k0)
