@@ -57,6 +57,8 @@ import Testing
         #expect(core.device.tdisp.tdi(function)?.state == .configUnlocked)
       }
       #expect(core.peerErrors.isEmpty)
+      // The flow ended the session the refusal left up.
+      #expect(core.device.tdisp.spdmResponder.sessions.isEmpty)
     }
   }
 

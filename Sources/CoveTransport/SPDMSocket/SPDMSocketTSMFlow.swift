@@ -164,6 +164,9 @@ public enum SPDMSocketTSMFlow {
       )
     } catch {
       failure(current, passed)
+      // A refusal (TDISP_ERROR) leaves the session up: end it as a disconnect would (stop what is
+      // locked, K_SET_STOP, END_SESSION). The first error stays the one reported.
+      if tsm.isConnected { try? tsm.disconnect() }
       throw error
     }
     result.sessionSecrets = tsm.sessionSecrets
@@ -217,6 +220,6 @@ public enum SPDMSocketTSMFlow {
         "#\(range.rangeID) first page 0x\(String(range.firstPage, radix: 16)), \(range.numberOfPages) page\(range.numberOfPages == 1 ? "" : "s")\(attributes.isEmpty ? "" : " (" + attributes.joined(separator: ", ") + ")")"
     }
     return
-      "INTERFACE_INFO 0x\(String(info.rawValue, radix: 16))\(infoNames.isEmpty ? "" : " (" + infoNames.joined(separator: ", ") + ")"); \(body.mmioRanges.count) MMIO ranges: \(ranges.joined(separator: "; ")); \(body.deviceSpecificInfo.count) bytes device-specific info"
+      "INTERFACE_INFO 0x\(String(info.rawValue, radix: 16))\(infoNames.isEmpty ? "" : " (" + infoNames.joined(separator: ", ") + ")"); \(body.mmioRanges.count) MMIO range\(body.mmioRanges.count == 1 ? "" : "s"): \(ranges.joined(separator: "; ")); \(body.deviceSpecificInfo.count) bytes device-specific info"
   }
 }
