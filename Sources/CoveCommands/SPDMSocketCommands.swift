@@ -155,12 +155,17 @@ public struct TSMCommand: ParsableCommand {
     discussion: """
       VCA, the certificate chain (verified to --trust-anchor; without one, the built-in device's
       root, and its measurements as reference values), signed measurements, a session, IDE_KM key
-      programming of a stream, TDISP LOCK, report, START, STOP, then END_SESSION and SHUTDOWN (or
-      CONTINUE with --continue).
+      programming of a stream (--ide off skips it: a link without IDE), TDISP LOCK, report, START,
+      STOP, then END_SESSION and SHUTDOWN (or CONTINUE with --continue). Each step prints what it
+      verified; a failure names the step and what passed before it.
+
+      --ide required (the default) needs a Selective IDE stream on the device's port 0 (IDE_KM
+      QUERY); DMTF's spdm_responder_emu reports none, so run it with --ide off.
 
       Example:
         cove tsm --connect 127.0.0.1:2323 --transport doe
         cove tsm --connect 127.0.0.1:2323 --trust-anchor ca.cert.der --interface 00:00.0 --dsm 00:00.0
+        cove tsm --connect 127.0.0.1:2398 --trust-anchor ecp384/ca.cert.der --ide off --dsm 00:00.0 --interface 00:00.0
       """)
 
   @Option(help: "The responder: HOST:PORT.")
@@ -180,6 +185,9 @@ public struct TSMCommand: ParsableCommand {
 
   @Option(help: "The selective IDE stream to key.")
   public var stream: UInt8 = 1
+
+  @Option(help: "IDE key programming: required (key the stream, fail without a Selective IDE stream) or off.")
+  public var ide: String = TSMIDEPolicy.required.rawValue
 
   @Option(help: "Write the traffic as a pcap file.")
   public var pcap: String?
@@ -205,6 +213,9 @@ public struct TSMCommand: ParsableCommand {
       throw ValidationError("--interface must be BB:DD.F, not '\(interface)'")
     }
     guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
+    guard TSMIDEPolicy(rawValue: ide) != nil else {
+      throw ValidationError("--ide must be required or off, not '\(ide)'")
+    }
   }
 
   var endpoint: (host: String, port: Int)? {
@@ -233,7 +244,8 @@ public struct TSMCommand: ParsableCommand {
     let dsmFunction = BDF(dsm)!.requesterID
     let tdi = BDF(interface)!.requesterID
     let configuration = TSMDeviceConfiguration(
-      dsmFunction: dsmFunction, interfaces: dsmFunction == tdi ? [tdi] : [dsmFunction, tdi], streamID: stream)
+      dsmFunction: dsmFunction, interfaces: dsmFunction == tdi ? [tdi] : [dsmFunction, tdi], streamID: stream,
+      ide: TSMIDEPolicy(rawValue: ide)!)
 
     let connection: SPDMSocketConnection
     do {
@@ -275,15 +287,34 @@ public struct TSMCommand: ParsableCommand {
         FileManager.default.createFile(atPath: keys, contents: Data(SessionKeysFile.write(secrets).utf8))
       }
     }
+    var failedStep = "connect"
+    var passedSteps: [String] = []
     do {
       _ = try SPDMSocketTSMFlow.run(
         transport: SPDMSocketTSMTransport(connection: connection), configuration: configuration,
         interface: tdi,
-        policy: policy, entropy: SystemEntropy(), log: { emitLine($0) }, sessionSecrets: { secrets = $0 })
+        policy: policy, entropy: SystemEntropy(), log: { emitLine($0) }, sessionSecrets: { secrets = $0 },
+        failure: {
+          failedStep = $0
+          passedSteps = $1
+        })
     } catch {
-      let socket = connection.lastError.map { " (socket: \($0))" } ?? ""
-      FileHandle.standardError.write(Data("cove tsm: FAILED: \(error)\(socket)\n".utf8))
-      connection.close()
+      var socket = connection.lastError.map { " (socket: \($0))" } ?? ""
+      if let hint = SPDMSocketTSMFlow.hint(for: error, at: failedStep, configuration: configuration) {
+        socket += "\ncove tsm: \(hint)"
+      }
+      FileHandle.standardError.write(
+        Data(
+          """
+          cove tsm: FAILED at \(failedStep): \(error)\(socket)
+          cove tsm: passed before it: \(passedSteps.isEmpty ? "nothing" : passedSteps.joined(separator: "; "))
+
+          """.utf8))
+      // A refusal leaves the socket healthy: end it as a success would, so the responder is not
+      // left with a dropped connection; after a socket error there is nothing to say.
+      let ended =
+        connection.lastError == nil && (try? connection.end(self.continue ? .continue : .shutdown)) != nil
+      if !ended { connection.close() }
       throw ExitCode(1)
     }
     do { try connection.end(self.continue ? .continue : .shutdown) } catch {

@@ -17,6 +17,12 @@ public struct IDECapabilityRegister: RawRepresentable, Hashable, Sendable {
   /// Bits 23:16 + 1: Selective IDE Stream register blocks (0 without Selective IDE).
   public var selectiveStreamCount: Int { selectiveIDESupported ? Int(rawValue >> 16 & 0xFF) + 1 : 0 }
 
+  /// `0x` and eight hex digits, as the register is usually written.
+  public var hexDescription: String {
+    let digits = String(rawValue, radix: 16)
+    return "0x" + String(repeating: "0", count: 8 - digits.count) + digits
+  }
+
   public init(
     linkStreams: Int, selectiveStreams: Int, ideKM: Bool = true, otherBits: UInt32 = 0
   ) {
@@ -80,7 +86,18 @@ public struct SelectiveIDEStreamRegisterBlock: Hashable, Sendable {
 /// block per supported TC when Link IDE is supported; bits 23:16 + 1 selective blocks when Selective
 /// IDE is supported) and each selective block's own capability register — the same walk host
 /// software does over the capability in configuration space (§7.9.26). Decoding checks that the
-/// bytes match that walk exactly (truncated or trailing otherwise).
+/// bytes match that walk exactly (truncated or trailing otherwise), and a trailing-bytes error says
+/// how many bytes lie beyond the blocks and which IDE Capability value sized them.
+///
+/// ``init(parsing:allowingZeroSurplus:)`` is the one relaxation: bytes beyond the walk that are all
+/// zero. PCIe 6.x §6.33.3 defines QUERY_RESP as the port's IDE Extended Capability registers, and
+/// §7.9.26 sizes that structure from the IDE Capability register alone, so a surplus describes no
+/// register that exists; when it is all zero it cannot carry a stream, a key or an address that
+/// the walk would miss, and the register blocks the capability does describe are decoded exactly as
+/// in the strict case. This is what DMTF libspdm's sample IDE_KM device (spdm-emu
+/// `pci_ide_km_device_lib_sample`) sends: a fixed array of 74 register DWs, all zero, after the
+/// capability fields, whatever the capability says. A non-zero surplus is still malformed: those
+/// would be register values the walk cannot place, and a TSM must not key a stream on a guess.
 public struct IDEKMQueryResponse: Hashable, Sendable {
   public static let objectID = IDEKMObjectID.queryResponse
   /// Object ID through IDE Control.
@@ -116,7 +133,20 @@ public struct IDEKMQueryResponse: Hashable, Sendable {
     self.selectiveStreams = selectiveStreams
   }
 
+  /// The strict decoding: the bytes must be exactly the register blocks the IDE Capability
+  /// register describes.
   public init(parsing bytes: [UInt8]) throws(WireError) {
+    try self.init(parsing: bytes, allowingZeroSurplus: false)
+  }
+
+  /// Bytes after the register blocks the IDE Capability register describes, all zero, that
+  /// ``init(parsing:allowingZeroSurplus:)`` accepted and ignored (0 for a strictly well-formed
+  /// QUERY_RESP). Not part of the encoding.
+  public var zeroSurplus = 0
+
+  /// Decodes QUERY_RESP; with `allowingZeroSurplus`, bytes beyond the register blocks are accepted
+  /// when every one of them is zero (counted in ``zeroSurplus``). See the type's documentation.
+  public init(parsing bytes: [UInt8], allowingZeroSurplus: Bool) throws(WireError) {
     var reader = ByteReader(bytes)
     try readObjectID(&reader, Self.objectID)
     try reader.skip(1, "Reserved")
@@ -155,7 +185,19 @@ public struct IDEKMQueryResponse: Hashable, Sendable {
       block.capability = streamCapability
       selectiveStreams.append(block)
     }
-    try reader.expectEnd("QUERY_RESP")
+    if !reader.isAtEnd {
+      let end = reader.offset
+      let surplus = reader.readRest()
+      let allZero = surplus.allSatisfy { $0 == 0 }
+      guard allowingZeroSurplus, allZero else {
+        throw WireError(
+          .trailingBytes, at: end,
+          field:
+            "QUERY_RESP: \(surplus.count) \(allZero ? "zero " : "")byte\(surplus.count == 1 ? "" : "s") beyond the register blocks IDE Capability \(capability.hexDescription) describes (\(capability.linkStreamCount) Link IDE, \(capability.selectiveStreamCount) Selective IDE)"
+        )
+      }
+      zeroSurplus = surplus.count
+    }
   }
 
   public func encode() -> [UInt8] {

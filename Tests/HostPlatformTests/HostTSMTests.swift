@@ -40,7 +40,7 @@ import Testing
     #expect(connection.tdispVersions == [.v10])
     #expect(connection.keySet == .k0)
     #expect(connection.stoppedInterfaces.isEmpty)
-    #expect(connection.ideQuery.maxPortIndex == 0)
+    #expect(connection.ideQuery?.maxPortIndex == 0)
     #expect(rig.link.isSecure(streamID: 1))
     #expect(rig.link.keysAgree(streamID: 1))
     #expect(rig.device.doe.responder.sessions.count == 1)

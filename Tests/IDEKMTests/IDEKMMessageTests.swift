@@ -124,7 +124,13 @@ import Testing
     #expect(throws: WireError(.truncated, at: 59, field: "IDE Address Association Register 3")) {
       try IDEKMQueryResponse(parsing: Array(expected.dropLast()))
     }
-    #expect(throws: WireError(.trailingBytes, at: 63, field: "QUERY_RESP")) {
+    #expect(
+      throws: WireError(
+        .trailingBytes, at: 63,
+        field:
+          "QUERY_RESP: 1 zero byte beyond the register blocks IDE Capability 0x00002043 describes (2 Link IDE, 1 Selective IDE)"
+      )
+    ) {
       try IDEKMQueryResponse(parsing: expected + [0])
     }
     // No Link, no Selective: the fixed part only.

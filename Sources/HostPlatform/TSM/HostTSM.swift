@@ -6,6 +6,16 @@ public import PCIe
 public import SPDM
 public import TDISP
 
+/// Whether the TSM keys an IDE stream to the device at connect (`cove tsm --ide`).
+public enum TSMIDEPolicy: String, Hashable, Sendable, CaseIterable {
+  /// IDE_KM QUERY, then KEY_PROG and K_SET_GO of the configured selective stream on both ends; the
+  /// connect fails if the device's port has no Selective IDE stream.
+  case required
+  /// No IDE_KM at all: a TSM for a link without IDE. TDISP still runs; no stream is SECURE, so no
+  /// TDI is ready for trusted DMA.
+  case off
+}
+
 /// How the TSM drives one device: which stream it keys and how it locks the device's TDIs.
 public struct TSMDeviceConfiguration: Hashable, Sendable {
   /// The DSM's function (function 0, the one with the DOE mailbox).
@@ -20,10 +30,12 @@ public struct TSMDeviceConfiguration: Hashable, Sendable {
   public var mmioReportingOffset: UInt64
   /// LENGTH of each GET_DEVICE_INTERFACE_REPORT (the device may return less).
   public var reportPortionLength: UInt16
+  /// Whether connect keys the IDE stream (default) or leaves IDE alone.
+  public var ide: TSMIDEPolicy
 
   public init(
     dsmFunction: RequesterID, interfaces: [RequesterID], streamID: UInt8, lockFlags: TDISPLockFlags = [],
-    mmioReportingOffset: UInt64 = 0, reportPortionLength: UInt16 = 0x400
+    mmioReportingOffset: UInt64 = 0, reportPortionLength: UInt16 = 0x400, ide: TSMIDEPolicy = .required
   ) {
     self.dsmFunction = dsmFunction
     self.interfaces = interfaces
@@ -31,6 +43,7 @@ public struct TSMDeviceConfiguration: Hashable, Sendable {
     self.lockFlags = lockFlags
     self.mmioReportingOffset = mmioReportingOffset
     self.reportPortionLength = reportPortionLength
+    self.ide = ide
   }
 }
 
@@ -81,10 +94,52 @@ public struct TSMConnection: Hashable, Sendable {
   public var sessionID: UInt32
   public var tdispVersions: [TDISPVersion]
   public var tdispCapabilities: TDISPCapabilities
-  public var ideQuery: IDEKMQueryResponse
-  public var keySet: IDEKeySet
+  /// QUERY_RESP for port 0; nil with `ide: .off`.
+  public var ideQuery: IDEKMQueryResponse?
+  /// The key set the stream went SECURE on; nil with `ide: .off`.
+  public var keySet: IDEKeySet?
   /// TDIs found outside CONFIG_UNLOCKED at connect and stopped.
   public var stoppedInterfaces: [TDISPInterfaceID]
+}
+
+/// The steps of ``HostTSM/connect()``, in order, as ``HostTSM/onConnectEvent`` announces them.
+public enum TSMConnectStep: String, Hashable, Sendable, CaseIterable, CustomStringConvertible {
+  case doeDiscovery = "DOE discovery"
+  case vca = "VCA (GET_VERSION, GET_CAPABILITIES, NEGOTIATE_ALGORITHMS)"
+  case certificateChain = "certificate chain (GET_DIGESTS, GET_CERTIFICATE)"
+  case measurements = "signed measurements (GET_MEASUREMENTS)"
+  case session = "session (KEY_EXCHANGE, FINISH)"
+  case tdispVersion = "TDISP GET_VERSION"
+  case tdispCapabilities = "TDISP GET_CAPABILITIES"
+  case ideQuery = "IDE_KM QUERY"
+  case ideKeyProgramming = "IDE_KM KEY_PROG / K_SET_GO"
+  case interfaceStates = "GET_DEVICE_INTERFACE_STATE of every TDI"
+
+  public var description: String { rawValue }
+}
+
+/// What ``HostTSM/connect()`` reports as it goes: each step as it starts, and what it verified as
+/// it passes, so a caller can say what passed before a failure and which step failed.
+public enum TSMConnectEvent: Sendable {
+  case starting(TSMConnectStep)
+  case discovered([DOEProtocol])
+  case negotiated(SPDMNegotiatedAlgorithms)
+  /// The chain as the device sent it (root first) and the trust anchor it was verified to.
+  case certificateChainVerified([X509Certificate], anchor: X509Certificate?)
+  case measurementsVerified(MeasurementsResponse)
+  case sessionEstablished(UInt32)
+  case tdispVersions([TDISPVersion])
+  case tdispCapabilities(TDISPCapabilities)
+  /// QUERY_RESP accepted; `zeroSurplus` all-zero bytes beyond its register blocks were ignored.
+  case ideQueried(IDEKMQueryResponse)
+  case ideStreamSecure(streamID: UInt8, keySet: IDEKeySet)
+  /// `ide: .off`: no IDE_KM message was sent.
+  case ideSkipped
+  /// A TDI found outside CONFIG_UNLOCKED (left by an earlier connection) and stopped.
+  case interfaceStopped(TDISPInterfaceID, was: TDIState)
+  /// GET_DEVICE_INTERFACE_STATE for this TDI is under way (part of ``TSMConnectStep/interfaceStates``).
+  case checkingInterface(TDISPInterfaceID)
+  case interfacesUnlocked(Int)
 }
 
 /// Evidence about one TDI for its guest (SEMANTICS.md §8): the device's certificate chain, signed
@@ -147,6 +202,8 @@ public final class HostTSM<Transport: TSMTransport> {
   public var sessionSecrets: [SPDMSessionSecrets] { earlierSessionSecrets + driver.requester.sessionSecrets }
   /// Secrets kept by the requesters of earlier connects.
   private var earlierSessionSecrets: [SPDMSessionSecrets] = []
+  /// Called synchronously as ``connect()`` starts and passes each step.
+  public var onConnectEvent: ((TSMConnectEvent) -> Void)?
   private let policy: SPDMRequesterPolicy
   private let entropy: any EntropySource
 
@@ -214,15 +271,26 @@ public final class HostTSM<Transport: TSMTransport> {
     let chain: [X509Certificate]
     let measurements: MeasurementsResponse
     let sessionID: UInt32
+    let event = onConnectEvent ?? { _ in }
     do {
+      event(.starting(.doeDiscovery))
       protocols = try driver.transport.discoverProtocols()
       guard protocols.contains(.spdm), protocols.contains(.securedSPDM) else {
         throw TSMError(.EIO, .missingProtocols(protocols))
       }
+      event(.discovered(protocols))
+      event(.starting(.vca))
       algorithms = try driver.initializeConnection()
+      event(.negotiated(algorithms))
+      event(.starting(.certificateChain))
       chain = try driver.retrieveCertificateChain()
+      event(.certificateChainVerified(chain, anchor: driver.requester.trustAnchor))
+      event(.starting(.measurements))
       measurements = try driver.measurements(signed: true)
+      event(.measurementsVerified(measurements))
+      event(.starting(.session))
       sessionID = try driver.startSession(summaryType: .all)
+      event(.sessionEstablished(sessionID))
     } catch let error as TSMError {
       failure = error
       throw error
@@ -234,23 +302,47 @@ public final class HostTSM<Transport: TSMTransport> {
     session = sessionID
     do throws(TSMError) {
       let dsm = TDISPInterfaceID(requesterID: configuration.dsmFunction.rawValue)
+      event(.starting(.tdispVersion))
       guard case .version(let versions) = try tdisp(dsm, .getVersion, expecting: .tdispVersion),
         versions.contains(.v10)
       else {
         throw fail(
           TSMError(.EIO, .unexpectedResponse("the device offers no TDISP version Cove speaks (1.0)")))
       }
+      event(.tdispVersions(versions))
+      event(.starting(.tdispCapabilities))
       guard
         case .capabilities(let capabilities) = try tdisp(
           dsm, .getCapabilities(tsmCapabilities: 0), expecting: .tdispCapabilities)
       else { throw fail(TSMError(.EIO, .unexpectedResponse("GET_TDISP_CAPABILITIES"))) }
-      let ideQuery = try query()
-      guard ideQuery.capability.selectiveStreamCount + ideQuery.capability.linkStreamCount > 0 else {
-        throw fail(TSMError(.EIO, .ideKeyProgramming("QUERY_RESP: port 0 has no IDE stream")))
+      event(.tdispCapabilities(capabilities))
+      var ideQuery: IDEKMQueryResponse?
+      switch configuration.ide {
+      case .required:
+        event(.starting(.ideQuery))
+        let answer = try query()
+        event(.ideQueried(answer))
+        event(.starting(.ideKeyProgramming))
+        // Cove keys a selective stream (the one every TDI locks on): a port without one cannot
+        // carry it, whatever Link IDE it has. The answer is well-formed, only unusable: a refusal,
+        // not a protocol failure, so the session is ended (END_SESSION) rather than torn down.
+        guard answer.capability.selectiveStreamCount > 0 else {
+          throw TSMError(
+            .EIO,
+            .ideKeyProgramming(
+              "the device has no Selective IDE stream: QUERY_RESP for port 0 has IDE Capability \(answer.capability.hexDescription) (Selective IDE Streams Supported is 0\(answer.capability.linkIDESupported ? ", Link IDE only" : ", no Link IDE either")), so selective stream \(configuration.streamID) cannot be keyed; for a link without IDE use --ide off"
+            ))
+        }
+        ideQuery = answer
+        try programStream(keySet: .k0)
+        event(.ideStreamSecure(streamID: configuration.streamID, keySet: .k0))
+      case .off:
+        event(.ideSkipped)
       }
-      try programStream(keySet: .k0)
+      event(.starting(.interfaceStates))
       var stopped: [TDISPInterfaceID] = []
       for id in interfaces.keys.sorted(by: { $0.functionID < $1.functionID }) {
+        event(.checkingInterface(id))
         guard
           case .deviceInterfaceState(let state) = try tdisp(
             id, .getDeviceInterfaceState, expecting: .deviceInterfaceState)
@@ -258,16 +350,18 @@ public final class HostTSM<Transport: TSMTransport> {
         if state != .configUnlocked {
           _ = try tdisp(id, .stopInterface, expecting: .stopInterface)
           stopped.append(id)
+          event(.interfaceStopped(id, was: state))
         }
         interfaces[id]?.state = .unlocked
         interfaces[id]?.report = nil
         interfaces[id]?.startNonce = nil
       }
+      event(.interfacesUnlocked(interfaces.count))
       tdispCapabilities = capabilities
       connection = TSMConnection(
         doeProtocols: protocols, algorithms: algorithms, certificateChain: chain, measurements: measurements,
         sessionID: sessionID, tdispVersions: versions, tdispCapabilities: capabilities, ideQuery: ideQuery,
-        keySet: .k0, stoppedInterfaces: stopped)
+        keySet: self.keySet, stoppedInterfaces: stopped)
       return connection!
     } catch {
       // A refusal (not a transport failure) still leaves a session open: end it, the connect failed.
@@ -449,7 +543,10 @@ public final class HostTSM<Transport: TSMTransport> {
   /// IDE key refresh (PCIe 6.x §6.33.4): the other key set is programmed on both ends and set to
   /// GO; the stream switches to it and stays SECURE throughout.
   public func refreshKeys() throws(TSMError) {
-    guard let current = keySet else { throw .notConnected }
+    guard session != nil else { throw .notConnected }
+    guard let current = keySet else {
+      throw TSMError(.EINVAL, .invalidState("no IDE stream is keyed on this connection (ide: off)"))
+    }
     try programStream(keySet: current.other)
   }
 
@@ -538,10 +635,20 @@ public final class HostTSM<Transport: TSMTransport> {
     return TSMInterfaceReport(bytes: bytes, report: report, digest: hash.hash(bytes), portions: portions)
   }
 
+  /// QUERY for port 0. The answer is decoded accepting an all-zero surplus after its register
+  /// blocks (see ``IDEKMQueryResponse``: DMTF's sample device sends one); the caller learns of it from
+  /// `zeroSurplus`. Anything else malformed, or an answer for another port, fails the connect with
+  /// what exactly was wrong.
   private func query() throws(TSMError) -> IDEKMQueryResponse {
     let response = try ideKM(IDEKMQuery(portIndex: 0).encode())
-    guard let answer = try? IDEKMQueryResponse(parsing: response), answer.portIndex == 0 else {
-      throw fail(TSMError(.EIO, .ideKeyProgramming("QUERY_RESP malformed or for another port")))
+    let answer: IDEKMQueryResponse
+    do { answer = try IDEKMQueryResponse(parsing: response, allowingZeroSurplus: true) } catch {
+      throw fail(
+        TSMError(.EIO, .ideKeyProgramming("QUERY_RESP (\(response.count) bytes) malformed: \(error)")))
+    }
+    guard answer.portIndex == 0 else {
+      throw fail(
+        TSMError(.EIO, .ideKeyProgramming("QUERY_RESP is for port \(answer.portIndex), asked for port 0")))
     }
     return answer
   }

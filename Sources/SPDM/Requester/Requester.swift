@@ -20,6 +20,8 @@ public struct SPDMRequester {
   public private(set) var digests: [[UInt8]] = []
   /// The verified slot-0 chain, root first, and the SPDM-format chain it came in.
   public private(set) var certificateChain: [X509Certificate] = []
+  /// The trust anchor the certificate chain was verified to (the root of the validated path).
+  public private(set) var trustAnchor: X509Certificate?
   public private(set) var spdmCertificateChain: SPDMCertificateChain?
   /// Summary hashes the responder committed to in CHALLENGE_AUTH / KEY_EXCHANGE_RSP.
   public private(set) var committedSummaryHash: (type: MeasurementSummaryHashType, hash: [UInt8])?
@@ -328,7 +330,7 @@ public struct SPDMRequester {
     } catch {
       throw .certificateChain(error)
     }
-    _ = verified
+    trustAnchor = verified.first
     do {
       let key = try certificates[certificates.count - 1].publicKey()
       guard key.curve == algorithms.signatureCurve else {
