@@ -136,12 +136,14 @@ public struct ResponderCommand: ParsableCommand {
   }
 
   static func save(core: SPDMSocketResponderCore, pcap: String?, keys: String?) {
-    if let pcap {
-      FileManager.default.createFile(atPath: pcap, contents: Data(core.pcap()))
-    }
-    if let keys {
-      FileManager.default.createFile(
-        atPath: keys, contents: Data(SessionKeysFile.write(core.sessionSecrets).utf8))
+    if let pcap { saveFile(pcap, Data(core.pcap())) }
+    if let keys { saveFile(keys, Data(SessionKeysFile.write(core.sessionSecrets).utf8)) }
+  }
+
+  /// Writes a capture or key log; a file that cannot be written is said, not lost silently.
+  static func saveFile(_ path: String, _ data: Data) {
+    if !FileManager.default.createFile(atPath: path, contents: data) {
+      FileHandle.standardError.write(Data("cove: cannot write \(path)\n".utf8))
     }
   }
 }
@@ -280,11 +282,10 @@ public struct TSMCommand: ParsableCommand {
     defer {
       if let pcap {
         let linkType = binding == .mctp ? PcapFormat.linkTypeMCTP : PcapFormat.linkTypePCIDOE
-        FileManager.default.createFile(
-          atPath: pcap, contents: Data(PcapWriter.write(capture, linkType: linkType)))
+        ResponderCommand.saveFile(pcap, Data(PcapWriter.write(capture, linkType: linkType)))
       }
       if let keys {
-        FileManager.default.createFile(atPath: keys, contents: Data(SessionKeysFile.write(secrets).utf8))
+        ResponderCommand.saveFile(keys, Data(SessionKeysFile.write(secrets).utf8))
       }
     }
     var failedStep = "connect"

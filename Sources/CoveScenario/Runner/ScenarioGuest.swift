@@ -1,4 +1,4 @@
-public import CoveCrypto
+import CoveCrypto
 import CoveGuestDrivers
 public import GuestABI
 public import GuestKernel

@@ -1,6 +1,6 @@
 public import GuestABI
 import HostPlatform
-public import IOMMU
+import IOMMU
 public import PCIe
 public import SPDM
 public import TDISP

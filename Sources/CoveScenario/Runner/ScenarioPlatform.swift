@@ -1,7 +1,7 @@
 public import CoveCrypto
 import CoveGuestDrivers
 public import GuestABI
-public import GuestKernel
+import GuestKernel
 public import HostPlatform
 import IOMMU
 public import PCIe

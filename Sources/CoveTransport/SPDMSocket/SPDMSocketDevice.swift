@@ -2,7 +2,7 @@ public import CoveCrypto
 public import CoveScenario
 public import HostPlatform
 import IDEKM
-public import PCIe
+import PCIe
 public import SPDM
 import TDISP
 
