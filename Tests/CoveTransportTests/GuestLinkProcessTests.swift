@@ -55,7 +55,7 @@ import Testing
 
     var log: String { transcript.value }
 
-    func wait(for needle: String, count: Int = 1, seconds: Double = 60) throws {
+    func wait(for needle: String, count: Int = 1, seconds: Double = 180) throws {
       let deadline = Date().addingTimeInterval(seconds)
       while log.components(separatedBy: needle).count - 1 < count {
         guard Date() < deadline, process.isRunning else {
@@ -106,7 +106,7 @@ import Testing
       return process.terminationStatus
     }
 
-    func wait(for needle: String, seconds: Double = 60) throws {
+    func wait(for needle: String, seconds: Double = 180) throws {
       let deadline = Date().addingTimeInterval(seconds)
       while !log.contains(needle) {
         guard Date() < deadline, process.isRunning else {
@@ -177,7 +177,7 @@ import Testing
           - bind: { device: "03:00.1", driver: cove-dma }
 
         """
-      for _ in 0..<dmaSteps { steps += "  - dma: { device: \"03:00.1\", size: 4MiB }\n" }
+      for _ in 0..<dmaSteps { steps += "  - dma: { device: \"03:00.1\", size: 1MiB }\n" }
       let path = host.directory.appendingPathComponent("\(name).yaml")
       try steps.write(to: path, atomically: true, encoding: .utf8)
       return path.path
