@@ -122,19 +122,19 @@ enum GuestLinkBench {
     let failures = Mutex<[String]>([])
     for _ in 0..<guests {
       let thread = Thread {
+        // The client is gone (its socket closed) before the thread says it is done.
+        defer { done.signal() }
         let client: GuestLinkClient
         do { client = try GuestLinkClient(socketPath: socket, hello: hello, group: group) } catch {
           failures.withLock { $0.append("\(error)") }
           ready.signal()
-          done.signal()
           return
         }
+        defer { client.goodbye() }
         ready.signal()
         go.wait()
         let rate = rate(seconds: seconds) { _ = try? client.configRead(function, offset: 0, size: 4) }
         rates.withLock { $0.append(rate) }
-        client.goodbye()
-        done.signal()
       }
       thread.start()
     }

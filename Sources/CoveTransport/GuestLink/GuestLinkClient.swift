@@ -314,7 +314,13 @@ final class Connection: Sendable {
     close()
   }
 
-  func close() { channel.close(promise: nil) }
+  /// Closes the socket once (a goodbye closes it, the client's deinit would again).
+  func close() {
+    guard !closed.exchange(true, ordering: .relaxed) else { return }
+    channel.close(promise: nil)
+  }
+
+  private let closed = Atomic<Bool>(false)
 
   final class Inbox: Sendable {
     struct State {
