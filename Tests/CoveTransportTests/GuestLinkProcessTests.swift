@@ -117,6 +117,34 @@ import Testing
     }
   }
 
+  static let bind = "bind: { device: \"03:00.1\", driver: cove-dma }"
+
+  /// An image with one cove-dma device assigned as 03:00.1, the steps `first`, then `count` DMA steps
+  /// of `dma` bytes; written to `directory`, its path returned.
+  static func loopImage(
+    _ name: String, seed: Int, memory: String, in directory: URL, first: [String], dma: String, count: Int
+  ) throws -> String {
+    var text = """
+      name: \(name)
+      seed: \(seed)
+      guest: { memory: \(memory), boundary: half, swiotlb: 1MiB, autoprobe: false }
+      devices:
+        - model: cove-dma
+          bus: 3
+          functions: 2
+          assign: ["03:00.1"]
+      policy: { trust-anchors: [device], measurements: device }
+      drivers: [cove-dma]
+      steps:
+
+      """
+    for step in first { text += "  - \(step)\n" }
+    for _ in 0..<count { text += "  - dma: { device: \"03:00.1\", size: \(dma) }\n" }
+    let path = directory.appendingPathComponent("\(name).yaml")
+    try text.write(to: path, atomically: true, encoding: .utf8)
+    return path.path
+  }
+
   /// The records of an image run in this process, as `--trace` writes them.
   static func oneProcessTrace(_ name: String) throws -> String {
     let text = try String(contentsOf: images.appendingPathComponent("\(name).yaml"), encoding: .utf8)
@@ -159,28 +187,10 @@ import Testing
     let host = try Host()
     defer { host.stop() }
     func image(_ name: String, dmaSteps: Int) throws -> String {
-      var steps = """
-        name: \(name)
-        seed: 3
-        guest: { memory: 64MiB, boundary: half, swiotlb: 1MiB, autoprobe: false }
-        devices:
-          - model: cove-dma
-            bus: 3
-            functions: 2
-            assign: ["03:00.1"]
-        policy: { trust-anchors: [device], measurements: device }
-        drivers: [cove-dma]
-        steps:
-          - lock: "03:00.1"
-          - accept: "03:00.1"
-            expect: { tdi: RUN }
-          - bind: { device: "03:00.1", driver: cove-dma }
-
-        """
-      for _ in 0..<dmaSteps { steps += "  - dma: { device: \"03:00.1\", size: 1MiB }\n" }
-      let path = host.directory.appendingPathComponent("\(name).yaml")
-      try steps.write(to: path, atomically: true, encoding: .utf8)
-      return path.path
+      try Self.loopImage(
+        name, seed: 3, memory: "64MiB", in: host.directory,
+        first: ["lock: \"03:00.1\"", "accept: \"03:00.1\"", Self.bind],
+        dma: "1MiB", count: dmaSteps)
     }
     let victim = try Guest([try image("dma-loop", dmaSteps: 400), "--connect", host.socket])
     try host.wait(for: "dma-loop (seed 3) as guest 1")
@@ -210,25 +220,9 @@ import Testing
   /// The host killed under a running guest: the guest says so and exits with status 3.
   @Test func aHostThatGoesAwayEndsTheGuestWithAClearError() throws {
     let host = try Host()
-    var steps = """
-      name: long
-      seed: 4
-      guest: { memory: 16MiB, boundary: half, swiotlb: 1MiB, autoprobe: false }
-      devices:
-        - model: cove-dma
-          bus: 3
-          functions: 2
-          assign: ["03:00.1"]
-      policy: { trust-anchors: [device], measurements: device }
-      drivers: [cove-dma]
-      steps:
-        - bind: { device: "03:00.1", driver: cove-dma }
-
-      """
-    for _ in 0..<2000 { steps += "  - dma: { device: \"03:00.1\", size: 64KiB }\n" }
-    let path = host.directory.appendingPathComponent("long.yaml")
-    try steps.write(to: path, atomically: true, encoding: .utf8)
-    let guest = try Guest([path.path, "--connect", host.socket])
+    let path = try Self.loopImage(
+      "long", seed: 4, memory: "16MiB", in: host.directory, first: [Self.bind], dma: "64KiB", count: 2000)
+    let guest = try Guest([path, "--connect", host.socket])
     try guest.wait(for: "step 4: DMA")
     kill(host.process.processIdentifier, SIGKILL)
     host.process.waitUntilExit()

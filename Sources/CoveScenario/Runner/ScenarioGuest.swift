@@ -48,25 +48,25 @@ public final class ScenarioGuest {
     let policy = image.policy
     var anchors: [[UInt8]] = []
     for anchor in policy.trustAnchors {
-      let (seed, prefix): (UInt64, String)
-      switch anchor {
-      case .device(let identity):
-        guard image.devices.contains(where: { $0.identitySeed == identity }) else { continue }
-        (seed, prefix) = (identity, ScenarioDevice.commonNamePrefix)
-      case .other(let identity): (seed, prefix) = (identity, "Other")
-      }
       do {
-        let pki = try TestPKI.generate(
-          entropy: SeededEntropy(seed: seed), commonNamePrefix: prefix, notBefore: BuiltInDevice.notBefore,
-          validityDays: 36_525)
-        anchors.append(pki.root.der)
+        switch anchor {
+        case .device(let identity):
+          guard image.devices.contains(where: { $0.identitySeed == identity }) else { continue }
+          anchors.append(try GuestImage.Device.identity(seed: identity).root.der)
+        case .other(let identity):
+          let other = try TestPKI.generate(
+            entropy: SeededEntropy(seed: identity), commonNamePrefix: "Other",
+            notBefore: BuiltInDevice.notBefore,
+            validityDays: 36_525)
+          anchors.append(other.root.der)
+        }
       } catch { throw RunError("policy: \(error)") }
     }
     var measurements: [UInt8: Set<[UInt8]>] = [:]
     if let explicit = policy.measurements {
       for (index, values) in explicit { measurements[index] = Set(values) }
     } else if let device = image.devices.first(where: { !$0.assign.isEmpty }) {
-      for block in device.measurements.map(ScenarioDevice.blocks) ?? BuiltInDevice.firmwareMeasurements() {
+      for block in device.measurementBlocks {
         if let value = block.dmtf?.value { measurements[block.index] = [value] }
       }
     }

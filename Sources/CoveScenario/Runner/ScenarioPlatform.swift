@@ -14,8 +14,6 @@ public typealias ScenarioTransport = FaultInjectingDOETransport<DOEMailboxTransp
 
 /// One emulated device of a scenario with its TSM.
 public final class ScenarioDevice {
-  /// The common-name prefix of a scenario device's certificates (its identity derives from its seed).
-  static let commonNamePrefix = "Cove cove-dma"
   public let spec: GuestImage.Device
   public let device: CoveDMADevice
   public let tsm: HostTSM<ScenarioTransport>
@@ -25,12 +23,10 @@ public final class ScenarioDevice {
 
   init(spec: GuestImage.Device, seed: UInt64, index: Int) throws(RunError) {
     self.spec = spec
-    do {
-      pki = try TestPKI.generate(
-        entropy: SeededEntropy(seed: spec.identitySeed), commonNamePrefix: Self.commonNamePrefix,
-        notBefore: BuiltInDevice.notBefore, validityDays: 36_525)
-    } catch { throw RunError("device identity: \(error)") }
-    measurements = spec.measurements.map(Self.blocks) ?? BuiltInDevice.firmwareMeasurements()
+    do { pki = try GuestImage.Device.identity(seed: spec.identitySeed) } catch {
+      throw RunError("device identity: \(error)")
+    }
+    measurements = spec.measurementBlocks
     var template = TEEIODeviceTemplate(
       bus: spec.bus, physicalFunctions: spec.functions, virtualFunctions: spec.virtualFunctions,
       reportTweaks: InterfaceReportTweaks(
@@ -57,15 +53,6 @@ public final class ScenarioDevice {
       rootPort: device.rootPort, policy: policy, entropy: SeededEntropy(seed: seed &+ 200 &+ UInt64(index)))
   }
 
-  static func blocks(_ measurements: [GuestImage.Measurement]) -> [MeasurementBlock] {
-    measurements.map { m in
-      MeasurementBlock(
-        index: m.index,
-        dmtf: DMTFMeasurement(
-          valueType: DMTFMeasurementValueType(rawValue: GuestImage.measurementTypes[m.type] ?? 1),
-          isRawBitStream: m.raw, value: m.value))
-    }
-  }
 }
 
 /// Why a scenario could not be set up or run (exit status 2 territory).
@@ -191,5 +178,29 @@ public final class ScenarioPlatform {
   /// The device a function belongs to.
   public func device(of function: RequesterID) -> ScenarioDevice? {
     devices.first { $0.device.tdisp.functionIDs.contains(function) }
+  }
+}
+
+extension GuestImage.Device {
+  /// The test PKI of a device with identity seed `seed` (root, intermediate, device certificate and
+  /// key, P-384): what a scenario's device presents, `cove responder` serves, and a guest owner who
+  /// names the device as a trust anchor derives the root from.
+  public static func identity(seed: UInt64) throws(CryptoError) -> TestPKI {
+    try TestPKI.generate(
+      entropy: SeededEntropy(seed: seed), commonNamePrefix: "Cove cove-dma",
+      notBefore: BuiltInDevice.notBefore,
+      validityDays: 36_525)
+  }
+
+  /// The device's measurement blocks: the image's, or the built-in firmware's when it gives none.
+  public var measurementBlocks: [MeasurementBlock] {
+    guard let measurements else { return BuiltInDevice.firmwareMeasurements() }
+    return measurements.map { m in
+      MeasurementBlock(
+        index: m.index,
+        dmtf: DMTFMeasurement(
+          valueType: DMTFMeasurementValueType(rawValue: GuestImage.measurementTypes[m.type] ?? 1),
+          isRawBitStream: m.raw, value: m.value))
+    }
   }
 }

@@ -25,23 +25,11 @@ public struct SPDMSocketDeviceIdentity: Sendable {
 
   /// The identity a scenario gives `spec` (``ScenarioDevice``): its seeded test PKI and measurements.
   public init(spec: GuestImage.Device) throws(CryptoError) {
-    let pki = try TestPKI.generate(
-      entropy: SeededEntropy(seed: spec.identitySeed), commonNamePrefix: "Cove cove-dma",
-      notBefore: BuiltInDevice.notBefore, validityDays: 36_525)
+    let pki = try GuestImage.Device.identity(seed: spec.identitySeed)
     self.init(
-      certificateChain: pki.chainRootToLeaf, signingKey: pki.deviceKey,
-      measurements: spec.measurements.map(Self.blocks) ?? BuiltInDevice.firmwareMeasurements())
+      certificateChain: pki.chainRootToLeaf, signingKey: pki.deviceKey, measurements: spec.measurementBlocks)
   }
 
-  static func blocks(_ measurements: [GuestImage.Measurement]) -> [MeasurementBlock] {
-    measurements.map { m in
-      MeasurementBlock(
-        index: m.index,
-        dmtf: DMTFMeasurement(
-          valueType: DMTFMeasurementValueType(rawValue: GuestImage.measurementTypes[m.type] ?? 1),
-          isRawBitStream: m.raw, value: m.value))
-    }
-  }
 }
 
 extension CoveDMADevice {
