@@ -101,7 +101,16 @@ public struct GuestCommand: ParsableCommand {
   @Flag(name: .customLong("no-colour"), help: "Never colour the timeline.")
   public var noColour = false
 
+  @Option(help: "Seconds any one call may wait for the host's answer before the host counts as gone.")
+  public var timeout: Double = 120
+
   public init() {}
+
+  public func validate() throws {
+    guard timeout > 0, timeout <= 86_400 else {
+      throw ValidationError("--timeout must be 0 to 86400 seconds")
+    }
+  }
 
   public func run() throws {
     let (text, file) = try ImageSource.text(image)

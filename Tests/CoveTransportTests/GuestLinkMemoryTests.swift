@@ -107,3 +107,39 @@ import Testing
     #expect(try link.client.read(gpa: page, count: 4096) == fresh)
   }
 }
+
+/// A host that accepts the connection and then answers nothing: the guest gives up after its
+/// timeout with a typed error instead of hanging.
+@Suite struct GuestLinkTimeoutTests {
+  @Test func aSilentHostTimesTheGuestOut() throws {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "cove-silent-\(UUID().uuidString.prefix(8))")
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: directory) }
+    let path = directory.appendingPathComponent("s").path
+    let listener = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+    #expect(listener >= 0)
+    defer { close(listener) }
+    var address = sockaddr_un()
+    address.sun_family = sa_family_t(AF_UNIX)
+    withUnsafeMutableBytes(of: &address.sun_path) { bytes in
+      for (i, byte) in path.utf8.enumerated() { bytes[i] = byte }
+    }
+    let bound = withUnsafePointer(to: &address) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+        bind(listener, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+      }
+    }
+    #expect(bound == 0)
+    #expect(listen(listener, 1) == 0)
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    defer { try? group.syncShutdownGracefully() }
+    let started = ContinuousClock.now
+    #expect(throws: GuestLinkError(.disconnected, "the host did not answer within 0.3 seconds")) {
+      _ = try GuestLinkClient(
+        socketPath: path, hello: GuestLinkHello(seed: 1, imageSource: "default", imageText: "name: x"),
+        group: group, timeout: .milliseconds(300))
+    }
+    #expect(ContinuousClock.now - started < .seconds(5))
+  }
+}

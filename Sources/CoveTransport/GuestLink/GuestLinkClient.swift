@@ -37,11 +37,13 @@ public final class GuestLinkClient: GuestHostInterface, ScenarioHostControl {
 
   /// Connects to the host at `socketPath`, says hello and maps the guest's memory. `records` receives
   /// the records of the boot-time TSM connect, before this returns.
+  /// `timeout`: how long any one call may wait for its answer before the host counts as gone (a host
+  /// that is alive but answers nothing must not hang the guest for ever).
   public init(
-    socketPath: String, hello: GuestLinkHello, group: any EventLoopGroup,
+    socketPath: String, hello: GuestLinkHello, group: any EventLoopGroup, timeout: Duration = .seconds(120),
     records: ([TraceRecord]) -> Void = { _ in }
   ) throws(GuestLinkError) {
-    connection = try Connection(socketPath: socketPath, group: group)
+    connection = try Connection(socketPath: socketPath, group: group, timeout: timeout)
     let (bootRecords, answer) = try connection.exchange(GuestLinkFrame(.hello, payload: hello.encoded))
     records(bootRecords)
     guard answer.kind == .welcome else {
@@ -270,7 +272,10 @@ final class Connection: Sendable {
   private let channel: any Channel
   private let inbox: Inbox
 
-  init(socketPath: String, group: any EventLoopGroup) throws(GuestLinkError) {
+  private let timeout: Duration
+
+  init(socketPath: String, group: any EventLoopGroup, timeout: Duration) throws(GuestLinkError) {
+    self.timeout = timeout
     let inbox = Inbox()
     do {
       channel = try ClientBootstrap(group: group)
@@ -304,7 +309,15 @@ final class Connection: Sendable {
       throw lost
     }
     send(frame)
-    do { return try promise.futureResult.wait() } catch let error as GuestLinkError { throw error } catch {
+    let (inbox, timeout) = (inbox, timeout)
+    let timer = channel.eventLoop.scheduleTask(in: .nanoseconds(timeout.nanoseconds)) {
+      inbox.end(GuestLinkError(.disconnected, "the host did not answer within \(timeout)"))
+    }
+    defer { timer.cancel() }
+    do { return try promise.futureResult.wait() } catch let error as GuestLinkError {
+      if error.message.hasPrefix("the host did not answer") { close() }
+      throw error
+    } catch {
       throw GuestLinkError(.disconnected, "\(error)")
     }
   }
@@ -418,5 +431,14 @@ final class Connection: Sendable {
       inbox.end(GuestLinkError(.disconnected, "\(error)"))
       context.close(promise: nil)
     }
+  }
+}
+
+extension Duration {
+  /// Whole nanoseconds, saturating (NIO's TimeAmount takes an Int64).
+  var nanoseconds: Int64 {
+    let (seconds, attoseconds) = components
+    let (scaled, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+    return overflow ? .max : scaled.addingReportingOverflow(attoseconds / 1_000_000_000).partialValue
   }
 }
