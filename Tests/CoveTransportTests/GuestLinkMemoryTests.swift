@@ -4,6 +4,7 @@ import GuestABI
 import HostPlatform
 import IOMMU
 import NIOCore
+import NIOEmbedded
 import NIOPosix
 import Testing
 
@@ -141,5 +142,32 @@ import Testing
         group: group, timeout: .milliseconds(300))
     }
     #expect(ContinuousClock.now - started < .seconds(5))
+  }
+}
+
+/// However the host learns that a guest is gone — end of file, or a write to a peer that is no more
+/// (which one comes first is only timing) — it is logged as the guest going away and torn down.
+@Suite struct GuestLinkGoneTests {
+  final class Lines: @unchecked Sendable {
+    private let lock = NSLock()
+    private var lines: [String] = []
+    func add(_ line: String) { lock.withLock { lines.append(line) } }
+    var all: [String] { lock.withLock { lines } }
+  }
+
+  @Test func aSocketErrorIsTheGuestGoingAway() throws {
+    let lines = Lines()
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    defer { try? group.syncShutdownGracefully() }
+    let host = GuestLinkHost(socketPath: "unused", group: group, log: { lines.add($0) })
+    let channel = EmbeddedChannel(handler: GuestLinkServerHandler(host: host))
+    try channel.connect(to: SocketAddress(unixDomainSocketPath: "/unused")).wait()
+    #expect(host.connectedGuests == 1)
+    channel.pipeline.fireErrorCaught(IOError(errnoCode: EPIPE, reason: "write(descriptor:pointer:size:)"))
+    _ = try? channel.finish()
+    #expect(host.connectedGuests == 0)
+    #expect(lines.all.count == 1)
+    #expect(
+      lines.all.first?.hasPrefix("connection 1 lost (the guest went away mid-flow; ") == true, "\(lines.all)")
   }
 }

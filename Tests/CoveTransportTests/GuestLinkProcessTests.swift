@@ -201,7 +201,7 @@ import Testing
     try victim.wait(for: "step 6: DMA")
     kill(victim.process.processIdentifier, SIGKILL)
     #expect(victim.finish() == SIGKILL)
-    try host.wait(for: "lost (the guest went away mid-flow)")
+    try host.wait(for: "lost (the guest went away mid-flow")
     let line = try #require(
       host.log.split(separator: "\n").first { $0.contains("lost (the guest went away") })
     #expect(line.contains("dma-loop (seed 3)"), "\(line)")

@@ -136,8 +136,10 @@ final class GuestLinkServerHandler: ChannelInboundHandler {
     context.fireChannelInactive()
   }
 
+  /// A socket error (a reset, a write to a peer that is gone) is the guest going away too: whether
+  /// the host sees end-of-file or an error first depends only on timing.
   func errorCaught(context: ChannelHandlerContext, error: any Error) {
-    if ended == nil { ended = "failed (\(error))" }
+    if ended == nil { ended = "lost (the guest went away mid-flow; \(error))" }
     context.close(promise: nil)
   }
 }
