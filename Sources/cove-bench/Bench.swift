@@ -10,7 +10,11 @@ import CoveCrypto
 // (3 DER certificates parsed and verified). Both are measured interleaved, median of N runs.
 import CoveScenario
 import Foundation
+import HostPlatform
+import IOMMU
+import PCIe
 import SPDM
+import TDISP
 
 /// Section 1: the SPDM connection against its crypto floor (issue: foundation, "Speed").
 enum SPDMBench {
@@ -95,6 +99,43 @@ enum SPDMBench {
         format: "  ratio       %9.3f     connection / floor (target <= 1.30): %@", ratio,
         (ratio <= 1.3 ? "met" : "NOT MET") as NSString))
   }
+}
+
+/// Times two setups interleaved, `runs` times each after 3 warm-ups, each returning the teardown that
+/// is run outside the timed part; the medians in milliseconds.
+func interleavedMedians(
+  runs: Int, _ first: () throws -> () throws -> Void, _ second: () throws -> () throws -> Void
+) throws -> (first: Double, second: Double) {
+  for _ in 0..<3 {
+    try first()()
+    try second()()
+  }
+  let clock = ContinuousClock()
+  var a: [Duration] = []
+  var b: [Duration] = []
+  for _ in 0..<runs {
+    var teardown: () throws -> Void = {}
+    a.append(try clock.measure { teardown = try first() })
+    try teardown()
+    b.append(try clock.measure { teardown = try second() })
+    try teardown()
+  }
+  return (medianMilliseconds(a), medianMilliseconds(b))
+}
+
+/// What both TSM benches time: connect, bind, LOCK (with the report) and START of one TDI, which must
+/// end in RUN. Returns the disconnect.
+func connectLockStart<Transport: TSMTransport>(
+  _ tsm: HostTSM<Transport>, _ function: RequesterID, for guest: GuestID
+)
+  throws -> () throws -> Void
+{
+  try tsm.connect()
+  try tsm.bind(function, to: guest)
+  try tsm.lock(function, for: guest)
+  try tsm.start(function, for: guest)
+  guard try tsm.deviceState(function) == .run else { fatalError("TDI not in RUN") }
+  return { try tsm.disconnect() }
 }
 
 /// The median of `samples`, in milliseconds.

@@ -43,13 +43,9 @@ enum SPDMSocketBench {
       let tsm = HostTSM(
         configuration: served.tsmConfiguration, transport: SPDMSocketTSMTransport(connection: connection),
         rootPort: rootPort, policy: policy, entropy: SystemEntropy())
-      try tsm.connect()
-      try tsm.bind(servedFunction, to: guest)
-      try tsm.lock(servedFunction, for: guest)
-      try tsm.start(servedFunction, for: guest)
-      guard try tsm.deviceState(servedFunction) == .run else { fatalError("TDI not in RUN") }
+      let disconnect = try connectLockStart(tsm, servedFunction, for: guest)
       return {
-        try tsm.disconnect()
+        try disconnect()
         try connection.end(.continue)
       }
     }
@@ -62,30 +58,10 @@ enum SPDMSocketBench {
         configuration: built.tsm,
         transport: DOEMailboxTransport(port: ConfigSpaceDOEPort(device: built.device)),
         rootPort: built.rootPort, policy: policy, entropy: SystemEntropy())
-      try tsm.connect()
-      try tsm.bind(function, to: guest)
-      try tsm.lock(function, for: guest)
-      try tsm.start(function, for: guest)
-      guard try tsm.deviceState(function) == .run else { fatalError("TDI not in RUN") }
-      return { try tsm.disconnect() }
+      return try connectLockStart(tsm, function, for: guest)
     }
 
-    let clock = ContinuousClock()
-    for _ in 0..<3 {
-      try overSocket()()
-      try inMemory()()
-    }
-    var socket: [Duration] = []
-    var memory: [Duration] = []
-    for _ in 0..<runs {
-      var teardown: () throws -> Void = {}
-      socket.append(try clock.measure { teardown = try overSocket() })
-      try teardown()
-      memory.append(try clock.measure { teardown = try inMemory() })
-      try teardown()
-    }
-    let socketMedian = medianMilliseconds(socket)
-    let memoryMedian = medianMilliseconds(memory)
+    let (socketMedian, memoryMedian) = try interleavedMedians(runs: runs, overSocket, inMemory)
     let exchanges = server.withCore { $0.exchanges } / (runs + 3)
     print("cove-bench: the SPDM socket (spdm-emu/QEMU protocol, PCI_DOE) against the in-memory DOE mailbox")
     print(

@@ -46,30 +46,10 @@ enum TDISPBench {
       let tsm = HostTSM(
         configuration: built.tsm, transport: DOEMailboxTransport(port: ConfigSpaceDOEPort(device: device)),
         rootPort: built.rootPort, policy: policy, entropy: SystemEntropy())
-      try tsm.connect()
-      try tsm.bind(function, to: guest)
-      try tsm.lock(function, for: guest)
-      try tsm.start(function, for: guest)
-      guard try tsm.deviceState(function) == .run else { fatalError("TDI not in RUN") }
-      return { try tsm.disconnect() }
+      return try connectLockStart(tsm, function, for: guest)
     }
 
-    let clock = ContinuousClock()
-    for _ in 0..<3 {
-      try spdmAlone()()
-      try fullFlow()()
-    }
-    var baseline: [Duration] = []
-    var full: [Duration] = []
-    for _ in 0..<runs {
-      var teardown: () throws -> Void = {}
-      baseline.append(try clock.measure { teardown = try spdmAlone() })
-      try teardown()
-      full.append(try clock.measure { teardown = try fullFlow() })
-      try teardown()
-    }
-    let baselineMedian = medianMilliseconds(baseline)
-    let fullMedian = medianMilliseconds(full)
+    let (baselineMedian, fullMedian) = try interleavedMedians(runs: runs, spdmAlone, fullFlow)
     print(
       "cove-bench: TDISP + IDE_KM on top of SPDM, host TSM to a two-function device over DOE in config space")
     print("  median of \(runs) interleaved runs each")
